@@ -1,0 +1,83 @@
+# ecs-service-connect-demo-app: two C daemons, their tests and their tools.
+#   make            bin/caller and bin/responder
+#   make test       unit tests and black-box tests (installs missing Debian packages when it can)
+#   make SANITIZE=1 test   the same, built with AddressSanitizer and UndefinedBehaviorSanitizer
+#   make run        responder on 5001 and caller on 5000, in the foreground
+
+CC      ?= cc
+PKGS_COMMON := libmicrohttpd jansson
+PKGS_CALLER := $(PKGS_COMMON) libcurl
+CFLAGS  ?= -O2 -g
+CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wstrict-prototypes -Wformat=2 -pthread -MMD -MP
+ifeq ($(WERROR),1)
+CFLAGS  += -Werror
+endif
+ifeq ($(SANITIZE),1)
+OUT     := build/sanitize
+CFLAGS  += -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+LDFLAGS += -fsanitize=address,undefined
+else
+OUT     := .
+endif
+OBJ     := $(if $(filter .,$(OUT)),build/obj,$(OUT)/obj)
+BIN     := $(OUT)/bin
+LDLIBS  += -pthread
+
+COMMON_SRC := $(wildcard common/*.c)
+CALLER_SRC := $(wildcard caller/*.c)
+RESPONDER_SRC := responder/main.c
+COMMON_OBJ := $(COMMON_SRC:%.c=$(OBJ)/%.o)
+CALLER_OBJ := $(CALLER_SRC:%.c=$(OBJ)/%.o)
+RESPONDER_OBJ := $(RESPONDER_SRC:%.c=$(OBJ)/%.o)
+
+UNIT_SRC := $(wildcard tests/unit/common/test_*.c)
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(OUT)/unit/%)
+
+PYTHON  := /usr/bin/python3
+
+.PHONY: all test unit blackbox deps run format format-check clean
+all: $(BIN)/caller $(BIN)/responder
+
+$(OBJ)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(shell pkg-config --cflags $(PKGS_CALLER)) -c -o $@ $<
+
+$(BIN)/responder: $(RESPONDER_OBJ) $(COMMON_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(shell pkg-config --libs $(PKGS_COMMON)) $(LDLIBS)
+
+$(BIN)/caller: $(CALLER_OBJ) $(COMMON_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(shell pkg-config --libs $(PKGS_CALLER)) $(LDLIBS)
+
+# Each unit test links the module it is named after plus what that module needs from common/.
+$(OUT)/unit/common/test_%: tests/unit/common/test_%.c $(COMMON_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(COMMON_OBJ) \
+		$(shell pkg-config --libs $(PKGS_COMMON) cmocka) $(LDLIBS)
+
+deps:
+	@scripts/install-deps.sh
+
+unit: $(UNIT_BIN)
+	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
+
+blackbox: all
+	BIN_DIR=$(abspath $(BIN)) $(PYTHON) -m pytest -q tests/blackbox
+
+test: deps
+	$(MAKE) all unit blackbox
+
+run: all
+	@scripts/run-local.sh $(BIN)
+
+format:
+	clang-format -i $(COMMON_SRC) $(CALLER_SRC) $(RESPONDER_SRC) $(wildcard common/*.h caller/*.h) $(UNIT_SRC)
+
+format-check:
+	clang-format --dry-run --Werror $(COMMON_SRC) $(CALLER_SRC) $(RESPONDER_SRC) $(wildcard common/*.h caller/*.h) $(UNIT_SRC)
+
+clean:
+	rm -rf bin build
+
+-include $(shell find build -name '*.d' 2>/dev/null)

@@ -1,0 +1,124 @@
+/* The caller ("Service A"): its own store, plus GET / that merges in the responder's. */
+#include <curl/curl.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "../common/daemon.h"
+#include "../common/log.h"
+#include "merge.h"
+#include "upstream.h"
+
+#define URL_MAX 2048
+
+/* GET /: holds the request while the upstream thread asks the responder. */
+static void
+root_get(struct http_exchange *ex, void *upstream)
+{
+	http_suspend(ex);
+	upstream_fetch(upstream, http_request_id(ex), ex);
+}
+
+/* Called when the responder's answer (or the reason there is none) is known: answers GET /. */
+static void
+on_fetched(struct upstream_result *result, void *service, void *request)
+{
+	struct data_service *data = service;
+	struct http_exchange *ex = request;
+	struct MHD_Response *response;
+	const char *items;
+	size_t len, size = 0;
+
+	store_snapshot(&data->store, &items, &len, NULL);
+	response = merge_answer(items, len, result, &size);
+	if (response == NULL)
+		http_reply_error(ex, 500, "Out of memory building the answer");
+	else
+		http_reply(ex, 200, response, size);
+	http_resume(ex);
+}
+
+/* Reads the caller's own settings; returns 0, or -1 after printing what is wrong. */
+static int
+upstream_config_load(struct upstream_config *c, char *url, size_t url_size)
+{
+	static const char *const url_vars[] = {"RESPONDER_URL", "SERVICE_B_URL", NULL};
+	const char *base = config_string(url_vars, "http://responder:5000");
+	long long v;
+	size_t n = strlen(base);
+
+	while (n > 0 && base[n - 1] == '/')
+		n--;
+	if ((strncmp(base, "http://", 7) != 0 && strncmp(base, "https://", 8) != 0) ||
+	    n >= url_size || n <= 8) {
+		fprintf(stderr, "caller: RESPONDER_URL=%s is invalid: expected an http:// or https:// URL\n",
+			base);
+		return -1;
+	}
+	memcpy(url, base, n);
+	url[n] = '\0';
+	c->base_url = url;
+	if (config_integer("UPSTREAM_TIMEOUT_MS", 2000, 1, 600000, &v) < 0)
+		return -1;
+	c->timeout_ms = (long)v;
+	if (config_integer("UPSTREAM_CONNECT_TIMEOUT_MS", 1000, 1, 600000, &v) < 0)
+		return -1;
+	c->connect_timeout_ms = (long)v;
+	if (config_integer("UPSTREAM_DNS_CACHE_S", 2, 0, 3600, &v) < 0)
+		return -1;
+	c->dns_cache_s = (long)v;
+	if (config_integer("UPSTREAM_MAX_BYTES", 72LL << 20, 1024, 64LL << 30, &v) < 0)
+		return -1;
+	c->max_bytes = (size_t)v;
+	return 0;
+}
+
+static void
+stop_upstream(void *upstream)
+{
+	upstream_stop(upstream);
+}
+
+int
+main(int argc, char **argv)
+{
+	struct upstream_config ucfg;
+	struct upstream *upstream = NULL;
+	struct daemon d;
+	char url[URL_MAX];
+	int status;
+
+	if (daemon_init(&d, "caller", "Data stored successfully in Service A", argc, argv,
+			&status) < 0)
+		return status;
+	if (upstream_config_load(&ucfg, url, sizeof(url)) < 0) {
+		status = CONFIG_EXIT_STATUS;
+		goto out;
+	}
+	/* Before any thread starts: libcurl's global set-up is not thread-safe everywhere. */
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+		log_msg(LOG_ERROR, "curl_global_init failed");
+		status = 1;
+		goto out;
+	}
+	upstream = upstream_start(&ucfg, on_fetched, &d.data);
+	if (upstream == NULL) {
+		status = 1;
+		goto cleanup_curl;
+	}
+	log_msg(LOG_INFO, "responder at %s", url);
+	{
+		const struct http_route routes[] = {
+			{"/", root_get, NULL, upstream},
+			{"/data", data_get, data_post, &d.data},
+			{"/health", health_get, NULL, NULL},
+		};
+
+		status = daemon_serve(&d, routes, sizeof(routes) / sizeof(routes[0]), stop_upstream,
+				      upstream);
+	}
+cleanup_curl:
+	curl_global_cleanup();
+out:
+	daemon_destroy(&d);
+	return status;
+}

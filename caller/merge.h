@@ -1,0 +1,23 @@
+/* The caller's GET / answer: both stores in one document. */
+#ifndef CALLER_MERGE_H
+#define CALLER_MERGE_H
+
+#include <microhttpd.h>
+
+#include "upstream.h"
+
+/* The text the original demo puts before the reason a call failed. */
+#define MERGE_ERROR_PREFIX "Failed to reach Service B: "
+
+/*
+ * Builds {"caller_service_data":[<caller_items>],"responder_service_data":X}
+ * where X is the responder's stored_data array, byte for byte, or
+ * {"error":"Failed to reach Service B: <reason>"}. Nothing is copied:
+ * caller_items is borrowed and must outlive the response; the response takes
+ * ownership of result->body. Returns NULL when memory runs out; *size is the
+ * body length.
+ */
+struct MHD_Response *merge_answer(const char *caller_items, size_t caller_len,
+				  struct upstream_result *result, size_t *size);
+
+#endif

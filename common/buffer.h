@@ -1,0 +1,32 @@
+/* A growable byte buffer with a hard maximum, so no input can make it grow without bound. */
+#ifndef COMMON_BUFFER_H
+#define COMMON_BUFFER_H
+
+#include <stddef.h>
+
+struct buffer {
+	char *data;    /* owned by the buffer; NULL until the first append */
+	size_t len;    /* bytes in use */
+	size_t cap;    /* bytes allocated */
+	size_t max;    /* len never exceeds this */
+};
+
+enum buffer_result {
+	BUFFER_OK = 0,
+	BUFFER_TOO_LARGE, /* the append would pass the maximum; nothing was appended */
+	BUFFER_NO_MEMORY,
+};
+
+/* Prepares an empty buffer that will refuse to hold more than max bytes. */
+void buffer_init(struct buffer *b, size_t max);
+
+/* Appends n bytes from p; on failure the buffer is left as it was. */
+enum buffer_result buffer_append(struct buffer *b, const void *p, size_t n);
+
+/* Hands the data to the caller, who frees it with free(); the buffer is left empty. */
+char *buffer_steal(struct buffer *b, size_t *len);
+
+/* Frees the data and leaves the buffer empty and reusable. */
+void buffer_free(struct buffer *b);
+
+#endif

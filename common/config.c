@@ -1,0 +1,76 @@
+/* Environment variables parsed strictly: a typo must stop the daemon, not be half-read. */
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+int
+config_integer(const char *name, long long def, long long min, long long max, long long *out)
+{
+	const char *text = getenv(name);
+	char *end;
+	long long v;
+
+	if (text == NULL || *text == '\0') {
+		*out = def;
+		return 0;
+	}
+	errno = 0;
+	v = strtoll(text, &end, 10);
+	if (errno != 0 || end == text || *end != '\0' || v < min || v > max) {
+		fprintf(stderr, "%s: %s=%s is invalid: expected an integer from %lld to %lld\n",
+			log_service_name(), name, text, min, max);
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
+const char *
+config_string(const char *const names[], const char *def)
+{
+	const char *v;
+
+	for (; *names != NULL; names++) {
+		v = getenv(*names);
+		if (v != NULL && *v != '\0')
+			return v;
+	}
+	return def;
+}
+
+int
+server_config_load(struct server_config *c)
+{
+	static const char *const level_var[] = {"LOG_LEVEL", NULL};
+	const char *level = config_string(level_var, "info");
+	long long cpus = sysconf(_SC_NPROCESSORS_ONLN), v;
+
+	if (cpus < 1)
+		cpus = 1;
+	if (cpus > 64)
+		cpus = 64;
+	if (log_level_parse(level, &c->log_level) < 0) {
+		fprintf(stderr, "%s: LOG_LEVEL=%s is invalid: expected debug, info, warn or error\n",
+			log_service_name(), level);
+		return -1;
+	}
+#define READ(name, def, min, max, field)                                                          \
+	do {                                                                                       \
+		if (config_integer(name, def, min, max, &v) < 0)                                   \
+			return -1;                                                                 \
+		c->field = v;                                                                      \
+	} while (0)
+	READ("PORT", 5000, 1, 65535, port);
+	READ("THREADS", cpus, 1, 64, threads);
+	READ("BODY_MAX_BYTES", 1048576, 2, 1LL << 30, body_max_bytes);
+	READ("STORE_MAX_ITEMS", 1000000, 1, 1LL << 32, store_max_items);
+	READ("STORE_MAX_BYTES", 64LL << 20, 2, 64LL << 30, store_max_bytes);
+	READ("CONNECTION_LIMIT", 1024, 1, 1000000, connection_limit);
+	READ("CONNECTION_TIMEOUT_S", 30, 1, 3600, connection_timeout_s);
+	READ("DRAIN_TIMEOUT_MS", 10000, 0, 120000, drain_timeout_ms);
+#undef READ
+	return 0;
+}

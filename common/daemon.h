@@ -1,0 +1,38 @@
+/* The life of a daemon, the same for both: flags, configuration, serving, draining on a signal. */
+#ifndef COMMON_DAEMON_H
+#define COMMON_DAEMON_H
+
+#include <stddef.h>
+
+#include "config.h"
+#include "data_routes.h"
+#include "http_server.h"
+
+struct daemon {
+	const char *name; /* "caller" or "responder"; borrowed */
+	struct server_config config;
+	struct data_service data;
+};
+
+/*
+ * Handles the command line (--healthcheck, --help), reads the configuration
+ * and reserves the store. Returns 0 to go on serving, or -1 with the status
+ * the process should exit with in *exit_status.
+ */
+int daemon_init(struct daemon *d, const char *name, const char *stored_message, int argc,
+		char **argv, int *exit_status);
+
+/*
+ * Serves routes until SIGTERM or SIGINT, then stops accepting and lets
+ * requests in flight finish within DRAIN_TIMEOUT_MS. before_stop, when not
+ * NULL, runs after the drain and before the server closes its connections (the
+ * caller uses it to end upstream calls still waiting); it runs even when the
+ * server cannot start. Returns the exit status.
+ */
+int daemon_serve(struct daemon *d, const struct http_route *routes, size_t route_count,
+		 void (*before_stop)(void *), void *arg);
+
+/* Releases what daemon_init() reserved. */
+void daemon_destroy(struct daemon *d);
+
+#endif

@@ -1,0 +1,453 @@
+/* libmicrohttpd set up once for both daemons: routing, bodies, answers, logging, drain. */
+#include "http_server.h"
+
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "buffer.h"
+#include "log.h"
+
+#define REQUEST_ID_MAX 64
+#define PATH_LOG_MAX   256
+#define ERROR_BODY_MAX 1024
+
+struct http_server {
+	struct MHD_Daemon *daemon;
+	const struct http_route *routes;
+	size_t route_count;
+	size_t body_max_bytes;
+	atomic_uint in_flight;     /* exchanges created and not yet completed */
+	atomic_int draining;       /* set once shutdown starts */
+	atomic_ulong next_id;      /* counter part of generated request ids */
+	unsigned long id_prefix;   /* random part of generated request ids */
+};
+
+struct http_exchange {
+	struct http_server *server;
+	struct MHD_Connection *connection;
+	const struct http_route *route;
+	http_handler handler;          /* set when the request is routed to a handler */
+	struct buffer body;
+	struct timespec started;
+	int body_too_large;
+	int suspended;
+	unsigned int status;           /* the answer, once set */
+	struct MHD_Response *response; /* owned until queued */
+	size_t response_bytes;
+	char method[16];
+	char path[PATH_LOG_MAX];
+	char request_id[REQUEST_ID_MAX + 1];
+};
+
+/* Takes the client's X-Request-Id only when it is short and plain, so it is safe to log and echo. */
+static int
+request_id_is_sane(const char *id)
+{
+	size_t n = 0;
+
+	if (id == NULL)
+		return 0;
+	for (; id[n] != '\0'; n++) {
+		char c = id[n];
+
+		if (n >= REQUEST_ID_MAX ||
+		    !((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '.' || c == '_' || c == '-'))
+			return 0;
+	}
+	return n > 0;
+}
+
+static void
+copy_string(char *dst, size_t size, const char *src)
+{
+	snprintf(dst, size, "%s", src != NULL ? src : "");
+}
+
+static double
+elapsed_ms(const struct timespec *since)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (double)(now.tv_sec - since->tv_sec) * 1e3 +
+	       (double)(now.tv_nsec - since->tv_nsec) / 1e6;
+}
+
+/* Creates the state for a new request and gives it its id. */
+static struct http_exchange *
+exchange_new(struct http_server *s, struct MHD_Connection *c, const char *url, const char *method)
+{
+	struct http_exchange *ex = calloc(1, sizeof(*ex));
+	const char *id;
+
+	if (ex == NULL)
+		return NULL;
+	ex->server = s;
+	ex->connection = c;
+	clock_gettime(CLOCK_MONOTONIC, &ex->started);
+	buffer_init(&ex->body, s->body_max_bytes);
+	copy_string(ex->method, sizeof(ex->method), method);
+	copy_string(ex->path, sizeof(ex->path), url);
+	id = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Request-Id");
+	if (request_id_is_sane(id))
+		copy_string(ex->request_id, sizeof(ex->request_id), id);
+	else
+		snprintf(ex->request_id, sizeof(ex->request_id), "%016lx%08lx", s->id_prefix,
+			 atomic_fetch_add(&s->next_id, 1) & 0xffffffffUL);
+	atomic_fetch_add(&s->in_flight, 1);
+	return ex;
+}
+
+const char *
+http_body(const struct http_exchange *ex, size_t *len)
+{
+	*len = ex->body.len;
+	return ex->body.data != NULL ? ex->body.data : "";
+}
+
+const char *
+http_request_id(const struct http_exchange *ex)
+{
+	return ex->request_id;
+}
+
+void
+http_reply(struct http_exchange *ex, unsigned int status, struct MHD_Response *response,
+	   size_t size)
+{
+	if (ex->response != NULL)
+		MHD_destroy_response(ex->response);
+	ex->status = status;
+	ex->response = response;
+	ex->response_bytes = size;
+}
+
+void
+http_reply_take(struct http_exchange *ex, unsigned int status, char *body, size_t len)
+{
+	struct MHD_Response *r;
+
+	r = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+	if (r == NULL)
+		free(body);
+	http_reply(ex, status, r, len);
+}
+
+void
+http_reply_static(struct http_exchange *ex, unsigned int status, const char *body)
+{
+	size_t len = strlen(body);
+
+	http_reply(ex, status,
+		   MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_PERSISTENT), len);
+}
+
+void
+http_reply_error(struct http_exchange *ex, unsigned int status, const char *fmt, ...)
+{
+	char message[ERROR_BODY_MAX], body[ERROR_BODY_MAX * 2];
+	size_t len;
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(message, sizeof(message), fmt, ap);
+	va_end(ap);
+	len = (size_t)snprintf(body, sizeof(body), "{\"error\":\"");
+	len = log_escape(body, sizeof(body) - 2, len, message);
+	memcpy(body + len, "\"}", 3);
+	len += 2;
+	http_reply(ex, status,
+		   MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_COPY), len);
+}
+
+void
+http_suspend(struct http_exchange *ex)
+{
+	ex->suspended = 1;
+	MHD_suspend_connection(ex->connection);
+}
+
+void
+http_resume(struct http_exchange *ex)
+{
+	/* After this call the exchange belongs to the server thread again: touch nothing. */
+	MHD_resume_connection(ex->connection);
+}
+
+/* Sends the answer that was set, adding the headers every answer carries. */
+static enum MHD_Result
+queue_answer(struct http_exchange *ex)
+{
+	static const char fallback[] = "{\"error\":\"Internal error: could not build the answer\"}";
+	struct MHD_Response *r = ex->response;
+	enum MHD_Result ok;
+
+	if (r == NULL || ex->status == 0) {
+		/* Only allocation failures get here: answer from static memory. */
+		if (r != NULL)
+			MHD_destroy_response(r);
+		ex->status = MHD_HTTP_INTERNAL_SERVER_ERROR;
+		ex->response_bytes = sizeof(fallback) - 1;
+		r = MHD_create_response_from_buffer(sizeof(fallback) - 1, (void *)fallback,
+						    MHD_RESPMEM_PERSISTENT);
+		if (r == NULL)
+			return MHD_NO;
+	}
+	ex->response = NULL;
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+	MHD_add_response_header(r, "X-Request-Id", ex->request_id);
+	if (ex->status == MHD_HTTP_METHOD_NOT_ALLOWED && ex->route != NULL)
+		MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW,
+					ex->route->get == NULL    ? "POST"
+					: ex->route->post == NULL ? "GET, HEAD"
+								  : "GET, HEAD, POST");
+	if (atomic_load(&ex->server->draining))
+		MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
+	ok = MHD_queue_response(ex->connection, ex->status, r);
+	MHD_destroy_response(r);
+	return ok;
+}
+
+/* Accepts application/json with or without parameters such as charset. */
+static int
+content_type_is_json(const char *value)
+{
+	static const char json[] = "application/json";
+	size_t n = sizeof(json) - 1;
+
+	if (value == NULL)
+		return 0;
+	while (*value == ' ' || *value == '\t')
+		value++;
+	if (strncasecmp(value, json, n) != 0)
+		return 0;
+	value += n;
+	while (*value == ' ' || *value == '\t')
+		value++;
+	return *value == '\0' || *value == ';';
+}
+
+static const struct http_route *
+route_find(const struct http_server *s, const char *path)
+{
+	size_t i;
+
+	for (i = 0; i < s->route_count; i++)
+		if (strcmp(s->routes[i].path, path) == 0)
+			return &s->routes[i];
+	return NULL;
+}
+
+/*
+ * Decides, from the request line and headers alone, what answers the request:
+ * sets ex->handler, or sets an error answer. POST limits are checked here so
+ * that a body that cannot be accepted is refused before it is read.
+ */
+static void
+route_request(struct http_exchange *ex, const char *method)
+{
+	struct http_server *s = ex->server;
+	const char *length;
+	char *end;
+	unsigned long long declared;
+
+	ex->route = route_find(s, ex->path);
+	if (ex->route == NULL) {
+		http_reply_error(ex, MHD_HTTP_NOT_FOUND, "No route for %s %s", ex->method, ex->path);
+		return;
+	}
+	if (strcmp(method, MHD_HTTP_METHOD_GET) == 0 || strcmp(method, MHD_HTTP_METHOD_HEAD) == 0)
+		ex->handler = ex->route->get;
+	else if (strcmp(method, MHD_HTTP_METHOD_POST) == 0)
+		ex->handler = ex->route->post;
+	if (ex->handler == NULL) {
+		http_reply_error(ex, MHD_HTTP_METHOD_NOT_ALLOWED, "Method %s is not allowed on %s",
+				 ex->method, ex->path);
+		return;
+	}
+	if (ex->handler != ex->route->post)
+		return;
+	if (!content_type_is_json(MHD_lookup_connection_value(ex->connection, MHD_HEADER_KIND,
+							       MHD_HTTP_HEADER_CONTENT_TYPE))) {
+		ex->handler = NULL;
+		http_reply_error(ex, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE,
+				 "Content-Type must be application/json");
+		return;
+	}
+	length = MHD_lookup_connection_value(ex->connection, MHD_HEADER_KIND,
+					     MHD_HTTP_HEADER_CONTENT_LENGTH);
+	if (length != NULL) {
+		declared = strtoull(length, &end, 10);
+		if (declared > s->body_max_bytes) {
+			ex->handler = NULL;
+			http_reply_error(ex, MHD_HTTP_CONTENT_TOO_LARGE,
+					 "Request body of %llu bytes exceeds BODY_MAX_BYTES (%zu)",
+					 declared, s->body_max_bytes);
+		}
+	}
+}
+
+/*
+ * libmicrohttpd's access handler: called once for the headers, once per body
+ * chunk, once at the end of the request, and once more after a resume. The
+ * answer is queued at the end of the request, because an answer queued
+ * earlier makes libmicrohttpd 0.9.75 close the connection: only a POST that
+ * must be refused before its body is read is answered from the first call.
+ */
+static enum MHD_Result
+on_request(void *cls, struct MHD_Connection *connection, const char *url, const char *method,
+	   const char *version, const char *upload_data, size_t *upload_data_size, void **con_cls)
+{
+	struct http_server *s = cls;
+	struct http_exchange *ex = *con_cls;
+
+	(void)version;
+	if (ex == NULL) {
+		ex = exchange_new(s, connection, url, method);
+		if (ex == NULL)
+			return MHD_NO;
+		*con_cls = ex;
+		route_request(ex, method);
+		if (ex->status == MHD_HTTP_UNSUPPORTED_MEDIA_TYPE ||
+		    ex->status == MHD_HTTP_CONTENT_TOO_LARGE)
+			return queue_answer(ex);
+		return MHD_YES;
+	}
+	if (ex->suspended) {
+		/* Resumed: the answer was set by whoever called http_resume(). */
+		ex->suspended = 0;
+		return queue_answer(ex);
+	}
+	if (*upload_data_size > 0) {
+		/* Past the limit the rest is read and dropped, so the 413 can still be sent. */
+		if (!ex->body_too_large &&
+		    buffer_append(&ex->body, upload_data, *upload_data_size) != BUFFER_OK) {
+			ex->body_too_large = 1;
+			buffer_free(&ex->body);
+		}
+		*upload_data_size = 0;
+		return MHD_YES;
+	}
+	if (ex->handler == NULL)
+		return queue_answer(ex);
+	if (ex->body_too_large) {
+		http_reply_error(ex, MHD_HTTP_CONTENT_TOO_LARGE,
+				 "Request body exceeds BODY_MAX_BYTES (%zu)", s->body_max_bytes);
+		return queue_answer(ex);
+	}
+	ex->handler(ex, ex->route->arg);
+	return ex->suspended ? MHD_YES : queue_answer(ex);
+}
+
+/* Called when a request is done, answered or not: logs it and frees its state. */
+static void
+on_completed(void *cls, struct MHD_Connection *connection, void **con_cls,
+	     enum MHD_RequestTerminationCode code)
+{
+	struct http_server *s = cls;
+	struct http_exchange *ex = *con_cls;
+	struct log_request line;
+
+	(void)connection;
+	if (ex == NULL)
+		return;
+	*con_cls = NULL;
+	line.method = ex->method;
+	line.path = ex->path;
+	line.status = code == MHD_REQUEST_TERMINATED_COMPLETED_OK ? ex->status : 0;
+	line.bytes = code == MHD_REQUEST_TERMINATED_COMPLETED_OK ? ex->response_bytes : 0;
+	line.duration_ms = elapsed_ms(&ex->started);
+	line.request_id = ex->request_id;
+	log_request(&line);
+	if (ex->response != NULL)
+		MHD_destroy_response(ex->response);
+	buffer_free(&ex->body);
+	free(ex);
+	atomic_fetch_sub(&s->in_flight, 1);
+}
+
+static void
+on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	(void)cls;
+	log_vmsg(LOG_WARN, fmt, ap);
+}
+
+static struct MHD_Daemon *
+daemon_start(struct http_server *s, const struct server_config *cfg, unsigned int family_flag)
+{
+	unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
+			     MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | family_flag;
+
+	/* The logger comes first so that libmicrohttpd reports even its option errors through it. */
+	return MHD_start_daemon(flags, (uint16_t)cfg->port, NULL, NULL, on_request, s,
+				MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
+				MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)cfg->threads,
+				MHD_OPTION_CONNECTION_LIMIT, (unsigned int)cfg->connection_limit,
+				MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)cfg->connection_timeout_s,
+				MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+				MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int)1, MHD_OPTION_END);
+}
+
+struct http_server *
+http_server_start(const struct server_config *cfg, const struct http_route *routes,
+		  size_t route_count)
+{
+	struct http_server *s = calloc(1, sizeof(*s));
+
+	if (s == NULL) {
+		log_msg(LOG_ERROR, "out of memory starting the server");
+		return NULL;
+	}
+	s->routes = routes;
+	s->route_count = route_count;
+	s->body_max_bytes = cfg->body_max_bytes;
+	atomic_init(&s->in_flight, 0);
+	atomic_init(&s->draining, 0);
+	atomic_init(&s->next_id, 1);
+	if (getrandom(&s->id_prefix, sizeof(s->id_prefix), 0) != sizeof(s->id_prefix))
+		s->id_prefix = (unsigned long)getpid() ^ (unsigned long)time(NULL);
+	/* Both IPv6 and IPv4 where the host has IPv6, IPv4 alone where it does not. */
+	s->daemon = daemon_start(s, cfg, MHD_USE_DUAL_STACK);
+	if (s->daemon == NULL)
+		s->daemon = daemon_start(s, cfg, 0);
+	if (s->daemon == NULL) {
+		log_msg(LOG_ERROR, "cannot listen on port %u", cfg->port);
+		free(s);
+		return NULL;
+	}
+	return s;
+}
+
+unsigned int
+http_server_drain(struct http_server *s, unsigned int timeout_ms)
+{
+	struct timespec started, pause = {0, 5 * 1000 * 1000};
+	MHD_socket listener;
+
+	atomic_store(&s->draining, 1);
+	listener = MHD_quiesce_daemon(s->daemon);
+	if (listener != MHD_INVALID_SOCKET)
+		close(listener);
+	clock_gettime(CLOCK_MONOTONIC, &started);
+	while (atomic_load(&s->in_flight) > 0 && elapsed_ms(&started) < timeout_ms)
+		nanosleep(&pause, NULL);
+	return atomic_load(&s->in_flight);
+}
+
+void
+http_server_stop(struct http_server *s)
+{
+	if (s == NULL)
+		return;
+	MHD_stop_daemon(s->daemon);
+	free(s);
+}

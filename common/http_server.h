@@ -1,0 +1,75 @@
+/*
+ * The HTTP server both daemons run: libmicrohttpd with a thread pool, routing
+ * by path and method, bounded JSON request bodies, JSON answers with a request
+ * id, one log line per request, and a drain on shutdown.
+ */
+#ifndef COMMON_HTTP_SERVER_H
+#define COMMON_HTTP_SERVER_H
+
+#include <stddef.h>
+
+#include <microhttpd.h>
+
+#include "config.h"
+
+struct http_server;
+struct http_exchange; /* one request and its answer; owned by the server */
+
+/*
+ * Answers one request. A handler either sets the answer with one of the
+ * http_reply functions before it returns, or calls http_suspend() and sets it
+ * later, from any thread, before calling http_resume().
+ */
+typedef void (*http_handler)(struct http_exchange *ex, void *arg);
+
+struct http_route {
+	const char *path;
+	http_handler get;  /* answers GET and HEAD; NULL when the path has none */
+	http_handler post; /* answers POST with a JSON body; NULL when the path has none */
+	void *arg;         /* passed to the handlers; borrowed */
+};
+
+/*
+ * Starts serving routes (borrowed: they must outlive the server) on cfg->port.
+ * Returns NULL after logging why it failed.
+ */
+struct http_server *http_server_start(const struct server_config *cfg,
+				      const struct http_route *routes, size_t route_count);
+
+/*
+ * Stops accepting connections and waits up to timeout_ms for requests in
+ * flight to finish; later answers close their connections. Returns how many
+ * requests are still in flight.
+ */
+unsigned int http_server_drain(struct http_server *s, unsigned int timeout_ms);
+
+/* Closes every connection and frees the server; no request may be suspended. */
+void http_server_stop(struct http_server *s);
+
+/* The request body received so far (POST); borrowed from the exchange. */
+const char *http_body(const struct http_exchange *ex, size_t *len);
+
+/* The request id (from X-Request-Id when it is sane, otherwise generated); borrowed. */
+const char *http_request_id(const struct http_exchange *ex);
+
+/* Sets the answer; steals the reference to response. size is the body length for the log. */
+void http_reply(struct http_exchange *ex, unsigned int status, struct MHD_Response *response,
+		size_t size);
+
+/* Sets the answer to a body the exchange takes over (freed with free()). */
+void http_reply_take(struct http_exchange *ex, unsigned int status, char *body, size_t len);
+
+/* Sets the answer to a static body that outlives the server (not copied). */
+void http_reply_static(struct http_exchange *ex, unsigned int status, const char *body);
+
+/* Sets the answer to {"error":"<message>"}. */
+void http_reply_error(struct http_exchange *ex, unsigned int status, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* Holds the request without an answer until http_resume(); call only from a handler. */
+void http_suspend(struct http_exchange *ex);
+
+/* Sends the answer set since http_suspend(); callable from any thread, once. */
+void http_resume(struct http_exchange *ex);
+
+#endif

@@ -1,0 +1,20 @@
+/* Turns a POST /data request body into the JSON text the store keeps. */
+#ifndef COMMON_PAYLOAD_H
+#define COMMON_PAYLOAD_H
+
+#include <stddef.h>
+
+/* The message the original demo gives for an empty body or an empty object. */
+#define PAYLOAD_EMPTY_MESSAGE "No data provided"
+
+/*
+ * Checks that body is one non-empty JSON object (strict UTF-8, no duplicate
+ * keys, no NUL characters) and gives its text with the insignificant white
+ * space removed: keys, their order, numbers and escapes stay exactly as sent.
+ * Returns 0 and a buffer the caller frees in *out; -1 when the body is at
+ * fault, with a message a client can act on in err; -2 when memory ran out.
+ */
+int payload_parse(const char *body, size_t len, char **out, size_t *out_len, char *err,
+		  size_t err_size);
+
+#endif

@@ -1,0 +1,23 @@
+/* The responder ("Service B"): a store behind POST /data and GET /data. */
+#include "../common/daemon.h"
+
+int
+main(int argc, char **argv)
+{
+	struct daemon d;
+	int status;
+
+	if (daemon_init(&d, "responder", "Data stored successfully in Service B", argc, argv,
+			&status) < 0)
+		return status;
+	{
+		const struct http_route routes[] = {
+			{"/data", data_get, data_post, &d.data},
+			{"/health", health_get, NULL, NULL},
+		};
+
+		status = daemon_serve(&d, routes, sizeof(routes) / sizeof(routes[0]), NULL, NULL);
+	}
+	daemon_destroy(&d);
+	return status;
+}

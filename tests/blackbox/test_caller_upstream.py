@@ -1,0 +1,207 @@
+"""The caller's GET / against a misbehaving responder (a fake one, or none at all)."""
+
+import json
+
+import pytest
+
+from blackbox_util import (UPSTREAM_ERROR_PREFIX, expect_json, free_port, http_request,
+                           post_json)
+
+MINE = {"mine": 1, "order": "kept"}
+
+
+def prime(caller):
+    """Store one object in the caller so we can check caller_service_data."""
+    assert expect_json(post_json(caller.port, MINE), 201)["stored_data"] == MINE
+
+
+def get_root(caller, headers=None, timeout=10):
+    r = http_request(caller.port, "GET", "/", headers=headers, timeout=timeout)
+    body = expect_json(r, 200)
+    assert isinstance(body, dict) and set(body) == {"caller_service_data",
+                                                     "responder_service_data"}, r.body
+    assert body["caller_service_data"] == [MINE], \
+        f"caller_service_data must be the caller's own list whatever the responder does: {r.body!r}"
+    return r, body
+
+
+def upstream_error(body):
+    rsd = body["responder_service_data"]
+    assert isinstance(rsd, dict) and set(rsd) == {"error"}, \
+        f"responder_service_data should be {{'error': ...}}, got {rsd!r}"
+    msg = rsd["error"]
+    assert isinstance(msg, str) and msg.startswith(UPSTREAM_ERROR_PREFIX), msg
+    assert len(msg) > len(UPSTREAM_ERROR_PREFIX), f"empty reason: {msg!r}"
+    return msg[len(UPSTREAM_ERROR_PREFIX):]
+
+
+# ---------------------------------------------------------------- normal path via the fake
+
+def test_caller_calls_responder_get_data(caller_with_fake, fake_responder):
+    fake_responder.configure(body={"stored_data": [{"z": 1}, {"y": [2]}]})
+    c = caller_with_fake()
+    prime(c)
+    _, body = get_root(c)
+    assert body["responder_service_data"] == [{"z": 1}, {"y": [2]}]
+    assert fake_responder.requests, "the caller never called the responder"
+    last = fake_responder.requests[-1]
+    assert (last["method"], last["path"]) == ("GET", "/data")
+
+
+def test_caller_forwards_request_id(caller_with_fake, fake_responder):
+    c = caller_with_fake()
+    prime(c)
+    r, _ = get_root(c, headers={"X-Request-Id": "trace-abc.123"})
+    assert r.header("X-Request-Id") == "trace-abc.123"
+    assert fake_responder.requests[-1]["headers"].get("x-request-id") == "trace-abc.123"
+
+
+def test_caller_forwards_generated_request_id(caller_with_fake, fake_responder):
+    c = caller_with_fake()
+    prime(c)
+    r, _ = get_root(c)
+    rid = r.header("X-Request-Id")
+    assert rid
+    assert fake_responder.requests[-1]["headers"].get("x-request-id") == rid, \
+        "the caller should forward the id it generated for the request"
+
+
+def test_caller_forwards_replacement_for_invalid_request_id(caller_with_fake, fake_responder):
+    c = caller_with_fake()
+    prime(c)
+    r, _ = get_root(c, headers={"X-Request-Id": "bad id!"})
+    rid = r.header("X-Request-Id")
+    assert rid and rid != "bad id!"
+    assert fake_responder.requests[-1]["headers"].get("x-request-id") == rid
+
+
+# ---------------------------------------------------------------- failures
+
+def test_responder_down_connect_error(daemons):
+    c = daemons.start("caller", env={"RESPONDER_URL": f"http://127.0.0.1:{free_port()}"})
+    prime(c)
+    r, body = get_root(c)
+    reason = upstream_error(body)
+    assert "connect" in reason.lower(), reason
+    assert r.elapsed < 1.5, f"connection refused should answer fast, took {r.elapsed:.2f} s"
+    # the caller's own health never depends on the responder
+    h = http_request(c.port, "GET", "/health")
+    assert expect_json(h, 200) == {"status": "ok"}
+
+
+def test_responder_slow_times_out_within_deadline(caller_with_fake, fake_responder):
+    fake_responder.configure(delay=5)
+    c = caller_with_fake(UPSTREAM_TIMEOUT_MS="300")
+    prime(c)
+    r, body = get_root(c)
+    reason = upstream_error(body)
+    assert "timed out" in reason.lower(), reason
+    assert r.elapsed < 0.3 + 1.0, \
+        f"UPSTREAM_TIMEOUT_MS=300 but GET / took {r.elapsed:.2f} s"
+
+
+def test_default_upstream_deadline_is_two_seconds(caller_with_fake, fake_responder):
+    fake_responder.configure(delay=6)
+    c = caller_with_fake()
+    prime(c)
+    r, body = get_root(c)
+    reason = upstream_error(body)
+    assert "timed out" in reason.lower(), reason
+    assert 1.5 < r.elapsed < 2.0 + 1.5, \
+        f"default UPSTREAM_TIMEOUT_MS is 2000 but GET / took {r.elapsed:.2f} s"
+
+
+@pytest.mark.parametrize("status", [503, 500, 502, 404, 201, 204])
+def test_responder_http_error_status(caller_with_fake, fake_responder, status):
+    body = b"" if status == 204 else b'{"stored_data": []}'
+    fake_responder.configure(status=status, body=body)
+    c = caller_with_fake()
+    prime(c)
+    _, answer = get_root(c)
+    reason = upstream_error(answer)
+    assert str(status) in reason, f"reason should mention HTTP {status}: {reason!r}"
+
+
+@pytest.mark.parametrize("garbage", [b"<html>oops</html>", b'{"stored_data": [', b"",
+                                     b"\xff\xfe\x00garbage", b'{"stored_data":[1,]}'],
+                         ids=["html", "truncated", "empty", "binary", "trailing-comma"])
+def test_responder_garbage_is_invalid_json(caller_with_fake, fake_responder, garbage):
+    fake_responder.configure(body=garbage)
+    c = caller_with_fake()
+    prime(c)
+    _, answer = get_root(c)
+    reason = upstream_error(answer)
+    assert "json" in reason.lower(), reason
+
+
+@pytest.mark.parametrize("shape", [{"x": 1}, {"stored_data": 5}, {"stored_data": {"a": 1}},
+                                   {"stored_data": "list"}, {"stored_data": None}, [1, 2],
+                                   "a string", None, 7],
+                         ids=["other-key", "number", "object", "string", "null", "top-array",
+                              "top-string", "top-null", "top-number"])
+def test_responder_wrong_shape(caller_with_fake, fake_responder, shape):
+    fake_responder.configure(body=json.dumps(shape))
+    c = caller_with_fake()
+    prime(c)
+    _, answer = get_root(c)
+    upstream_error(answer)
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_responder_answer_too_big(caller_with_fake, fake_responder, chunked):
+    fake_responder.configure(body={"stored_data": [{"blob": "x" * 20000}]}, chunked=chunked)
+    c = caller_with_fake(UPSTREAM_MAX_BYTES="1000")
+    prime(c)
+    r, answer = get_root(c)
+    reason = upstream_error(answer)
+    assert "UPSTREAM_MAX_BYTES" in reason or "larg" in reason.lower(), reason
+    assert b"xxxxxxxxxx" not in r.body
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_responder_answer_under_max_bytes_accepted(caller_with_fake, fake_responder, chunked):
+    data = [{"blob": "x" * 800}]
+    fake_responder.configure(body={"stored_data": data}, chunked=chunked)
+    c = caller_with_fake(UPSTREAM_MAX_BYTES="1000")
+    prime(c)
+    _, answer = get_root(c)
+    assert answer["responder_service_data"] == data
+
+
+def test_recovery_after_responder_comes_back(daemons):
+    port = free_port()
+    c = daemons.start("caller", env={"RESPONDER_URL": f"http://127.0.0.1:{port}"})
+    prime(c)
+
+    _, body = get_root(c)
+    assert "connect" in upstream_error(body).lower()
+
+    resp = daemons.start("responder", port=port)
+    assert post_json(resp.port, {"back": 1}).status == 201
+    _, body = get_root(c)
+    assert body["responder_service_data"] == [{"back": 1}], body
+
+    rc, killed = resp.stop()
+    assert rc == 0 and not killed
+    _, body = get_root(c)
+    upstream_error(body)
+
+    resp2 = daemons.start("responder", port=port)
+    assert post_json(resp2.port, {"again": 2}).status == 201
+    for _ in range(2):
+        _, body = get_root(c)
+        assert body["responder_service_data"] == [{"again": 2}], body
+
+
+def test_recovery_after_slow_and_broken_answers(caller_with_fake, fake_responder):
+    c = caller_with_fake(UPSTREAM_TIMEOUT_MS="300")
+    prime(c)
+    fake_responder.configure(delay=2)
+    _, body = get_root(c)
+    assert "timed out" in upstream_error(body).lower()
+    fake_responder.configure(delay=0, body=b"garbage")
+    _, body = get_root(c)
+    upstream_error(body)
+    fake_responder.configure(body={"stored_data": [{"ok": True}]})
+    _, body = get_root(c)
+    assert body["responder_service_data"] == [{"ok": True}]

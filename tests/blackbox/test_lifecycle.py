@@ -1,0 +1,173 @@
+"""--healthcheck, signals and draining."""
+
+import http.client
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+from blackbox_util import (HOST, FakeResponder, base_env, binary, expect_json, free_port,
+                           http_request)
+
+BOTH = ["caller", "responder"]
+
+
+def run_healthcheck(name, port, timeout=6):
+    t0 = time.monotonic()
+    p = subprocess.run([str(binary(name)), "--healthcheck"], env=base_env(PORT=port),
+                       stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout)
+    return p.returncode, time.monotonic() - t0, p
+
+
+# ---------------------------------------------------------------- --healthcheck
+
+@pytest.mark.parametrize("name", BOTH)
+def test_healthcheck_ok_against_running_daemon(daemons, name):
+    d = daemons.start(name, env={"RESPONDER_URL": "http://127.0.0.1:9"})
+    rc, took, p = run_healthcheck(name, d.port)
+    assert rc == 0, f"--healthcheck against a running {name}: exit {rc}, stderr {p.stderr!r}"
+    assert took < 2.5
+
+
+@pytest.mark.parametrize("name", BOTH)
+def test_healthcheck_fails_when_nothing_listens(name):
+    rc, took, p = run_healthcheck(name, free_port())
+    assert rc == 1, f"--healthcheck with nothing listening: exit {rc}, stderr {p.stderr!r}"
+    assert took < 2.0 + 0.5, f"--healthcheck took {took:.2f} s"
+
+
+@pytest.mark.parametrize("name", BOTH)
+def test_healthcheck_bounded_when_server_hangs(name):
+    """Something accepts the connection but never answers: exit 1 within 2 s."""
+    with socket.socket() as srv:
+        srv.bind((HOST, 0))
+        srv.listen(8)
+        rc, took, p = run_healthcheck(name, srv.getsockname()[1])
+    assert rc == 1, f"exit {rc}, stderr {p.stderr!r}"
+    assert took < 2.0 + 0.7, f"--healthcheck against a silent server took {took:.2f} s (bound 2 s)"
+
+
+@pytest.mark.parametrize("name", BOTH)
+def test_healthcheck_fails_on_non_200(name):
+    fake = FakeResponder()
+    try:
+        fake.configure(status=503, body={"status": "down"})
+        rc, took, p = run_healthcheck(name, fake.port)
+        assert rc == 1, f"--healthcheck against a 503 /health: exit {rc}"
+        assert any(r["path"] == "/health" for r in fake.requests), fake.requests
+        fake.configure(status=200, body={"status": "ok"})
+        rc, took, p = run_healthcheck(name, fake.port)
+        assert rc == 0, f"--healthcheck against a 200 /health: exit {rc}"
+    finally:
+        fake.close()
+
+
+# ---------------------------------------------------------------- signals
+
+@pytest.mark.parametrize("name", BOTH)
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_idle_daemon_exits_0_on_signal(daemons, name, sig):
+    d = daemons.start(name, env={"RESPONDER_URL": "http://127.0.0.1:9"})
+    assert http_request(d.port, "GET", "/health").status == 200
+    d.signal(sig)
+    rc = d.wait_exit(3)
+    assert rc is not None, f"idle {name} still running 3 s after {sig.name}"
+    assert rc == 0, f"{name} exited with {rc} after {sig.name}"
+
+
+def _slow_gets(port, n, results, timeout=10):
+    def one(i):
+        try:
+            r = http_request(port, "GET", "/", timeout=timeout)
+            results[i] = r
+        except Exception as e:           # recorded, asserted by the test
+            results[i] = e
+    threads = [threading.Thread(target=one, args=(i,), daemon=True) for i in range(n)]
+    for t in threads:
+        t.start()
+    return threads
+
+
+def test_sigterm_drains_in_flight_requests(caller_with_fake, fake_responder):
+    fake_responder.configure(delay=1.0, body={"stored_data": [{"slow": True}]})
+    c = caller_with_fake(DRAIN_TIMEOUT_MS="5000", UPSTREAM_TIMEOUT_MS="5000")
+    n = 5
+    results = [None] * n
+    threads = _slow_gets(c.port, n, results)
+    seen = fake_responder.wait_for_requests(n, timeout=3)
+    assert seen >= 1, "no request reached the fake responder"
+    time.sleep(0.1)
+    t0 = time.monotonic()
+    c.signal(signal.SIGTERM)
+    for t in threads:
+        t.join(timeout=10)
+    for i, r in enumerate(results):
+        assert not isinstance(r, Exception) and r is not None, \
+            f"in-flight request {i} did not complete after SIGTERM: {r!r}"
+        assert expect_json(r, 200)["responder_service_data"] == [{"slow": True}], r
+    rc = c.wait_exit(5.0 + 2.0 - (time.monotonic() - t0))
+    assert rc is not None, "caller did not exit within DRAIN_TIMEOUT_MS + 2 s after SIGTERM"
+    assert rc == 0, f"caller exited with status {rc} after draining"
+    assert seen == n, f"only {seen} of {n} requests were in flight at the responder"
+
+
+def test_sigterm_stops_accepting_new_connections(caller_with_fake, fake_responder):
+    fake_responder.configure(delay=1.5)
+    c = caller_with_fake(DRAIN_TIMEOUT_MS="5000", UPSTREAM_TIMEOUT_MS="5000")
+    results = [None]
+    threads = _slow_gets(c.port, 1, results)
+    assert fake_responder.wait_for_requests(1, timeout=3) >= 1
+    c.signal(signal.SIGTERM)
+    time.sleep(0.3)
+    served = None
+    try:
+        r = http_request(c.port, "GET", "/health", timeout=1.0)
+        served = r.status
+    except (OSError, http.client.HTTPException):
+        pass
+    assert served is None, \
+        f"a new connection after SIGTERM was still served (HTTP {served})"
+    threads[0].join(timeout=10)
+    assert not isinstance(results[0], Exception) and results[0] is not None, results[0]
+    assert results[0].status == 200
+    assert c.wait_exit(5) == 0
+
+
+def test_drain_bounded_by_drain_timeout(caller_with_fake, fake_responder):
+    fake_responder.configure(delay=8)
+    c = caller_with_fake(DRAIN_TIMEOUT_MS="500", UPSTREAM_TIMEOUT_MS="10000")
+    results = [None]
+    threads = _slow_gets(c.port, 1, results, timeout=12)
+    assert fake_responder.wait_for_requests(1, timeout=3) >= 1
+    t0 = time.monotonic()
+    c.signal(signal.SIGTERM)
+    rc = c.wait_exit(0.5 + 2.5)
+    took = time.monotonic() - t0
+    assert rc is not None, "caller still running 3 s after SIGTERM with DRAIN_TIMEOUT_MS=500"
+    assert rc == 0, f"caller exited with status {rc} after the drain timeout (spec: exit 0)"
+    assert took < 3.0
+    threads[0].join(timeout=5)
+
+
+def test_responder_drains_in_flight_upload(daemons):
+    """A POST whose body is still arriving when SIGTERM comes is still stored and answered."""
+    d = daemons.start("responder", env={"DRAIN_TIMEOUT_MS": "5000"})
+    body = b'{"late": "upload"}'
+    with socket.create_connection((HOST, d.port), timeout=5) as s:
+        s.sendall(b"POST /data HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: %d\r\n\r\n" % len(body) + body[:5])
+        time.sleep(0.3)
+        d.signal(signal.SIGTERM)
+        time.sleep(0.3)
+        s.sendall(body[5:])
+        data = b""
+        while b"}" not in data.partition(b"\r\n\r\n")[2]:
+            c = s.recv(4096)
+            if not c:
+                break
+            data += c
+    assert data.startswith(b"HTTP/1.1 201"), data[:200]
+    assert d.wait_exit(5) == 0
