@@ -9,6 +9,10 @@ PKGS_COMMON := libmicrohttpd jansson
 PKGS_CALLER := $(PKGS_COMMON) libcurl
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wstrict-prototypes -Wformat=2 -pthread -MMD -MP
+# CI sets CI=true: there every warning is an error.
+ifeq ($(CI),true)
+WERROR  := 1
+endif
 ifeq ($(WERROR),1)
 CFLAGS  += -Werror
 endif
@@ -19,7 +23,8 @@ LDFLAGS += -fsanitize=address,undefined
 else
 OUT     := .
 endif
-OBJ     := $(if $(filter .,$(OUT)),build/obj,$(OUT)/obj)
+BUILD   := $(if $(filter .,$(OUT)),build,$(OUT))
+OBJ     := $(BUILD)/obj
 BIN     := $(OUT)/bin
 LDLIBS  += -pthread
 
@@ -31,11 +36,11 @@ CALLER_OBJ := $(CALLER_SRC:%.c=$(OBJ)/%.o)
 RESPONDER_OBJ := $(RESPONDER_SRC:%.c=$(OBJ)/%.o)
 
 UNIT_SRC := $(wildcard tests/unit/common/test_*.c)
-UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(OUT)/unit/%)
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/unit/%)
 
 PYTHON  := /usr/bin/python3
 
-.PHONY: all test unit blackbox deps run format format-check clean
+.PHONY: all test unit blackbox deps run e2e format format-check clean
 all: $(BIN)/caller $(BIN)/responder
 
 $(OBJ)/%.o: %.c
@@ -51,7 +56,7 @@ $(BIN)/caller: $(CALLER_OBJ) $(COMMON_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(shell pkg-config --libs $(PKGS_CALLER)) $(LDLIBS)
 
 # Each unit test links the module it is named after plus what that module needs from common/.
-$(OUT)/unit/common/test_%: tests/unit/common/test_%.c $(COMMON_OBJ)
+$(BUILD)/unit/common/test_%: tests/unit/common/test_%.c $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(COMMON_OBJ) \
 		$(shell pkg-config --libs $(PKGS_COMMON) cmocka) $(LDLIBS)
@@ -67,6 +72,9 @@ blackbox: all
 
 test: deps
 	$(MAKE) all unit blackbox
+
+e2e:
+	tests/e2e/run.sh
 
 run: all
 	@scripts/run-local.sh $(BIN)

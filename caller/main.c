@@ -50,8 +50,10 @@ upstream_config_load(struct upstream_config *c, char *url, size_t url_size)
 		n--;
 	if ((strncmp(base, "http://", 7) != 0 && strncmp(base, "https://", 8) != 0) ||
 	    n >= url_size || n <= 8) {
-		fprintf(stderr, "caller: RESPONDER_URL=%s is invalid: expected an http:// or https:// URL\n",
-			base);
+		fprintf(
+		    stderr,
+		    "caller: RESPONDER_URL=%s is invalid: expected an http:// or https:// URL\n",
+		    base);
 		return -1;
 	}
 	memcpy(url, base, n);
@@ -66,7 +68,7 @@ upstream_config_load(struct upstream_config *c, char *url, size_t url_size)
 	if (config_integer("UPSTREAM_DNS_CACHE_S", 2, 0, 3600, &v) < 0)
 		return -1;
 	c->dns_cache_s = (long)v;
-	if (config_integer("UPSTREAM_MAX_BYTES", 72LL << 20, 1024, 64LL << 30, &v) < 0)
+	if (config_integer("UPSTREAM_MAX_BYTES", 72LL << 20, 32, 64LL << 30, &v) < 0)
 		return -1;
 	c->max_bytes = (size_t)v;
 	return 0;
@@ -88,7 +90,7 @@ main(int argc, char **argv)
 	int status;
 
 	if (daemon_init(&d, "caller", "Data stored successfully in Service A", argc, argv,
-			&status) < 0)
+	                &status) < 0)
 		return status;
 	if (upstream_config_load(&ucfg, url, sizeof(url)) < 0) {
 		status = CONFIG_EXIT_STATUS;
@@ -108,13 +110,13 @@ main(int argc, char **argv)
 	log_msg(LOG_INFO, "responder at %s", url);
 	{
 		const struct http_route routes[] = {
-			{"/", root_get, NULL, upstream},
-			{"/data", data_get, data_post, &d.data},
-			{"/health", health_get, NULL, NULL},
+		    {"/", root_get, NULL, upstream},
+		    {"/data", data_get, data_post, &d.data},
+		    {"/health", health_get, NULL, NULL},
 		};
 
 		status = daemon_serve(&d, routes, sizeof(routes) / sizeof(routes[0]), stop_upstream,
-				      upstream);
+		                      upstream);
 	}
 cleanup_curl:
 	curl_global_cleanup();

@@ -13,7 +13,7 @@
 
 struct MHD_Response *
 merge_answer(const char *caller_items, size_t caller_len, struct upstream_result *result,
-	     size_t *size)
+             size_t *size)
 {
 	struct MHD_IoVec parts[5];
 	struct MHD_Response *response;

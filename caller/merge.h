@@ -18,6 +18,6 @@
  * body length.
  */
 struct MHD_Response *merge_answer(const char *caller_items, size_t caller_len,
-				  struct upstream_result *result, size_t *size);
+                                  struct upstream_result *result, size_t *size);
 
 #endif

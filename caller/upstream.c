@@ -33,16 +33,16 @@ struct transfer {
 
 struct upstream {
 	struct upstream_config cfg;
-	char *url;                /* base_url + "/data"; owned */
+	char *url; /* base_url + "/data"; owned */
 	upstream_done done;
 	void *context;
 	CURLM *multi;
 	pthread_t thread;
-	pthread_mutex_t lock;     /* guards queue and stopping */
-	struct request *queue;    /* newest first */
+	pthread_mutex_t lock;  /* guards queue and stopping */
+	struct request *queue; /* newest first */
 	int stopping;
-	struct transfer *active;  /* upstream thread only */
-	struct transfer *idle;    /* upstream thread only */
+	struct transfer *active; /* upstream thread only */
+	struct transfer *idle;   /* upstream thread only */
 };
 
 /* libcurl's write callback: keeps the answer, up to UPSTREAM_MAX_BYTES. */
@@ -58,7 +58,8 @@ on_body(char *data, size_t size, size_t count, void *arg)
 	return size * count;
 }
 
-/* Gives a transfer with an easy handle set up for the responder, reusing an idle one when there is one. */
+/* Gives a transfer with an easy handle set up for the responder, reusing an idle one when there is
+ * one. */
 static struct transfer *
 transfer_get(struct upstream *u)
 {
@@ -86,7 +87,7 @@ transfer_get(struct upstream *u)
 	    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, u->cfg.connect_timeout_ms) != CURLE_OK ||
 	    curl_easy_setopt(e, CURLOPT_DNS_CACHE_TIMEOUT, u->cfg.dns_cache_s) != CURLE_OK ||
 	    curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)u->cfg.max_bytes) !=
-		    CURLE_OK ||
+	        CURLE_OK ||
 	    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https") != CURLE_OK ||
 	    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body) != CURLE_OK ||
 	    curl_easy_setopt(e, CURLOPT_WRITEDATA, t) != CURLE_OK ||
@@ -120,10 +121,11 @@ judge(struct upstream *u, struct transfer *t, CURLcode code, struct upstream_res
 	if (code != CURLE_OK) {
 		if (t->too_large || code == CURLE_FILESIZE_EXCEEDED)
 			snprintf(r->reason, sizeof(r->reason),
-				 "answer larger than UPSTREAM_MAX_BYTES (%zu bytes)", u->cfg.max_bytes);
+			         "answer larger than UPSTREAM_MAX_BYTES (%zu bytes)",
+			         u->cfg.max_bytes);
 		else
 			snprintf(r->reason, sizeof(r->reason), "%s",
-				 t->errbuf[0] != '\0' ? t->errbuf : curl_easy_strerror(code));
+			         t->errbuf[0] != '\0' ? t->errbuf : curl_easy_strerror(code));
 		return;
 	}
 	if (curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status) != CURLE_OK ||
@@ -132,12 +134,12 @@ judge(struct upstream *u, struct transfer *t, CURLcode code, struct upstream_res
 		return;
 	}
 	found = json_scan_member(r->body, r->body_len, "stored_data", &r->stored_data, why,
-				 sizeof(why));
+	                         sizeof(why));
 	if (found < 0)
 		snprintf(r->reason, sizeof(r->reason), "invalid JSON from %s: %s", u->url, why);
 	else if (found == 0 || r->stored_data.type != '[')
 		snprintf(r->reason, sizeof(r->reason), "answer from %s has no stored_data array",
-			 u->url);
+		         u->url);
 	else
 		r->ok = 1;
 }
@@ -262,7 +264,7 @@ upstream_loop(void *arg)
 	while (u->active != NULL) {
 		curl_multi_remove_handle(u->multi, u->active->easy);
 		snprintf(u->active->errbuf, sizeof(u->active->errbuf),
-			 "the caller is shutting down");
+		         "the caller is shutting down");
 		transfer_finish(u, u->active, CURLE_ABORTED_BY_CALLBACK);
 	}
 	return NULL;

@@ -11,20 +11,20 @@
 #include "../common/json_scan.h"
 
 struct upstream_config {
-	const char *base_url;       /* RESPONDER_URL, without a trailing slash; borrowed */
-	long timeout_ms;            /* UPSTREAM_TIMEOUT_MS: the whole call */
-	long connect_timeout_ms;    /* UPSTREAM_CONNECT_TIMEOUT_MS */
-	long dns_cache_s;           /* UPSTREAM_DNS_CACHE_S */
-	size_t max_bytes;           /* UPSTREAM_MAX_BYTES */
+	const char *base_url;    /* RESPONDER_URL, without a trailing slash; borrowed */
+	long timeout_ms;         /* UPSTREAM_TIMEOUT_MS: the whole call */
+	long connect_timeout_ms; /* UPSTREAM_CONNECT_TIMEOUT_MS */
+	long dns_cache_s;        /* UPSTREAM_DNS_CACHE_S */
+	size_t max_bytes;        /* UPSTREAM_MAX_BYTES */
 };
 
 /* What one call gave. */
 struct upstream_result {
-	int ok;                      /* 1: a 200 whose JSON has a stored_data array */
-	char *body;                  /* the answer as received; the callback owns it (free()) */
+	int ok;     /* 1: a 200 whose JSON has a stored_data array */
+	char *body; /* the answer as received; the callback owns it (free()) */
 	size_t body_len;
 	struct json_span stored_data; /* where the array lies in body, when ok */
-	char reason[384];            /* what went wrong, when not ok */
+	char reason[384];             /* what went wrong, when not ok */
 };
 
 /*
@@ -36,9 +36,9 @@ typedef void (*upstream_done)(struct upstream_result *result, void *context, voi
 
 struct upstream;
 
-/* Starts the upstream thread; cfg is copied, its strings borrowed. Returns NULL after logging why. */
+/* Starts the upstream thread; cfg is copied, its strings borrowed. NULL after logging why. */
 struct upstream *upstream_start(const struct upstream_config *cfg, upstream_done done,
-				void *context);
+                                void *context);
 
 /* Asks the responder for GET /data on behalf of request; done() is always called, exactly once. */
 void upstream_fetch(struct upstream *u, const char *request_id, void *request);

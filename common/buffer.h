@@ -5,10 +5,10 @@
 #include <stddef.h>
 
 struct buffer {
-	char *data;    /* owned by the buffer; NULL until the first append */
-	size_t len;    /* bytes in use */
-	size_t cap;    /* bytes allocated */
-	size_t max;    /* len never exceeds this */
+	char *data; /* owned by the buffer; NULL until the first append */
+	size_t len; /* bytes in use */
+	size_t cap; /* bytes allocated */
+	size_t max; /* len never exceeds this */
 };
 
 enum buffer_result {

@@ -19,9 +19,11 @@ config_integer(const char *name, long long def, long long min, long long max, lo
 	}
 	errno = 0;
 	v = strtoll(text, &end, 10);
-	if (errno != 0 || end == text || *end != '\0' || v < min || v > max) {
+	/* strtoll() alone would also take leading spaces and a plus sign. */
+	if (!((*text >= '0' && *text <= '9') || *text == '-') || errno != 0 || *end != '\0' ||
+	    v < min || v > max) {
 		fprintf(stderr, "%s: %s=%s is invalid: expected an integer from %lld to %lld\n",
-			log_service_name(), name, text, min, max);
+		        log_service_name(), name, text, min, max);
 		return -1;
 	}
 	*out = v;
@@ -53,11 +55,12 @@ server_config_load(struct server_config *c)
 	if (cpus > 64)
 		cpus = 64;
 	if (log_level_parse(level, &c->log_level) < 0) {
-		fprintf(stderr, "%s: LOG_LEVEL=%s is invalid: expected debug, info, warn or error\n",
-			log_service_name(), level);
+		fprintf(stderr,
+		        "%s: LOG_LEVEL=%s is invalid: expected debug, info, warn or error\n",
+		        log_service_name(), level);
 		return -1;
 	}
-#define READ(name, def, min, max, field)                                                          \
+#define READ(name, def, min, max, field)                                                           \
 	do {                                                                                       \
 		if (config_integer(name, def, min, max, &v) < 0)                                   \
 			return -1;                                                                 \

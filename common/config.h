@@ -11,15 +11,15 @@
 
 /* What every daemon reads; the README's configuration table documents each one. */
 struct server_config {
-	unsigned int port;               /* PORT */
-	enum log_level log_level;        /* LOG_LEVEL */
-	unsigned int threads;            /* THREADS */
-	size_t body_max_bytes;           /* BODY_MAX_BYTES */
-	size_t store_max_items;          /* STORE_MAX_ITEMS */
-	size_t store_max_bytes;          /* STORE_MAX_BYTES */
-	unsigned int connection_limit;   /* CONNECTION_LIMIT */
+	unsigned int port;                 /* PORT */
+	enum log_level log_level;          /* LOG_LEVEL */
+	unsigned int threads;              /* THREADS */
+	size_t body_max_bytes;             /* BODY_MAX_BYTES */
+	size_t store_max_items;            /* STORE_MAX_ITEMS */
+	size_t store_max_bytes;            /* STORE_MAX_BYTES */
+	unsigned int connection_limit;     /* CONNECTION_LIMIT */
 	unsigned int connection_timeout_s; /* CONNECTION_TIMEOUT_S */
-	unsigned int drain_timeout_ms;   /* DRAIN_TIMEOUT_MS */
+	unsigned int drain_timeout_ms;     /* DRAIN_TIMEOUT_MS */
 };
 
 /*
@@ -27,10 +27,9 @@ struct server_config {
  * Returns 0, or -1 after printing one line naming the variable and the range
  * it accepts.
  */
-int config_integer(const char *name, long long def, long long min, long long max,
-		   long long *out);
+int config_integer(const char *name, long long def, long long min, long long max, long long *out);
 
-/* Reads the first of the given variables that is set and not empty, or def; the result is borrowed. */
+/* Reads the first of names that is set and not empty, or def; the result is borrowed. */
 const char *config_string(const char *const names[], const char *def);
 
 /* Fills c from the environment; returns 0, or -1 after printing what is wrong. */

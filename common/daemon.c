@@ -21,8 +21,8 @@ usage(const char *name)
 }
 
 int
-daemon_init(struct daemon *d, const char *name, const char *stored_message, int argc,
-	    char **argv, int *exit_status)
+daemon_init(struct daemon *d, const char *name, const char *stored_message, int argc, char **argv,
+            int *exit_status)
 {
 	long long port;
 
@@ -32,8 +32,8 @@ daemon_init(struct daemon *d, const char *name, const char *stored_message, int 
 	log_init(name, LOG_INFO);
 	if (argc > 1 && strcmp(argv[1], "--healthcheck") == 0) {
 		*exit_status = config_integer("PORT", 5000, 1, 65535, &port) < 0
-				       ? CONFIG_EXIT_STATUS
-				       : healthcheck_run((unsigned int)port);
+		                   ? CONFIG_EXIT_STATUS
+		                   : healthcheck_run((unsigned int)port);
 		return -1;
 	}
 	if (argc > 1) {
@@ -48,7 +48,7 @@ daemon_init(struct daemon *d, const char *name, const char *stored_message, int 
 	log_init(name, d->config.log_level);
 	if (store_init(&d->data.store, d->config.store_max_items, d->config.store_max_bytes) < 0) {
 		fprintf(stderr, "%s: STORE_MAX_BYTES=%zu cannot be reserved: %s\n", name,
-			d->config.store_max_bytes, strerror(errno));
+		        d->config.store_max_bytes, strerror(errno));
 		*exit_status = CONFIG_EXIT_STATUS;
 		return -1;
 	}
@@ -57,7 +57,7 @@ daemon_init(struct daemon *d, const char *name, const char *stored_message, int 
 
 int
 daemon_serve(struct daemon *d, const struct http_route *routes, size_t route_count,
-	     void (*before_stop)(void *), void *arg)
+             void (*before_stop)(void *), void *arg)
 {
 	struct http_server *server;
 	sigset_t stop_signals;
@@ -78,7 +78,7 @@ daemon_serve(struct daemon *d, const struct http_route *routes, size_t route_cou
 		return 1;
 	}
 	log_msg(LOG_INFO, "listening on port %u with %u threads", d->config.port,
-		d->config.threads);
+	        d->config.threads);
 	while (sigwait(&stop_signals, &sig) != 0)
 		;
 	log_msg(LOG_INFO, "signal %d: draining for up to %u ms", sig, d->config.drain_timeout_ms);

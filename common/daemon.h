@@ -20,7 +20,7 @@ struct daemon {
  * the process should exit with in *exit_status.
  */
 int daemon_init(struct daemon *d, const char *name, const char *stored_message, int argc,
-		char **argv, int *exit_status);
+                char **argv, int *exit_status);
 
 /*
  * Serves routes until SIGTERM or SIGINT, then stops accepting and lets
@@ -30,7 +30,7 @@ int daemon_init(struct daemon *d, const char *name, const char *stored_message, 
  * server cannot start. Returns the exit status.
  */
 int daemon_serve(struct daemon *d, const struct http_route *routes, size_t route_count,
-		 void (*before_stop)(void *), void *arg);
+                 void (*before_stop)(void *), void *arg);
 
 /* Releases what daemon_init() reserved. */
 void daemon_destroy(struct daemon *d);

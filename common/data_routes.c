@@ -28,12 +28,13 @@ data_post(struct http_exchange *ex, void *arg)
 	switch (store_append(&svc->store, object, object_len)) {
 	case STORE_FULL_ITEMS:
 		http_reply_error(ex, 507, "Store is full: STORE_MAX_ITEMS (%zu objects) reached",
-				 svc->store.max_items);
+		                 svc->store.max_items);
 		goto out;
 	case STORE_FULL_BYTES:
-		http_reply_error(ex, 507,
-				 "Store is full: the object does not fit in STORE_MAX_BYTES (%zu bytes)",
-				 svc->store.max_bytes);
+		http_reply_error(
+		    ex, 507,
+		    "Store is full: the object does not fit in STORE_MAX_BYTES (%zu bytes)",
+		    svc->store.max_bytes);
 		goto out;
 	case STORE_OK:
 		break;
@@ -44,8 +45,9 @@ data_post(struct http_exchange *ex, void *arg)
 		http_reply_error(ex, 500, "Out of memory after storing the object");
 		goto out;
 	}
-	answer_len = (size_t)snprintf(answer, answer_len, "{\"message\":\"%s\",\"stored_data\":%.*s}",
-				      svc->stored_message, (int)object_len, object);
+	answer_len =
+	    (size_t)snprintf(answer, answer_len, "{\"message\":\"%s\",\"stored_data\":%.*s}",
+	                     svc->stored_message, (int)object_len, object);
 	http_reply_take(ex, 201, answer, answer_len);
 out:
 	free(object);
@@ -67,7 +69,7 @@ data_get(struct http_exchange *ex, void *arg)
 	parts[2].iov_base = DATA_SUFFIX;
 	parts[2].iov_len = sizeof(DATA_SUFFIX) - 1;
 	http_reply(ex, 200, MHD_create_response_from_iovec(parts, 3, NULL, NULL),
-		   parts[0].iov_len + len + parts[2].iov_len);
+	           parts[0].iov_len + len + parts[2].iov_len);
 }
 
 void

@@ -74,6 +74,6 @@ out:
 	if (fd >= 0)
 		close(fd);
 	fprintf(rc == 0 ? stdout : stderr, "healthcheck: port %u %s\n", port,
-		rc == 0 ? "healthy" : "unhealthy");
+	        rc == 0 ? "healthy" : "unhealthy");
 	return rc;
 }

@@ -23,17 +23,17 @@ struct http_server {
 	const struct http_route *routes;
 	size_t route_count;
 	size_t body_max_bytes;
-	atomic_uint in_flight;     /* exchanges created and not yet completed */
-	atomic_int draining;       /* set once shutdown starts */
-	atomic_ulong next_id;      /* counter part of generated request ids */
-	unsigned long id_prefix;   /* random part of generated request ids */
+	atomic_uint in_flight;   /* exchanges created and not yet completed */
+	atomic_int draining;     /* set once shutdown starts */
+	atomic_ulong next_id;    /* counter part of generated request ids */
+	unsigned long id_prefix; /* random part of generated request ids */
 };
 
 struct http_exchange {
 	struct http_server *server;
 	struct MHD_Connection *connection;
 	const struct http_route *route;
-	http_handler handler;          /* set when the request is routed to a handler */
+	http_handler handler; /* set when the request is routed to a handler */
 	struct buffer body;
 	struct timespec started;
 	int body_too_large;
@@ -46,7 +46,7 @@ struct http_exchange {
 	char request_id[REQUEST_ID_MAX + 1];
 };
 
-/* Takes the client's X-Request-Id only when it is short and plain, so it is safe to log and echo. */
+/* Takes the client's X-Request-Id only when short and plain, so it is safe to log and echo. */
 static int
 request_id_is_sane(const char *id)
 {
@@ -101,7 +101,7 @@ exchange_new(struct http_server *s, struct MHD_Connection *c, const char *url, c
 		copy_string(ex->request_id, sizeof(ex->request_id), id);
 	else
 		snprintf(ex->request_id, sizeof(ex->request_id), "%016lx%08lx", s->id_prefix,
-			 atomic_fetch_add(&s->next_id, 1) & 0xffffffffUL);
+		         atomic_fetch_add(&s->next_id, 1) & 0xffffffffUL);
 	atomic_fetch_add(&s->in_flight, 1);
 	return ex;
 }
@@ -121,7 +121,7 @@ http_request_id(const struct http_exchange *ex)
 
 void
 http_reply(struct http_exchange *ex, unsigned int status, struct MHD_Response *response,
-	   size_t size)
+           size_t size)
 {
 	if (ex->response != NULL)
 		MHD_destroy_response(ex->response);
@@ -147,7 +147,7 @@ http_reply_static(struct http_exchange *ex, unsigned int status, const char *bod
 	size_t len = strlen(body);
 
 	http_reply(ex, status,
-		   MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_PERSISTENT), len);
+	           MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_PERSISTENT), len);
 }
 
 void
@@ -164,8 +164,8 @@ http_reply_error(struct http_exchange *ex, unsigned int status, const char *fmt,
 	len = log_escape(body, sizeof(body) - 2, len, message);
 	memcpy(body + len, "\"}", 3);
 	len += 2;
-	http_reply(ex, status,
-		   MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_COPY), len);
+	http_reply(ex, status, MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_COPY),
+	           len);
 }
 
 void
@@ -197,7 +197,7 @@ queue_answer(struct http_exchange *ex)
 		ex->status = MHD_HTTP_INTERNAL_SERVER_ERROR;
 		ex->response_bytes = sizeof(fallback) - 1;
 		r = MHD_create_response_from_buffer(sizeof(fallback) - 1, (void *)fallback,
-						    MHD_RESPMEM_PERSISTENT);
+		                                    MHD_RESPMEM_PERSISTENT);
 		if (r == NULL)
 			return MHD_NO;
 	}
@@ -206,9 +206,9 @@ queue_answer(struct http_exchange *ex)
 	MHD_add_response_header(r, "X-Request-Id", ex->request_id);
 	if (ex->status == MHD_HTTP_METHOD_NOT_ALLOWED && ex->route != NULL)
 		MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW,
-					ex->route->get == NULL    ? "POST"
-					: ex->route->post == NULL ? "GET, HEAD"
-								  : "GET, HEAD, POST");
+		                        ex->route->get == NULL    ? "POST"
+		                        : ex->route->post == NULL ? "GET, HEAD"
+		                                                  : "GET, HEAD, POST");
 	if (atomic_load(&ex->server->draining))
 		MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
 	ok = MHD_queue_response(ex->connection, ex->status, r);
@@ -261,7 +261,8 @@ route_request(struct http_exchange *ex, const char *method)
 
 	ex->route = route_find(s, ex->path);
 	if (ex->route == NULL) {
-		http_reply_error(ex, MHD_HTTP_NOT_FOUND, "No route for %s %s", ex->method, ex->path);
+		http_reply_error(ex, MHD_HTTP_NOT_FOUND, "No route for %s %s", ex->method,
+		                 ex->path);
 		return;
 	}
 	if (strcmp(method, MHD_HTTP_METHOD_GET) == 0 || strcmp(method, MHD_HTTP_METHOD_HEAD) == 0)
@@ -270,27 +271,27 @@ route_request(struct http_exchange *ex, const char *method)
 		ex->handler = ex->route->post;
 	if (ex->handler == NULL) {
 		http_reply_error(ex, MHD_HTTP_METHOD_NOT_ALLOWED, "Method %s is not allowed on %s",
-				 ex->method, ex->path);
+		                 ex->method, ex->path);
 		return;
 	}
 	if (ex->handler != ex->route->post)
 		return;
 	if (!content_type_is_json(MHD_lookup_connection_value(ex->connection, MHD_HEADER_KIND,
-							       MHD_HTTP_HEADER_CONTENT_TYPE))) {
+	                                                      MHD_HTTP_HEADER_CONTENT_TYPE))) {
 		ex->handler = NULL;
 		http_reply_error(ex, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE,
-				 "Content-Type must be application/json");
+		                 "Content-Type must be application/json");
 		return;
 	}
 	length = MHD_lookup_connection_value(ex->connection, MHD_HEADER_KIND,
-					     MHD_HTTP_HEADER_CONTENT_LENGTH);
+	                                     MHD_HTTP_HEADER_CONTENT_LENGTH);
 	if (length != NULL) {
 		declared = strtoull(length, &end, 10);
 		if (declared > s->body_max_bytes) {
 			ex->handler = NULL;
 			http_reply_error(ex, MHD_HTTP_CONTENT_TOO_LARGE,
-					 "Request body of %llu bytes exceeds BODY_MAX_BYTES (%zu)",
-					 declared, s->body_max_bytes);
+			                 "Request body of %llu bytes exceeds BODY_MAX_BYTES (%zu)",
+			                 declared, s->body_max_bytes);
 		}
 	}
 }
@@ -304,7 +305,7 @@ route_request(struct http_exchange *ex, const char *method)
  */
 static enum MHD_Result
 on_request(void *cls, struct MHD_Connection *connection, const char *url, const char *method,
-	   const char *version, const char *upload_data, size_t *upload_data_size, void **con_cls)
+           const char *version, const char *upload_data, size_t *upload_data_size, void **con_cls)
 {
 	struct http_server *s = cls;
 	struct http_exchange *ex = *con_cls;
@@ -340,7 +341,7 @@ on_request(void *cls, struct MHD_Connection *connection, const char *url, const 
 		return queue_answer(ex);
 	if (ex->body_too_large) {
 		http_reply_error(ex, MHD_HTTP_CONTENT_TOO_LARGE,
-				 "Request body exceeds BODY_MAX_BYTES (%zu)", s->body_max_bytes);
+		                 "Request body exceeds BODY_MAX_BYTES (%zu)", s->body_max_bytes);
 		return queue_answer(ex);
 	}
 	ex->handler(ex, ex->route->arg);
@@ -350,7 +351,7 @@ on_request(void *cls, struct MHD_Connection *connection, const char *url, const 
 /* Called when a request is done, answered or not: logs it and frees its state. */
 static void
 on_completed(void *cls, struct MHD_Connection *connection, void **con_cls,
-	     enum MHD_RequestTerminationCode code)
+             enum MHD_RequestTerminationCode code)
 {
 	struct http_server *s = cls;
 	struct http_exchange *ex = *con_cls;
@@ -385,21 +386,22 @@ static struct MHD_Daemon *
 daemon_start(struct http_server *s, const struct server_config *cfg, unsigned int family_flag)
 {
 	unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
-			     MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | family_flag;
+	                     MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | family_flag;
 
-	/* The logger comes first so that libmicrohttpd reports even its option errors through it. */
-	return MHD_start_daemon(flags, (uint16_t)cfg->port, NULL, NULL, on_request, s,
-				MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
-				MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)cfg->threads,
-				MHD_OPTION_CONNECTION_LIMIT, (unsigned int)cfg->connection_limit,
-				MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)cfg->connection_timeout_s,
-				MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-				MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int)1, MHD_OPTION_END);
+	/* The logger comes first so that libmicrohttpd reports even its option errors through it.
+	 */
+	return MHD_start_daemon(
+	    flags, (uint16_t)cfg->port, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER,
+	    on_mhd_log, NULL, MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)cfg->threads,
+	    MHD_OPTION_CONNECTION_LIMIT, (unsigned int)cfg->connection_limit,
+	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)cfg->connection_timeout_s,
+	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_LISTENING_ADDRESS_REUSE,
+	    (unsigned int)1, MHD_OPTION_END);
 }
 
 struct http_server *
 http_server_start(const struct server_config *cfg, const struct http_route *routes,
-		  size_t route_count)
+                  size_t route_count)
 {
 	struct http_server *s = calloc(1, sizeof(*s));
 

@@ -34,7 +34,7 @@ struct http_route {
  * Returns NULL after logging why it failed.
  */
 struct http_server *http_server_start(const struct server_config *cfg,
-				      const struct http_route *routes, size_t route_count);
+                                      const struct http_route *routes, size_t route_count);
 
 /*
  * Stops accepting connections and waits up to timeout_ms for requests in
@@ -54,7 +54,7 @@ const char *http_request_id(const struct http_exchange *ex);
 
 /* Sets the answer; steals the reference to response. size is the body length for the log. */
 void http_reply(struct http_exchange *ex, unsigned int status, struct MHD_Response *response,
-		size_t size);
+                size_t size);
 
 /* Sets the answer to a body the exchange takes over (freed with free()). */
 void http_reply_take(struct http_exchange *ex, unsigned int status, char *body, size_t len);
@@ -64,7 +64,7 @@ void http_reply_static(struct http_exchange *ex, unsigned int status, const char
 
 /* Sets the answer to {"error":"<message>"}. */
 void http_reply_error(struct http_exchange *ex, unsigned int status, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 /* Holds the request without an answer until http_resume(); call only from a handler. */
 void http_suspend(struct http_exchange *ex);

@@ -8,7 +8,7 @@ struct scan {
 	const unsigned char *p;   /* next byte */
 	const unsigned char *end; /* one past the last byte */
 	const unsigned char *start;
-	const char *error;        /* static text, set on the first failure */
+	const char *error; /* static text, set on the first failure */
 };
 
 static int scan_value(struct scan *s, int depth);
@@ -53,7 +53,8 @@ hex4(struct scan *s, unsigned *out)
 	return 0;
 }
 
-/* Checks one UTF-8 sequence starting at s->p (first byte >= 0x80), rejecting overlong forms and surrogates. */
+/* Checks one UTF-8 sequence starting at s->p (first byte >= 0x80), rejecting overlong forms and
+ * surrogates. */
 static int
 utf8_sequence(struct scan *s)
 {
@@ -201,7 +202,7 @@ scan_object(struct scan *s, int depth, const char *key, struct json_span *span, 
 		if (scan_string(s) < 0)
 			return -1;
 		match = key != NULL && (size_t)(s->p - 1 - name) == key_len &&
-			memcmp(name, key, key_len) == 0;
+		        memcmp(name, key, key_len) == 0;
 		skip_space(s);
 		if (s->p >= s->end || *s->p != ':')
 			return fail(s, "expected ':'");
@@ -284,8 +285,8 @@ scan_value(struct scan *s, int depth)
 }
 
 int
-json_scan_member(const char *text, size_t len, const char *key, struct json_span *span,
-		 char *err, size_t err_size)
+json_scan_member(const char *text, size_t len, const char *key, struct json_span *span, char *err,
+                 size_t err_size)
 {
 	struct scan s;
 	int found = 0, rc;

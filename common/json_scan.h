@@ -26,6 +26,6 @@ struct json_span {
  * when the text is not valid JSON, with the reason in err.
  */
 int json_scan_member(const char *text, size_t len, const char *key, struct json_span *span,
-		     char *err, size_t err_size);
+                     char *err, size_t err_size);
 
 #endif

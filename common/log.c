@@ -56,7 +56,8 @@ log_escape(char *out, size_t size, size_t len, const char *s)
 			esc[1] = (char)c;
 			n = 2;
 		} else if (c < 0x20 || c >= 0x7f) {
-			/* Bytes past ASCII are escaped one by one, so no input can make a line invalid UTF-8. */
+			/* Bytes past ASCII are escaped one by one, so no input can make a line
+			 * invalid UTF-8. */
 			memcpy(esc, "\\u00", 4);
 			esc[4] = hex[c >> 4];
 			esc[5] = hex[c & 0xf];
@@ -86,8 +87,8 @@ line_start(char *line, enum log_level level)
 	gmtime_r(&now.tv_sec, &tm);
 	strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
 	return (size_t)snprintf(line, LOG_LINE_MAX,
-				"{\"time\":\"%s.%03ldZ\",\"level\":\"%s\",\"service\":\"%s\"", stamp,
-				now.tv_nsec / 1000000, level_names[level], log_service);
+	                        "{\"time\":\"%s.%03ldZ\",\"level\":\"%s\",\"service\":\"%s\"",
+	                        stamp, now.tv_nsec / 1000000, level_names[level], log_service);
 }
 
 /* Closes the line and writes it whole, cutting what does not fit. */
@@ -146,9 +147,10 @@ log_request(const struct log_request *r)
 	len = log_escape(line, 64 + len, len, r->method);
 	len += (size_t)snprintf(line + len, LOG_LINE_MAX - len, "\",\"path\":\"");
 	len = log_escape(line, LOG_LINE_MAX - 256, len, r->path);
-	len += (size_t)snprintf(line + len, LOG_LINE_MAX - len,
-				"\",\"status\":%u,\"bytes\":%zu,\"duration_ms\":%.3f,\"request_id\":\"",
-				r->status, r->bytes, r->duration_ms);
+	len += (size_t)snprintf(
+	    line + len, LOG_LINE_MAX - len,
+	    "\",\"status\":%u,\"bytes\":%zu,\"duration_ms\":%.3f,\"request_id\":\"", r->status,
+	    r->bytes, r->duration_ms);
 	len = log_escape(line, LOG_LINE_MAX - 4, len, r->request_id);
 	line[len++] = '"';
 	line_write(STDOUT_FILENO, line, len);

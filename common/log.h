@@ -17,7 +17,8 @@ struct log_request {
 	const char *request_id;
 };
 
-/* Sets the service name written on every line (borrowed: must outlive logging) and the lowest level written. */
+/* Sets the service name written on every line (borrowed: must outlive logging) and the lowest level
+ * written. */
 void log_init(const char *service, enum log_level level);
 
 /* The service name given to log_init(). */
@@ -31,7 +32,7 @@ void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(p
 
 /* The same as log_msg(), for callers that already hold a va_list (libmicrohttpd's logger). */
 void log_vmsg(enum log_level level, const char *fmt, va_list ap)
-	__attribute__((format(printf, 2, 0)));
+    __attribute__((format(printf, 2, 0)));
 
 /* Writes one request line to stdout (at info level). */
 void log_request(const struct log_request *r);

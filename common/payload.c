@@ -53,8 +53,7 @@ type_name(const json_t *v)
 }
 
 int
-payload_parse(const char *body, size_t len, char **out, size_t *out_len, char *err,
-	      size_t err_size)
+payload_parse(const char *body, size_t len, char **out, size_t *out_len, char *err, size_t err_size)
 {
 	json_error_t jerr;
 	json_t *root = NULL;
@@ -69,10 +68,11 @@ payload_parse(const char *body, size_t len, char **out, size_t *out_len, char *e
 	 * Integers too large for 64 bits are still valid JSON: decoding them as
 	 * reals keeps them acceptable, and the stored text keeps every digit.
 	 */
-	root = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_DECODE_INT_AS_REAL, &jerr);
+	root = json_loadb(
+	    body, len, JSON_REJECT_DUPLICATES | JSON_DECODE_INT_AS_REAL | JSON_DECODE_ANY, &jerr);
 	if (root == NULL) {
 		snprintf(err, err_size, "Invalid JSON at line %d, column %d: %s", jerr.line,
-			 jerr.column, jerr.text);
+		         jerr.column, jerr.text);
 		goto out;
 	}
 	if (!json_is_object(root)) {

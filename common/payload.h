@@ -15,6 +15,6 @@
  * fault, with a message a client can act on in err; -2 when memory ran out.
  */
 int payload_parse(const char *body, size_t len, char **out, size_t *out_len, char *err,
-		  size_t err_size);
+                  size_t err_size);
 
 #endif

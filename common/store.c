@@ -15,7 +15,7 @@ store_init(struct store *s, size_t max_items, size_t max_bytes)
 	 * region never has to move (which is what lets readers skip the lock).
 	 */
 	base = mmap(NULL, max_bytes, PROT_READ | PROT_WRITE,
-		    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	            MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (base == MAP_FAILED)
 		return -1;
 	s->base = base;

@@ -15,18 +15,18 @@
 #include <stddef.h>
 
 struct store {
-	char *base;            /* reserved region of max_bytes; owned by the store */
-	size_t max_items;      /* STORE_MAX_ITEMS */
-	size_t max_bytes;      /* STORE_MAX_BYTES: objects plus the commas between them */
-	pthread_mutex_t lock;  /* serializes writers; readers never take it */
-	_Atomic size_t len;    /* published bytes */
-	_Atomic size_t items;  /* published objects */
+	char *base;           /* reserved region of max_bytes; owned by the store */
+	size_t max_items;     /* STORE_MAX_ITEMS */
+	size_t max_bytes;     /* STORE_MAX_BYTES: objects plus the commas between them */
+	pthread_mutex_t lock; /* serializes writers; readers never take it */
+	_Atomic size_t len;   /* published bytes */
+	_Atomic size_t items; /* published objects */
 };
 
 enum store_result {
 	STORE_OK = 0,
-	STORE_FULL_ITEMS,  /* STORE_MAX_ITEMS reached */
-	STORE_FULL_BYTES,  /* the object does not fit in STORE_MAX_BYTES */
+	STORE_FULL_ITEMS, /* STORE_MAX_ITEMS reached */
+	STORE_FULL_BYTES, /* the object does not fit in STORE_MAX_BYTES */
 };
 
 /* Reserves the region; returns 0, or -1 with errno set when it cannot be reserved. */

@@ -8,12 +8,12 @@ main(int argc, char **argv)
 	int status;
 
 	if (daemon_init(&d, "responder", "Data stored successfully in Service B", argc, argv,
-			&status) < 0)
+	                &status) < 0)
 		return status;
 	{
 		const struct http_route routes[] = {
-			{"/data", data_get, data_post, &d.data},
-			{"/health", health_get, NULL, NULL},
+		    {"/data", data_get, data_post, &d.data},
+		    {"/health", health_get, NULL, NULL},
 		};
 
 		status = daemon_serve(&d, routes, sizeof(routes) / sizeof(routes[0]), NULL, NULL);

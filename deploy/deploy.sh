@@ -1,0 +1,552 @@
+#!/usr/bin/env bash
+# Deploy the caller and responder daemons to Amazon ECS on Fargate with Service Connect.
+# Idempotent: a second run changes nothing that is already right. See docs/deploy-aws.md.
+set -euo pipefail
+
+# shellcheck source=deploy/lib.sh
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
+
+usage() {
+	cat <<'EOF'
+Usage: deploy/deploy.sh [options]
+
+  --region REGION        AWS region (default: $AWS_REGION, $AWS_DEFAULT_REGION, then 'aws configure get region')
+  --prefix NAME          prefix of every resource name (default: $SCD_PREFIX or "scdemo")
+  --allowed-cidr CIDR    who may reach port 5000 (default: $SCD_ALLOWED_CIDR, else your public IPv4 address/32)
+  --subnets IDS          comma-separated subnet IDs with a route to the internet
+                         (default: $SCD_SUBNETS, else the default VPC's default subnets)
+  --tls PCA_ARN          turn on Service Connect TLS with this AWS Private CA (default: $SCD_TLS_PCA_ARN)
+  --tls-kms-key KEY      optional KMS key for the Service Connect TLS secrets (default: $SCD_TLS_KMS_KEY)
+  --no-smoke-test        do not run the curl flow after deploying
+  --dry-run              print every AWS and Docker call that would be made, make none
+  -h, --help             this text
+EOF
+}
+
+ALLOWED_CIDR=${SCD_ALLOWED_CIDR:-}
+SUBNETS=${SCD_SUBNETS:-}
+TLS_PCA_ARN=${SCD_TLS_PCA_ARN:-}
+TLS_KMS_KEY=${SCD_TLS_KMS_KEY:-}
+SMOKE_TEST=1
+REGION=${AWS_REGION:-${AWS_DEFAULT_REGION:-}}
+PREFIX=${SCD_PREFIX:-scdemo}
+IAM_PROPAGATION_SECONDS=${SCD_IAM_PROPAGATION_SECONDS:-10}
+
+need_value() { [[ $# -ge 2 && -n $2 ]] || die "$1 needs a value"; }
+
+while [[ $# -gt 0 ]]; do
+	case $1 in
+	--region) need_value "$@"; REGION=$2; shift 2 ;;
+	--prefix) need_value "$@"; PREFIX=$2; shift 2 ;;
+	--allowed-cidr) need_value "$@"; ALLOWED_CIDR=$2; shift 2 ;;
+	--subnets) need_value "$@"; SUBNETS=$2; shift 2 ;;
+	--tls) need_value "$@"; TLS_PCA_ARN=$2; shift 2 ;;
+	--tls-kms-key) need_value "$@"; TLS_KMS_KEY=$2; shift 2 ;;
+	--no-smoke-test) SMOKE_TEST=0; shift ;;
+	--dry-run) DRY_RUN=1; shift ;;
+	-h | --help) usage; exit 0 ;;
+	*) usage >&2; die "unknown argument: $1" ;;
+	esac
+done
+
+# ---------------------------------------------------------------- preflight
+
+preflight() {
+	check_prefix
+	check_aws_cli
+	default_region_from_cli
+	check_region
+	if [[ -n $ALLOWED_CIDR && ! $ALLOWED_CIDR =~ ^([0-9]{1,3}\.){3}[0-9]{1,3}/[0-9]{1,2}$ ]]; then
+		die "--allowed-cidr '$ALLOWED_CIDR' is not an IPv4 CIDR such as 203.0.113.7/32"
+	fi
+	if [[ -n $SUBNETS && ! $SUBNETS =~ ^subnet-[0-9a-f]+(,subnet-[0-9a-f]+)*$ ]]; then
+		die "--subnets must be comma-separated subnet IDs (subnet-...)"
+	fi
+	if [[ -n $TLS_PCA_ARN && ! $TLS_PCA_ARN =~ ^arn:aws[a-z-]*:acm-pca:[a-z0-9-]+:[0-9]{12}:certificate-authority/[A-Za-z0-9-]+$ ]]; then
+		die "--tls needs an AWS Private CA ARN (arn:aws:acm-pca:REGION:ACCOUNT:certificate-authority/ID)"
+	fi
+	if [[ -n $TLS_KMS_KEY && -z $TLS_PCA_ARN ]]; then
+		die "--tls-kms-key only makes sense with --tls"
+	fi
+	local f
+	for f in Dockerfile.caller Dockerfile.responder; do
+		[[ -f $SCD_ROOT/$f ]] || die "$SCD_ROOT/$f not found: deploy builds the images from the repository root"
+	done
+	if ((!DRY_RUN)); then
+		command -v docker >/dev/null 2>&1 || die "Docker not found on PATH: deploy builds and pushes the two images"
+		docker info >/dev/null 2>&1 || die "Docker is installed but not usable ('docker info' failed): is the daemon running, may this user reach it?"
+		if ((SMOKE_TEST)); then
+			command -v curl >/dev/null 2>&1 || die "curl not found (needed for the smoke test; or pass --no-smoke-test)"
+		fi
+	fi
+	make_work_dir
+	check_credentials
+	set_names
+	log "account $ACCOUNT_ID, region $REGION, prefix $PREFIX$( ((DRY_RUN)) && printf ' (dry run: nothing is sent)')"
+}
+
+default_allowed_cidr() {
+	local ip
+	[[ -n $ALLOWED_CIDR ]] && return 0
+	if ((DRY_RUN)); then
+		ALLOWED_CIDR="203.0.113.1/32"
+		log "dry run: using $ALLOWED_CIDR in place of your public address"
+		return 0
+	fi
+	ip=$(curl -fsS --max-time 10 https://checkip.amazonaws.com 2>/dev/null | tr -d '[:space:]' || true)
+	[[ $ip =~ ^([0-9]{1,3}\.){3}[0-9]{1,3}$ ]] || die "could not find your public IPv4 address (https://checkip.amazonaws.com); pass --allowed-cidr"
+	ALLOWED_CIDR="$ip/32"
+	log "port 5000 will admit $ALLOWED_CIDR (your address); use --allowed-cidr to choose another"
+}
+
+# ---------------------------------------------------------------- ECR and images
+
+ecr_repo_uri() { printf '%s.dkr.ecr.%s.amazonaws.com/%s\n' "$ACCOUNT_ID" "$REGION" "$1"; }
+
+ensure_ecr_repo() {
+	local name=$1
+	if aws_lookup 'RepositoryNotFoundException' ecr describe-repositories --repository-names "$name" \
+		--query 'repositories[0].repositoryUri' --output text >/dev/null; then
+		log "ECR repository $name exists"
+	else
+		aws_write ecr create-repository --repository-name "$name" \
+			--image-scanning-configuration scanOnPush=true \
+			--tags "Key=Project,Value=$PREFIX" --query repository.repositoryUri --output text >/dev/null
+	fi
+}
+
+DOCKER_LOGGED_IN=0
+docker_login() {
+	((DOCKER_LOGGED_IN)) && return 0
+	local registry="$ACCOUNT_ID.dkr.ecr.$REGION.amazonaws.com"
+	if ((DRY_RUN)); then
+		printf 'DRY-RUN (read):  aws --region %s ecr get-login-password | docker login --username AWS --password-stdin %s\n' "$REGION" "$registry" >&3
+	else
+		aws --region "$REGION" ecr get-login-password | docker login --username AWS --password-stdin "$registry" >/dev/null ||
+			die "docker login to $registry failed"
+	fi
+	DOCKER_LOGGED_IN=1
+}
+
+# build_and_push SVC REPO: sets IMAGE_URI to repository@digest (an immutable reference, so a
+# new task definition revision is registered exactly when the image content changes).
+build_and_push() {
+	local svc=$1 repo=$2 uri local_tag id tag digest
+	uri=$(ecr_repo_uri "$repo")
+	local_tag="$PREFIX-$svc:build"
+	log "building $svc image"
+	docker_run build --platform linux/amd64 -f "$SCD_ROOT/Dockerfile.$svc" -t "$local_tag" "$SCD_ROOT"
+	if ((DRY_RUN)); then
+		tag="<image-id>"
+	else
+		id=$(docker image inspect --format '{{.Id}}' "$local_tag") || die "docker image inspect $local_tag failed"
+		tag=${id#sha256:}
+		tag=${tag:0:12}
+	fi
+	if digest=$(aws_lookup 'ImageNotFoundException' ecr describe-images --repository-name "$repo" \
+		--image-ids "imageTag=$tag" --query 'imageDetails[0].imageDigest' --output text); then
+		log "$repo:$tag is already in ECR"
+	else
+		docker_login
+		docker_run tag "$local_tag" "$uri:$tag"
+		docker_run push "$uri:$tag" >/dev/null
+		if ((DRY_RUN)); then
+			digest="<digest>"
+		else
+			digest=$(aws_read ecr describe-images --repository-name "$repo" --image-ids "imageTag=$tag" \
+				--query 'imageDetails[0].imageDigest' --output text)
+		fi
+	fi
+	[[ $digest == sha256:* || $DRY_RUN -eq 1 ]] || die "no digest for $repo:$tag in ECR"
+	IMAGE_URI="$uri@$digest"
+}
+
+# ---------------------------------------------------------------- CloudWatch Logs
+
+ensure_log_group() {
+	local name=$1 found retention
+	found=$(aws_read logs describe-log-groups --log-group-name-prefix "$name" \
+		--query "logGroups[?logGroupName=='$name'].[logGroupName, retentionInDays]" --output text)
+	if [[ -z $found || $found == None ]]; then
+		aws_write logs create-log-group --log-group-name "$name" --tags "Project=$PREFIX"
+		aws_write logs put-retention-policy --log-group-name "$name" --retention-in-days 7
+		return 0
+	fi
+	retention=$(printf '%s\n' "$found" | awk -F '\t' '{print $2}')
+	if [[ $retention != 7 ]]; then
+		aws_write logs put-retention-policy --log-group-name "$name" --retention-in-days 7
+	else
+		log "log group $name exists"
+	fi
+}
+
+# ---------------------------------------------------------------- IAM
+
+ROLES_CREATED=0
+# ensure_role NAME TRUST_TEMPLATE (POLICY_TEMPLATE | managed:ARN): sets ROLE_ARN.
+# The sha256 of trust + permissions is kept in the role's SpecSha256 tag; a role is only
+# written to when that differs.
+ensure_role() {
+	local name=$1 trust_t=$2 policy=$3 trust_f="$WORK_DIR/$1-trust.json" policy_f="$WORK_DIR/$1-policy.json" hash current
+	local vars=("ACCOUNT_ID=$ACCOUNT_ID" "REGION=$REGION" "PREFIX=$PREFIX")
+	render "$trust_t" "$trust_f" "${vars[@]}"
+	if [[ $policy == managed:* ]]; then
+		printf '%s\n' "${policy#managed:}" >"$policy_f"
+	else
+		render "$policy" "$policy_f" "${vars[@]}"
+	fi
+	hash=$(sha256_files "$trust_f" "$policy_f")
+	ROLE_ARN="arn:aws:iam::$ACCOUNT_ID:role/$name"
+	if ROLE_ARN=$(aws_lookup 'NoSuchEntity' iam get-role --role-name "$name" --query Role.Arn --output text); then
+		current=$(aws_read iam list-role-tags --role-name "$name" --query "Tags[?Key=='SpecSha256'].Value | [0]" --output text)
+		if [[ $current == "$hash" ]]; then
+			log "IAM role $name is up to date"
+			return 0
+		fi
+		aws_write iam update-assume-role-policy --role-name "$name" --policy-document "file://$trust_f"
+	else
+		ROLE_ARN="arn:aws:iam::$ACCOUNT_ID:role/$name"
+		ROLE_ARN=$(aws_write iam create-role --role-name "$name" --assume-role-policy-document "file://$trust_f" \
+			--description "ECS Service Connect demo ($PREFIX)" --tags "Key=Project,Value=$PREFIX" \
+			--query Role.Arn --output text) || die "create-role $name failed"
+		((DRY_RUN)) && ROLE_ARN="arn:aws:iam::$ACCOUNT_ID:role/$name"
+		ROLES_CREATED=1
+	fi
+	if [[ $policy == managed:* ]]; then
+		aws_write iam attach-role-policy --role-name "$name" --policy-arn "${policy#managed:}"
+	else
+		aws_write iam put-role-policy --role-name "$name" --policy-name "$PREFIX-permissions" \
+			--policy-document "file://$policy_f"
+	fi
+	aws_write iam tag-role --role-name "$name" --tags "Key=SpecSha256,Value=$hash"
+}
+
+# ---------------------------------------------------------------- Cloud Map and cluster
+
+ensure_namespace() {
+	local op
+	NAMESPACE_ARN=$(aws_read servicediscovery list-namespaces --filters Name=TYPE,Values=HTTP,Condition=EQ \
+		--query "Namespaces[?Name=='$NAMESPACE_NAME'] | [0].Arn" --output text)
+	if [[ $NAMESPACE_ARN != None && -n $NAMESPACE_ARN ]]; then
+		log "Cloud Map namespace $NAMESPACE_NAME exists"
+		return 0
+	fi
+	op=$(aws_write servicediscovery create-http-namespace --name "$NAMESPACE_NAME" \
+		--description "ECS Service Connect demo ($PREFIX)" --tags "Key=Project,Value=$PREFIX" \
+		--query OperationId --output text)
+	if ((DRY_RUN)); then
+		NAMESPACE_ARN="arn:aws:servicediscovery:$REGION:$ACCOUNT_ID:namespace/<new-namespace-id>"
+		return 0
+	fi
+	wait_cloudmap_operation "$op"
+	NAMESPACE_ARN=$(aws_read servicediscovery list-namespaces --filters Name=TYPE,Values=HTTP,Condition=EQ \
+		--query "Namespaces[?Name=='$NAMESPACE_NAME'] | [0].Arn" --output text)
+	[[ $NAMESPACE_ARN == arn:* ]] || die "namespace $NAMESPACE_NAME not found after creating it"
+}
+
+ensure_cluster() {
+	local found current
+	found=$(aws_read ecs describe-clusters --clusters "$CLUSTER" \
+		--query "clusters[?status=='ACTIVE'].[clusterName, serviceConnectDefaults.namespace]" --output text)
+	if [[ -z $found || $found == None ]]; then
+		aws_write ecs create-cluster --cluster-name "$CLUSTER" \
+			--service-connect-defaults "namespace=$NAMESPACE_ARN" \
+			--tags "key=Project,value=$PREFIX" --query cluster.clusterArn --output text >/dev/null
+		return 0
+	fi
+	current=$(printf '%s\n' "$found" | awk -F '\t' '{print $2}')
+	if [[ $current != "$NAMESPACE_ARN" ]]; then
+		aws_write ecs update-cluster --cluster "$CLUSTER" --service-connect-defaults "namespace=$NAMESPACE_ARN" \
+			--query cluster.clusterArn --output text >/dev/null
+	else
+		log "cluster $CLUSTER exists with its Service Connect defaults"
+	fi
+}
+
+# ---------------------------------------------------------------- network
+
+ensure_network() {
+	local vpcs ids stale
+	if [[ -n $SUBNETS ]]; then
+		# shellcheck disable=SC2086 # word splitting of the subnet list is intended
+		vpcs=$(aws_read ec2 describe-subnets --subnet-ids ${SUBNETS//,/ } --query 'Subnets[].VpcId' --output text)
+		VPC_ID=$(printf '%s\n' "$vpcs" | tr '\t' '\n' | sort -u)
+		if ((DRY_RUN)); then VPC_ID="<vpc-of-the-subnets>"; fi
+		[[ $VPC_ID =~ ^(vpc-[0-9a-f]+|<.*>)$ ]] || die "the subnets must exist and all be in one VPC (found: $(printf '%s' "$VPC_ID" | tr '\n' ' '))"
+	else
+		VPC_ID=$(aws_read ec2 describe-vpcs --filters Name=is-default,Values=true --query 'Vpcs[0].VpcId' --output text)
+		if ((DRY_RUN)); then VPC_ID="<default-vpc-id>"; fi
+		[[ $VPC_ID != None && -n $VPC_ID ]] || die "no default VPC in $REGION: pass --subnets (public subnets of one VPC)"
+		ids=$(aws_read ec2 describe-subnets --filters "Name=vpc-id,Values=$VPC_ID" Name=default-for-az,Values=true \
+			--query 'Subnets[].SubnetId' --output text)
+		if ((DRY_RUN)); then ids="<default-subnet-ids>"; fi
+		SUBNETS=$(printf '%s\n' "$ids" | tr '\t' '\n' | grep -v '^$' | sort | paste -sd, -)
+		[[ -n $SUBNETS && $SUBNETS != None ]] || die "the default VPC $VPC_ID has no default subnets: pass --subnets"
+	fi
+
+	SG_ID=$(aws_read ec2 describe-security-groups --filters "Name=vpc-id,Values=$VPC_ID" "Name=group-name,Values=$SG_NAME" \
+		--query 'SecurityGroups[0].GroupId' --output text)
+	if [[ $SG_ID == None || -z $SG_ID ]]; then
+		SG_ID=$(aws_write ec2 create-security-group --group-name "$SG_NAME" --vpc-id "$VPC_ID" \
+			--description "ECS Service Connect demo ($PREFIX): port 5000 from one CIDR, proxy port 15000 from itself" \
+			--tag-specifications "ResourceType=security-group,Tags=[{Key=Project,Value=$PREFIX}]" \
+			--query GroupId --output text)
+		if ((DRY_RUN)); then SG_ID="<new-security-group-id>"; fi
+	else
+		log "security group $SG_NAME ($SG_ID) exists"
+	fi
+
+	ids=$(aws_read ec2 describe-security-group-rules --filters "Name=group-id,Values=$SG_ID" \
+		--query "SecurityGroupRules[?IsEgress==\`false\` && FromPort==\`5000\` && ToPort==\`5000\` && CidrIpv4=='$ALLOWED_CIDR'].SecurityGroupRuleId" \
+		--output text)
+	if [[ -z $ids || $ids == None ]]; then
+		aws_write ec2 authorize-security-group-ingress --group-id "$SG_ID" \
+			--ip-permissions "IpProtocol=tcp,FromPort=5000,ToPort=5000,IpRanges=[{CidrIp=$ALLOWED_CIDR,Description=demo-clients}]" >/dev/null
+	fi
+	stale=$(aws_read ec2 describe-security-group-rules --filters "Name=group-id,Values=$SG_ID" \
+		--query "SecurityGroupRules[?IsEgress==\`false\` && CidrIpv4!=null && CidrIpv4!='$ALLOWED_CIDR'].SecurityGroupRuleId" \
+		--output text)
+	if [[ -n $stale && $stale != None ]]; then
+		# shellcheck disable=SC2086 # one argument per rule ID
+		aws_write ec2 revoke-security-group-ingress --group-id "$SG_ID" --security-group-rule-ids $stale >/dev/null
+	fi
+	ids=$(aws_read ec2 describe-security-group-rules --filters "Name=group-id,Values=$SG_ID" \
+		--query "SecurityGroupRules[?IsEgress==\`false\` && FromPort==\`15000\` && ReferencedGroupInfo.GroupId=='$SG_ID'].SecurityGroupRuleId" \
+		--output text)
+	if [[ -z $ids || $ids == None ]]; then
+		aws_write ec2 authorize-security-group-ingress --group-id "$SG_ID" \
+			--ip-permissions "IpProtocol=tcp,FromPort=15000,ToPort=15000,UserIdGroupPairs=[{GroupId=$SG_ID,Description=service-connect-proxy}]" >/dev/null
+	fi
+}
+
+# ---------------------------------------------------------------- task definitions
+
+# register_task_definition SVC IMAGE LOG_GROUP: sets TASK_DEFINITION_ARN. Registers a new
+# revision only when the rendered definition differs from the latest active one.
+register_task_definition() {
+	local svc=$1 image=$2 log_group=$3 family="$PREFIX-$1" out="$WORK_DIR/taskdef-$1.json" upper hash found current
+	upper=$(printf '%s' "$svc" | tr '[:lower:]' '[:upper:]')
+	local vars=("PREFIX=$PREFIX" "REGION=$REGION" "TASK_ROLE_ARN=$TASK_ROLE_ARN"
+		"EXECUTION_ROLE_ARN=$EXECUTION_ROLE_ARN" "${upper}_IMAGE=$image" "${upper}_LOG_GROUP=$log_group")
+	render "$SCD_ROOT/task-definitions/$svc.json" "$out" "${vars[@]}" "SPEC_SHA256=0"
+	hash=$(sha256_file "$out")
+	render "$SCD_ROOT/task-definitions/$svc.json" "$out" "${vars[@]}" "SPEC_SHA256=$hash"
+	if found=$(aws_lookup 'ClientException|Unable to describe task definition' ecs describe-task-definition \
+		--task-definition "$family" --include TAGS \
+		--query "[taskDefinition.taskDefinitionArn, tags[?key=='SpecSha256'].value | [0]]" --output text); then
+		current=$(printf '%s\n' "$found" | awk -F '\t' '{print $2}')
+		if [[ $current == "$hash" ]]; then
+			TASK_DEFINITION_ARN=$(printf '%s\n' "$found" | awk -F '\t' '{print $1}')
+			log "task definition $family is up to date ($TASK_DEFINITION_ARN)"
+			return 0
+		fi
+	fi
+	TASK_DEFINITION_ARN=$(aws_write ecs register-task-definition --cli-input-json "file://$out" \
+		--query taskDefinition.taskDefinitionArn --output text)
+	if ((DRY_RUN)); then TASK_DEFINITION_ARN="arn:aws:ecs:$REGION:$ACCOUNT_ID:task-definition/$family:<next>"; fi
+}
+
+# ---------------------------------------------------------------- services
+
+# update_input_from_create CREATE_JSON OUT: UpdateService input from the CreateService input:
+# serviceName becomes service; members update-service does not take are dropped. Works on
+# the repository's templates, whose top-level members start at two spaces of indentation
+# (tests/deploy validates the result against UpdateServiceRequest).
+update_input_from_create() {
+	awk '
+	BEGIN { n = 0; drop["launchType"]; drop["schedulingStrategy"]; drop["deploymentController"];
+	        drop["tags"]; drop["role"]; drop["clientToken"] }
+	/^\{[[:space:]]*$/ && n == 0 { next }
+	/^\}[[:space:]]*$/ { next }
+	/^  "[A-Za-z]+":/ { match($0, /"[A-Za-z]+"/); n++; key[n] = substr($0, RSTART + 1, RLENGTH - 2); body[n] = $0; next }
+	{ body[n] = body[n] "\n" $0 }
+	END {
+		print "{"; first = 1
+		for (i = 1; i <= n; i++) {
+			if (key[i] in drop) continue
+			b = body[i]; sub(/,[[:space:]]*$/, "", b)
+			if (key[i] == "serviceName") sub(/"serviceName"/, "\"service\"", b)
+			if (!first) printf ",\n"
+			printf "%s", b; first = 0
+		}
+		print "\n}"
+	}' "$1" >"$2"
+}
+
+# insert_tls FILE: add services[0].tls to the rendered responder service definition.
+insert_tls() {
+	local file=$1 template="$SCD_DEPLOY_DIR/services/tls.json" frag="$WORK_DIR/tls.json"
+	[[ -n $TLS_KMS_KEY ]] && template="$SCD_DEPLOY_DIR/services/tls-kms.json"
+	render "$template" "$frag" "TLS_PCA_ARN=$TLS_PCA_ARN" "TLS_ROLE_ARN=$TLS_ROLE_ARN" "TLS_KMS_KEY=$TLS_KMS_KEY"
+	TLS_FRAGMENT=$(sed -e '2,$s/^/        /' "$frag") awk '
+		{ print }
+		!done && /^ *"portName": "http",[[:space:]]*$/ { print "        \"tls\": " ENVIRON["TLS_FRAGMENT"] ","; done = 1 }
+		END { if (!done) exit 3 }' "$file" >"$file.tls" || die "could not place tls in $file"
+	mv "$file.tls" "$file"
+}
+
+# deploy_service SVC TASK_DEFINITION_ARN: create or update; sets SERVICE_CHANGED. Waits for
+# the service to be stable.
+deploy_service() {
+	local svc=$1 td=$2 name="$PREFIX-$1" out="$WORK_DIR/service-$1.json" upd="$WORK_DIR/service-$1-update.json"
+	local hash found status arn current
+	local vars=("PREFIX=$PREFIX" "REGION=$REGION" "CLUSTER=$CLUSTER" "NAMESPACE_ARN=$NAMESPACE_ARN"
+		"@SUBNETS=$SUBNETS" "SECURITY_GROUP_ID=$SG_ID" "PROXY_LOG_GROUP=$LOG_GROUP_PROXY"
+		"CALLER_TASK_DEFINITION=$td" "RESPONDER_TASK_DEFINITION=$td")
+	render "$SCD_DEPLOY_DIR/services/$svc.json" "$out" "${vars[@]}" "SPEC_SHA256=0"
+	[[ $svc == responder && -n $TLS_PCA_ARN ]] && insert_tls "$out"
+	hash=$(sha256_file "$out")
+	render "$SCD_DEPLOY_DIR/services/$svc.json" "$out" "${vars[@]}" "SPEC_SHA256=$hash"
+	[[ $svc == responder && -n $TLS_PCA_ARN ]] && insert_tls "$out"
+	SERVICE_CHANGED=0
+
+	found=$(aws_read ecs describe-services --cluster "$CLUSTER" --services "$name" \
+		--query "services[?status!='INACTIVE'] | [0].[status, serviceArn]" --output text)
+	status=$(printf '%s\n' "$found" | awk -F '\t' '{print $1}')
+	arn=$(printf '%s\n' "$found" | awk -F '\t' '{print $2}')
+	case $status in
+	ACTIVE)
+		current=$(aws_read ecs list-tags-for-resource --resource-arn "$arn" \
+			--query "tags[?key=='SpecSha256'].value | [0]" --output text)
+		if [[ $current == "$hash" ]]; then
+			log "service $name is up to date"
+		else
+			update_input_from_create "$out" "$upd"
+			aws_write ecs update-service --cli-input-json "file://$upd" --query service.serviceArn --output text >/dev/null
+			aws_write ecs tag-resource --resource-arn "$arn" --tags "key=SpecSha256,value=$hash"
+			SERVICE_CHANGED=1
+		fi
+		;;
+	DRAINING) die "service $name is still draining after a teardown; retry in a few minutes" ;;
+	*)
+		aws_write ecs create-service --cli-input-json "file://$out" --query service.serviceArn --output text >/dev/null
+		SERVICE_CHANGED=1
+		;;
+	esac
+	wait_stable "$name"
+}
+
+wait_stable() {
+	local name=$1
+	log "waiting for $name to be stable (aws ecs wait services-stable)"
+	if ! aws_read ecs wait services-stable --cluster "$CLUSTER" --services "$name" >/dev/null; then
+		printf 'latest events of %s:\n' "$name" >&2
+		aws_read ecs describe-services --cluster "$CLUSTER" --services "$name" \
+			--query 'services[0].events[:5].message' --output text | tr '\t' '\n' >&2 || true
+		die "$name did not become stable (the deployment circuit breaker rolls back failed deployments)"
+	fi
+}
+
+# ---------------------------------------------------------------- addresses and smoke test
+
+public_ip() {
+	local name=$1 task eni ip
+	if ((DRY_RUN)); then
+		aws_read ecs list-tasks --cluster "$CLUSTER" --service-name "$name" --desired-status RUNNING --query 'taskArns[0]' --output text >/dev/null
+		printf '<%s-public-ip>\n' "$name"
+		return 0
+	fi
+	task=$(aws_read ecs list-tasks --cluster "$CLUSTER" --service-name "$name" --desired-status RUNNING \
+		--query 'taskArns[0]' --output text)
+	[[ $task == arn:* ]] || die "no running task for $name"
+	eni=$(aws_read ecs describe-tasks --cluster "$CLUSTER" --tasks "$task" \
+		--query "tasks[0].attachments[0].details[?name=='networkInterfaceId'].value | [0]" --output text)
+	[[ $eni == eni-* ]] || die "no network interface for $task"
+	ip=$(aws_read ec2 describe-network-interfaces --network-interface-ids "$eni" \
+		--query 'NetworkInterfaces[0].Association.PublicIp' --output text)
+	[[ $ip =~ ^[0-9.]+$ ]] || die "task $task of $name has no public IP"
+	printf '%s\n' "$ip"
+}
+
+smoke_test() {
+	local caller=$1 responder=$2 answer i
+	local post=(curl -fsS --max-time 10 -X POST -H "Content-Type: application/json" -d '{"key": "value"}')
+	if ((DRY_RUN)); then
+		printf 'DRY-RUN (curl): %s\n' "$(show_cmd "${post[@]}" "http://$caller:5000/data")" >&3
+		printf 'DRY-RUN (curl): %s\n' "$(show_cmd "${post[@]}" "http://$responder:5000/data")" >&3
+		printf 'DRY-RUN (curl): %s\n' "$(show_cmd curl -fsS "http://$responder:5000/data")" >&3
+		printf 'DRY-RUN (curl): %s\n' "$(show_cmd curl -fsS "http://$caller:5000/")" >&3
+		return 0
+	fi
+	log "smoke test: the original demo's curl flow"
+	"${post[@]}" "http://$caller:5000/data" || die "POST to the caller failed"
+	echo
+	"${post[@]}" "http://$responder:5000/data" || die "POST to the responder failed"
+	echo
+	curl -fsS --max-time 10 "http://$responder:5000/data" || die "GET /data on the responder failed"
+	echo
+	for ((i = 0; i < 10; i++)); do
+		answer=$(curl -fsS --max-time 10 "http://$caller:5000/" || true)
+		if printf '%s' "$answer" | grep -Eq '"responder_service_data":[[:space:]]*\['; then
+			printf '%s\n' "$answer"
+			log "smoke test passed: the caller reached the responder through Service Connect"
+			return 0
+		fi
+		sleep "$POLL_SECONDS"
+	done
+	printf '%s\n' "$answer" >&2
+	die "smoke test failed: the caller did not get the responder's data"
+}
+
+# ---------------------------------------------------------------- main
+
+main() {
+	preflight
+	default_allowed_cidr
+
+	ensure_ecr_repo "$REPO_CALLER"
+	ensure_ecr_repo "$REPO_RESPONDER"
+	build_and_push caller "$REPO_CALLER"
+	local caller_image=$IMAGE_URI
+	build_and_push responder "$REPO_RESPONDER"
+	local responder_image=$IMAGE_URI
+
+	ensure_log_group "$LOG_GROUP_CALLER"
+	ensure_log_group "$LOG_GROUP_RESPONDER"
+	ensure_log_group "$LOG_GROUP_PROXY"
+
+	ensure_role "$ROLE_EXECUTION" "$SCD_DEPLOY_DIR/iam/ecs-tasks-trust.json" "$SCD_DEPLOY_DIR/iam/task-execution-policy.json"
+	EXECUTION_ROLE_ARN=$ROLE_ARN
+	ensure_role "$ROLE_TASK" "$SCD_DEPLOY_DIR/iam/ecs-tasks-trust.json" "$SCD_DEPLOY_DIR/iam/task-role-policy.json"
+	TASK_ROLE_ARN=$ROLE_ARN
+	TLS_ROLE_ARN=""
+	if [[ -n $TLS_PCA_ARN ]]; then
+		ensure_role "$ROLE_TLS" "$SCD_DEPLOY_DIR/iam/ecs-infrastructure-trust.json" "managed:$TLS_MANAGED_POLICY_ARN"
+		TLS_ROLE_ARN=$ROLE_ARN
+	fi
+	if ((ROLES_CREATED && !DRY_RUN)); then
+		log "waiting ${IAM_PROPAGATION_SECONDS}s for the new IAM roles to propagate"
+		sleep "$IAM_PROPAGATION_SECONDS"
+	fi
+
+	ensure_namespace
+	ensure_cluster
+	ensure_network
+
+	register_task_definition responder "$responder_image" "$LOG_GROUP_RESPONDER"
+	local responder_td=$TASK_DEFINITION_ARN
+	register_task_definition caller "$caller_image" "$LOG_GROUP_CALLER"
+	local caller_td=$TASK_DEFINITION_ARN
+
+	# The server first: a client task only sees the endpoints that existed when it started.
+	deploy_service responder "$responder_td"
+	local responder_changed=$SERVICE_CHANGED
+	deploy_service caller "$caller_td"
+	if ((responder_changed && !SERVICE_CHANGED)); then
+		log "responder changed: restarting the caller's tasks so their proxies pick up the new endpoint"
+		aws_write ecs update-service --cluster "$CLUSTER" --service "$SERVICE_CALLER" --force-new-deployment \
+			--query service.serviceArn --output text >/dev/null
+		wait_stable "$SERVICE_CALLER"
+	fi
+
+	local caller_ip responder_ip
+	responder_ip=$(public_ip "$SERVICE_RESPONDER")
+	caller_ip=$(public_ip "$SERVICE_CALLER")
+	printf 'caller    http://%s:5000\nresponder http://%s:5000\n' "$caller_ip" "$responder_ip"
+	if ((SMOKE_TEST)); then
+		smoke_test "$caller_ip" "$responder_ip"
+	fi
+	log "done. Remove everything with: deploy/teardown.sh --region $REGION --prefix $PREFIX"
+}
+
+main

@@ -1,0 +1,205 @@
+#!/usr/bin/env bash
+# Delete everything deploy/deploy.sh created, in dependency order, and nothing else: every
+# resource is found by its fixed, prefixed name (IAM roles and the security group must also
+# carry the Project=<prefix> tag). Safe to run twice.
+set -euo pipefail
+
+# shellcheck source=deploy/lib.sh
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
+
+usage() {
+	cat <<'EOF'
+Usage: deploy/teardown.sh [options]
+
+  --region REGION   AWS region (default: $AWS_REGION, $AWS_DEFAULT_REGION, then 'aws configure get region')
+  --prefix NAME     prefix given to deploy.sh (default: $SCD_PREFIX or "scdemo")
+  --dry-run         print every AWS call that would be made, make none
+  -h, --help        this text
+EOF
+}
+
+REGION=${AWS_REGION:-${AWS_DEFAULT_REGION:-}}
+PREFIX=${SCD_PREFIX:-scdemo}
+need_value() { [[ $# -ge 2 && -n $2 ]] || die "$1 needs a value"; }
+while [[ $# -gt 0 ]]; do
+	case $1 in
+	--region) need_value "$@"; REGION=$2; shift 2 ;;
+	--prefix) need_value "$@"; PREFIX=$2; shift 2 ;;
+	--dry-run) DRY_RUN=1; shift ;;
+	-h | --help) usage; exit 0 ;;
+	*) usage >&2; die "unknown argument: $1" ;;
+	esac
+done
+
+none() { [[ -z $1 || $1 == None ]]; }
+
+# retry N COMMAND...: for deletions that fail until something else has finished releasing
+# (network interfaces, tasks).
+retry() {
+	local tries=$1 i
+	shift
+	for ((i = 1; i <= tries; i++)); do
+		if "$@"; then return 0; fi
+		((i < tries)) && {
+			log "not yet possible, retrying in ${POLL_SECONDS}s ($i/$tries)"
+			sleep "$POLL_SECONDS"
+		}
+	done
+	return 1
+}
+
+delete_services() {
+	local name status deleted=()
+	for name in "$SERVICE_CALLER" "$SERVICE_RESPONDER"; do
+		status=$(aws_read ecs describe-services --cluster "$CLUSTER" --services "$name" \
+			--query "services[?status=='ACTIVE'] | [0].status" --output text)
+		if [[ $status == ACTIVE ]]; then
+			aws_write ecs delete-service --cluster "$CLUSTER" --service "$name" --force \
+				--query service.serviceArn --output text >/dev/null
+			deleted+=("$name")
+		fi
+	done
+	if [[ ${#deleted[@]} -gt 0 ]]; then
+		log "waiting for ${deleted[*]} to be inactive"
+		aws_read ecs wait services-inactive --cluster "$CLUSTER" --services "${deleted[@]}" >/dev/null ||
+			die "services did not become inactive; run teardown again in a few minutes"
+	fi
+}
+
+delete_task_definitions() {
+	local family arns arn
+	for family in "$FAMILY_CALLER" "$FAMILY_RESPONDER"; do
+		arns=$(aws_read ecs list-task-definitions --family-prefix "$family" --status ACTIVE \
+			--query "taskDefinitionArns[?contains(@, ':task-definition/$family:')]" --output text)
+		if ! none "$arns"; then
+			for arn in $arns; do
+				aws_write ecs deregister-task-definition --task-definition "$arn" \
+					--query taskDefinition.taskDefinitionArn --output text >/dev/null
+			done
+		fi
+		arns=$(aws_read ecs list-task-definitions --family-prefix "$family" --status INACTIVE \
+			--query "taskDefinitionArns[?contains(@, ':task-definition/$family:')]" --output text)
+		none "$arns" && continue
+		# DeleteTaskDefinitions takes at most 10 ARNs per call.
+		# shellcheck disable=SC2086 # one argument per ARN
+		set -- $arns
+		while [[ $# -gt 0 ]]; do
+			local batch=()
+			while [[ $# -gt 0 && ${#batch[@]} -lt 10 ]]; do
+				batch+=("$1")
+				shift
+			done
+			aws_write ecs delete-task-definitions --task-definitions "${batch[@]}" >/dev/null ||
+				warn "could not delete inactive revisions of $family (an AWS CLI older than delete-task-definitions?); they cost nothing"
+		done
+	done
+}
+
+delete_cluster() {
+	local status
+	status=$(aws_read ecs describe-clusters --clusters "$CLUSTER" --query "clusters[?status=='ACTIVE'] | [0].status" --output text)
+	[[ $status == ACTIVE ]] || return 0
+	retry 24 aws_write ecs delete-cluster --cluster "$CLUSTER" --query cluster.clusterArn --output text >/dev/null ||
+		die "could not delete cluster $CLUSTER"
+}
+
+delete_namespace() {
+	local ns_id services svc instances inst op
+	ns_id=$(aws_read servicediscovery list-namespaces --filters Name=TYPE,Values=HTTP,Condition=EQ \
+		--query "Namespaces[?Name=='$NAMESPACE_NAME'] | [0].Id" --output text)
+	none "$ns_id" && return 0
+	# Cloud Map services that Service Connect made in our namespace.
+	services=$(aws_read servicediscovery list-services --filters "Name=NAMESPACE_ID,Values=$ns_id,Condition=EQ" \
+		--query 'Services[].Id' --output text)
+	if ! none "$services"; then
+		for svc in $services; do
+			instances=$(aws_read servicediscovery list-instances --service-id "$svc" --query 'Instances[].Id' --output text)
+			if ! none "$instances"; then
+				for inst in $instances; do
+					op=$(aws_write servicediscovery deregister-instance --service-id "$svc" --instance-id "$inst" \
+						--query OperationId --output text)
+					wait_cloudmap_operation "$op"
+				done
+			fi
+			retry 12 aws_write servicediscovery delete-service --id "$svc" || die "could not delete Cloud Map service $svc"
+		done
+	fi
+	op=$(aws_write servicediscovery delete-namespace --id "$ns_id" --query OperationId --output text)
+	wait_cloudmap_operation "$op"
+}
+
+delete_security_groups() {
+	local ids id
+	ids=$(aws_read ec2 describe-security-groups --filters "Name=group-name,Values=$SG_NAME" "Name=tag:Project,Values=$PREFIX" \
+		--query 'SecurityGroups[].GroupId' --output text)
+	none "$ids" && return 0
+	for id in $ids; do
+		# Fargate releases the tasks' network interfaces a little after the tasks stop.
+		retry 30 aws_write ec2 delete-security-group --group-id "$id" || die "could not delete security group $id"
+	done
+}
+
+delete_log_groups() {
+	local name found
+	for name in "$LOG_GROUP_CALLER" "$LOG_GROUP_RESPONDER" "$LOG_GROUP_PROXY"; do
+		found=$(aws_read logs describe-log-groups --log-group-name-prefix "$name" \
+			--query "logGroups[?logGroupName=='$name'] | [0].logGroupName" --output text)
+		none "$found" || aws_write logs delete-log-group --log-group-name "$name"
+	done
+}
+
+delete_repositories() {
+	local name
+	for name in "$REPO_CALLER" "$REPO_RESPONDER"; do
+		if aws_lookup 'RepositoryNotFoundException' ecr describe-repositories --repository-names "$name" \
+			--query 'repositories[0].repositoryName' --output text >/dev/null; then
+			aws_write ecr delete-repository --repository-name "$name" --force \
+				--query repository.repositoryName --output text >/dev/null
+		fi
+	done
+}
+
+delete_roles() {
+	local name project policies p attached a
+	for name in "$ROLE_EXECUTION" "$ROLE_TASK" "$ROLE_TLS"; do
+		aws_lookup 'NoSuchEntity' iam get-role --role-name "$name" --query Role.RoleName --output text >/dev/null || continue
+		project=$(aws_read iam list-role-tags --role-name "$name" --query "Tags[?Key=='Project'].Value | [0]" --output text)
+		if [[ $project != "$PREFIX" ]]; then
+			warn "IAM role $name has no Project=$PREFIX tag: not created by deploy.sh, left alone"
+			continue
+		fi
+		policies=$(aws_read iam list-role-policies --role-name "$name" --query 'PolicyNames' --output text)
+		if ! none "$policies"; then
+			for p in $policies; do aws_write iam delete-role-policy --role-name "$name" --policy-name "$p"; done
+		fi
+		attached=$(aws_read iam list-attached-role-policies --role-name "$name" --query 'AttachedPolicies[].PolicyArn' --output text)
+		if ! none "$attached"; then
+			for a in $attached; do aws_write iam detach-role-policy --role-name "$name" --policy-arn "$a"; done
+		fi
+		aws_write iam delete-role --role-name "$name"
+	done
+}
+
+main() {
+	check_prefix
+	check_aws_cli
+	default_region_from_cli
+	check_region
+	make_work_dir
+	check_credentials
+	set_names
+	log "tearing down prefix $PREFIX in account $ACCOUNT_ID, region $REGION$( ((DRY_RUN)) && printf ' (dry run: nothing is sent)')"
+	# Clients before servers does not matter for deletion; services go before the cluster,
+	# the tasks' network interfaces before the security group, roles last.
+	delete_services
+	delete_task_definitions
+	delete_cluster
+	delete_namespace
+	delete_security_groups
+	delete_log_groups
+	delete_repositories
+	delete_roles
+	log "teardown of $PREFIX complete"
+}
+
+main

@@ -1,0 +1,164 @@
+/* Unit tests for common/json_scan.c: strict validation and member spans. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "../../../common/json_scan.h"
+
+static int
+scan(const char *text, size_t len, struct json_span *span)
+{
+	char err[128];
+
+	return json_scan_member(text, len, "stored_data", span, err, sizeof(err));
+}
+
+#define SCAN(text, span) scan(text, sizeof(text) - 1, span)
+
+static void
+test_finds_member_span(void **state)
+{
+	static const char text[] = " {\"x\": 1, \"stored_data\" : [ {\"a\":1}, 2 ] , \"y\":null} ";
+	struct json_span span;
+
+	(void)state;
+	assert_int_equal(SCAN(text, &span), 1);
+	assert_int_equal(span.type, '[');
+	assert_int_equal(span.len, strlen("[ {\"a\":1}, 2 ]"));
+	assert_memory_equal(text + span.offset, "[ {\"a\":1}, 2 ]", span.len);
+}
+
+static void
+test_member_only_at_top_level(void **state)
+{
+	struct json_span span;
+
+	(void)state;
+	assert_int_equal(SCAN("{\"inner\":{\"stored_data\":[]}}", &span), 0);
+	assert_int_equal(SCAN("[{\"stored_data\":[]}]", &span), 0);
+	assert_int_equal(SCAN("{\"stored_data\":5}", &span), 1);
+	assert_int_equal(span.type, '5');
+}
+
+static void
+test_accepts_valid_json(void **state)
+{
+	static const char *const valid[] = {
+	    "0",
+	    "-0",
+	    "-12.5e+3",
+	    "1E9",
+	    "true",
+	    "false",
+	    "null",
+	    "\"\"",
+	    "[]",
+	    "{}",
+	    "\"\\u00e9\\ud83d\\ude00\\n\\/\"",
+	    "\"caf\xc3\xa9 \xf0\x9f\x98\x80\"",
+	    "[[[[[]]]]]",
+	    "{\"a\":{\"b\":[1,{\"c\":\"d\"}]}}",
+	};
+	struct json_span span;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(valid) / sizeof(valid[0]); i++)
+		assert_int_not_equal(scan(valid[i], strlen(valid[i]), &span), -1);
+}
+
+static void
+test_rejects_invalid_json(void **state)
+{
+	static const char *const invalid[] = {
+	    "",
+	    " ",
+	    "{",
+	    "[1,]",
+	    "{\"a\":1,}",
+	    "{\"a\" 1}",
+	    "{a:1}",
+	    "01",
+	    "1.",
+	    ".5",
+	    "-",
+	    "1e",
+	    "+1",
+	    "tru",
+	    "nul",
+	    "\"abc",
+	    "\"\\x\"",
+	    "\"\\u12\"",
+	    "\"\\ud800\"",
+	    "\"\\udc00\"",
+	    "\"\xff\"",
+	    "\"\xc0\xaf\"",
+	    "\"\xed\xa0\x80\"",
+	    "\"\xf4\x90\x80\x80\"",
+	    "\"\xe2\x82\"",
+	    "\"a\tb\"",
+	    "[1] [2]",
+	    "{} x",
+	    "'single'",
+	    "NaN",
+	    "[1 2]",
+	};
+	struct json_span span;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(invalid) / sizeof(invalid[0]); i++) {
+		if (scan(invalid[i], strlen(invalid[i]), &span) != -1)
+			fail_msg("accepted invalid JSON: %s", invalid[i]);
+	}
+	assert_int_equal(scan("\"a\0b\"", 5, &span), -1);
+}
+
+static void
+test_depth_is_bounded(void **state)
+{
+	size_t n = 100000, i;
+	char *deep = malloc(2 * n);
+	struct json_span span;
+	char err[128];
+
+	(void)state;
+	assert_non_null(deep);
+	for (i = 0; i < n; i++) {
+		deep[i] = '[';
+		deep[2 * n - 1 - i] = ']';
+	}
+	assert_int_equal(json_scan_member(deep, 2 * n, "k", &span, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "nesting too deep"));
+	free(deep);
+}
+
+static void
+test_error_names_the_place(void **state)
+{
+	struct json_span span;
+	char err[128];
+
+	(void)state;
+	assert_int_equal(json_scan_member("{\"a\":x}", 7, "a", &span, err, sizeof(err)), -1);
+	assert_string_equal(err, "unexpected character at byte 5");
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_finds_member_span),
+	    cmocka_unit_test(test_member_only_at_top_level),
+	    cmocka_unit_test(test_accepts_valid_json),
+	    cmocka_unit_test(test_rejects_invalid_json),
+	    cmocka_unit_test(test_depth_is_bounded),
+	    cmocka_unit_test(test_error_names_the_place),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,99 @@
+/* Unit tests for common/payload.c: what POST /data accepts and how it is stored. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "../../../common/payload.h"
+
+/* Parses text; on success checks the stored form equals want, on failure that err contains want. */
+static void
+expect(const char *text, size_t len, int want_rc, const char *want)
+{
+	char err[512] = "", *out = NULL;
+	size_t out_len = 0;
+	int rc = payload_parse(text, len, &out, &out_len, err, sizeof(err));
+
+	assert_int_equal(rc, want_rc);
+	if (rc == 0) {
+		assert_int_equal(out_len, strlen(want));
+		assert_memory_equal(out, want, out_len);
+		free(out);
+	} else {
+		assert_non_null(strstr(err, want));
+	}
+}
+
+#define EXPECT(text, rc, want) expect(text, sizeof(text) - 1, rc, want)
+
+static void
+test_object_kept_as_sent_without_white_space(void **state)
+{
+	(void)state;
+	EXPECT("{\"key\": \"value\"}", 0, "{\"key\":\"value\"}");
+	EXPECT(" {\n\t\"b\" : 1 ,\r\n \"a\" : [ 1 , 2.50 , 1e3 ] }\n", 0,
+	       "{\"b\":1,\"a\":[1,2.50,1e3]}");
+	EXPECT("{\"s\":\"  spaces \\\" and \\\\ kept  \"}", 0,
+	       "{\"s\":\"  spaces \\\" and \\\\ kept  \"}");
+	EXPECT("{\"u\":\"\\u00e9 caf\xc3\xa9\"}", 0, "{\"u\":\"\\u00e9 caf\xc3\xa9\"}");
+	EXPECT("{\"big\":123456789012345678901234567890}", 0,
+	       "{\"big\":123456789012345678901234567890}");
+}
+
+static void
+test_empty_body_and_empty_object_say_no_data(void **state)
+{
+	(void)state;
+	expect("", 0, -1, "No data provided");
+	EXPECT("{}", -1, "No data provided");
+	EXPECT(" { } ", -1, "No data provided");
+}
+
+static void
+test_not_an_object(void **state)
+{
+	(void)state;
+	EXPECT("[1,2]", -1, "must be an object, got an array");
+	EXPECT("\"text\"", -1, "got a string");
+	EXPECT("42", -1, "got a number");
+	EXPECT("null", -1, "got null");
+	EXPECT("true", -1, "got a boolean");
+}
+
+static void
+test_malformed_and_hostile(void **state)
+{
+	char deep[5000];
+	int i;
+
+	(void)state;
+	EXPECT("{\"a\":", -1, "Invalid JSON");
+	EXPECT("{\"a\":1} trailing", -1, "Invalid JSON");
+	EXPECT("{\"a\":1,\"a\":2}", -1, "duplicate");
+	EXPECT("{\"a\":\"\\u0000\"}", -1, "Invalid JSON");
+	EXPECT("{\"a\":\"\xff\"}", -1, "Invalid JSON");
+	EXPECT("{\"a\":1e999}", -1, "Invalid JSON");
+	expect("{\"a\":\"x\0y\"}", 11, -1, "Invalid JSON");
+	for (i = 0; i < 2500; i++)
+		deep[i] = '[';
+	for (; i < 5000; i++)
+		deep[i] = ']';
+	memcpy(deep, "{\"a\":", 5);
+	expect(deep, sizeof(deep), -1, "Invalid JSON");
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_object_kept_as_sent_without_white_space),
+	    cmocka_unit_test(test_empty_body_and_empty_object_say_no_data),
+	    cmocka_unit_test(test_not_an_object),
+	    cmocka_unit_test(test_malformed_and_hostile),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
