@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "../common/daemon.h"
+#include "../common/metrics.h"
 #include "../common/log.h"
 #include "merge.h"
 #include "upstream.h"
@@ -15,7 +16,7 @@ static void
 root_get(struct http_exchange *ex, void *upstream)
 {
 	http_suspend(ex);
-	upstream_fetch(upstream, http_request_id(ex), ex);
+	upstream_fetch(upstream, http_request_id(ex), http_trace(ex), ex);
 }
 
 /* Called when the responder's answer (or the reason there is none) is known: answers GET /. */
@@ -30,10 +31,14 @@ on_fetched(struct upstream_result *result, void *service, void *request)
 
 	store_snapshot(&data->store, &items, &len, NULL);
 	response = merge_answer(items, len, result, &size);
-	if (response == NULL)
+	if (response == NULL) {
 		http_reply_error(ex, 500, "Out of memory building the answer");
-	else
+	} else {
+		if (result->served_by[0] != '\0')
+			MHD_add_response_header(response, "X-Upstream-Served-By",
+			                        result->served_by);
 		http_reply(ex, 200, response, size);
+	}
 	http_resume(ex);
 }
 
@@ -113,11 +118,13 @@ main(int argc, char **argv)
 		    {"/", root_get, NULL, upstream},
 		    {"/data", data_get, data_post, &d.data},
 		    {"/health", health_get, NULL, NULL},
+		    {"/metrics", metrics_get, NULL, NULL},
 		};
 
 		status = daemon_serve(&d, routes, sizeof(routes) / sizeof(routes[0]), stop_upstream,
 		                      upstream);
 	}
+	upstream_free(upstream);
 cleanup_curl:
 	curl_global_cleanup();
 out:

@@ -7,17 +7,36 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <strings.h>
+
 #include "../common/buffer.h"
 #include "../common/log.h"
+#include "../common/metrics.h"
 
-#define REQUEST_ID_MAX 64
-#define POLL_MS        1000
+#define POLL_MS 1000
+
+/* How a call ended, for /metrics. */
+enum outcome {
+	OUTCOME_OK,
+	OUTCOME_REFUSED,
+	OUTCOME_TIMEOUT,
+	OUTCOME_DNS,
+	OUTCOME_HTTP_STATUS,
+	OUTCOME_INVALID_BODY,
+	OUTCOME_TOO_LARGE,
+	OUTCOME_ERROR,
+	OUTCOME_COUNT
+};
+
+static const char *const outcome_names[OUTCOME_COUNT] = {
+    "ok", "refused", "timeout", "dns", "http_status", "invalid_body", "too_large", "error",
+};
 
 /* A call asked for by a server thread, waiting for the upstream thread to start it. */
 struct request {
 	struct request *next;
 	void *arg;
-	char request_id[REQUEST_ID_MAX + 1];
+	struct curl_slist *headers; /* request id and trace context; owned */
 };
 
 /* A call in flight; owned by the upstream thread, reused for later calls. */
@@ -29,6 +48,7 @@ struct transfer {
 	int too_large;
 	void *arg;
 	char errbuf[CURL_ERROR_SIZE];
+	char served_by[SERVED_BY_MAX];
 };
 
 struct upstream {
@@ -43,6 +63,9 @@ struct upstream {
 	int stopping;
 	struct transfer *active; /* upstream thread only */
 	struct transfer *idle;   /* upstream thread only */
+	atomic_ullong outcomes[OUTCOME_COUNT];
+	struct histogram latency;
+	unsigned long long emf_last[2]; /* calls and failures at the last EMF record */
 };
 
 /* libcurl's write callback: keeps the answer, up to UPSTREAM_MAX_BYTES. */
@@ -56,6 +79,25 @@ on_body(char *data, size_t size, size_t count, void *arg)
 		return 0; /* makes libcurl end the call with CURLE_WRITE_ERROR */
 	}
 	return size * count;
+}
+
+/* libcurl's header callback: keeps the responder's X-Served-By, printable ASCII only. */
+static size_t
+on_header(char *line, size_t size, size_t count, void *arg)
+{
+	static const char name[] = "x-served-by:";
+	struct transfer *t = arg;
+	size_t len = size * count, i, n = 0;
+
+	if (len > sizeof(name) - 1 && strncasecmp(line, name, sizeof(name) - 1) == 0) {
+		for (i = sizeof(name) - 1; i < len && line[i] == ' '; i++)
+			;
+		for (; i < len && n < sizeof(t->served_by) - 1 && line[i] > ' ' && line[i] < 0x7f;
+		     i++)
+			t->served_by[n++] = line[i];
+		t->served_by[n] = '\0';
+	}
+	return len;
 }
 
 /* Gives a transfer with an easy handle set up for the responder, reusing an idle one when there is
@@ -91,6 +133,8 @@ transfer_get(struct upstream *u)
 	    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https") != CURLE_OK ||
 	    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body) != CURLE_OK ||
 	    curl_easy_setopt(e, CURLOPT_WRITEDATA, t) != CURLE_OK ||
+	    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header) != CURLE_OK ||
+	    curl_easy_setopt(e, CURLOPT_HEADERDATA, t) != CURLE_OK ||
 	    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t->errbuf) != CURLE_OK ||
 	    curl_easy_setopt(e, CURLOPT_PRIVATE, t) != CURLE_OK) {
 		log_msg(LOG_ERROR, "libcurl refused an option for %s", u->url);
@@ -111,7 +155,7 @@ transfer_free(struct transfer *t)
 }
 
 /* Says what the call gave: the span of stored_data when it is usable, why not otherwise. */
-static void
+static enum outcome
 judge(struct upstream *u, struct transfer *t, CURLcode code, struct upstream_result *r)
 {
 	char why[256];
@@ -119,41 +163,61 @@ judge(struct upstream *u, struct transfer *t, CURLcode code, struct upstream_res
 	int found;
 
 	if (code != CURLE_OK) {
-		if (t->too_large || code == CURLE_FILESIZE_EXCEEDED)
+		snprintf(r->reason, sizeof(r->reason), "%s",
+		         t->errbuf[0] != '\0' ? t->errbuf : curl_easy_strerror(code));
+		switch (code) {
+		case CURLE_WRITE_ERROR:
+		case CURLE_FILESIZE_EXCEEDED:
+			if (!t->too_large && code == CURLE_WRITE_ERROR)
+				return OUTCOME_ERROR;
 			snprintf(r->reason, sizeof(r->reason),
 			         "answer larger than UPSTREAM_MAX_BYTES (%zu bytes)",
 			         u->cfg.max_bytes);
-		else
-			snprintf(r->reason, sizeof(r->reason), "%s",
-			         t->errbuf[0] != '\0' ? t->errbuf : curl_easy_strerror(code));
-		return;
+			return OUTCOME_TOO_LARGE;
+		case CURLE_COULDNT_CONNECT:
+			return OUTCOME_REFUSED;
+		case CURLE_OPERATION_TIMEDOUT:
+			return OUTCOME_TIMEOUT;
+		case CURLE_COULDNT_RESOLVE_HOST:
+			return OUTCOME_DNS;
+		default:
+			return OUTCOME_ERROR;
+		}
 	}
 	if (curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status) != CURLE_OK ||
 	    status != 200) {
 		snprintf(r->reason, sizeof(r->reason), "HTTP %ld from %s", status, u->url);
-		return;
+		return OUTCOME_HTTP_STATUS;
 	}
 	found = json_scan_member(r->body, r->body_len, "stored_data", &r->stored_data, why,
 	                         sizeof(why));
-	if (found < 0)
+	if (found < 0) {
 		snprintf(r->reason, sizeof(r->reason), "invalid JSON from %s: %s", u->url, why);
-	else if (found == 0 || r->stored_data.type != '[')
+		return OUTCOME_INVALID_BODY;
+	}
+	if (found == 0 || r->stored_data.type != '[') {
 		snprintf(r->reason, sizeof(r->reason), "answer from %s has no stored_data array",
 		         u->url);
-	else
-		r->ok = 1;
+		return OUTCOME_INVALID_BODY;
+	}
+	r->ok = 1;
+	return OUTCOME_OK;
 }
 
-/* Ends a call: hands the result to done() and keeps the transfer for the next call. */
+/* Ends a call: counts it, hands the result to done() and keeps the transfer for the next call. */
 static void
 transfer_finish(struct upstream *u, struct transfer *t, CURLcode code)
 {
 	struct upstream_result r;
 	struct transfer **p;
+	curl_off_t total_us = 0;
 
 	memset(&r, 0, sizeof(r));
 	r.body = buffer_steal(&t->body, &r.body_len);
-	judge(u, t, code, &r);
+	atomic_fetch_add(&u->outcomes[judge(u, t, code, &r)], 1);
+	if (curl_easy_getinfo(t->easy, CURLINFO_TOTAL_TIME_T, &total_us) == CURLE_OK)
+		histogram_observe(&u->latency, (double)total_us / 1e6);
+	memcpy(r.served_by, t->served_by, sizeof(r.served_by));
 	u->done(&r, u->context, t->arg);
 	for (p = &u->active; *p != NULL; p = &(*p)->next) {
 		if (*p == t) {
@@ -165,6 +229,7 @@ transfer_finish(struct upstream *u, struct transfer *t, CURLcode code)
 	t->headers = NULL;
 	t->too_large = 0;
 	t->errbuf[0] = '\0';
+	t->served_by[0] = '\0';
 	t->next = u->idle;
 	u->idle = t;
 }
@@ -177,33 +242,31 @@ request_fail(struct upstream *u, void *arg, const char *why)
 
 	memset(&r, 0, sizeof(r));
 	snprintf(r.reason, sizeof(r.reason), "%s", why);
+	atomic_fetch_add(&u->outcomes[OUTCOME_ERROR], 1);
 	u->done(&r, u->context, arg);
 }
 
-/* Turns a queued request into a transfer in the multi handle. */
+/* Turns a queued request into a transfer in the multi handle; the transfer takes its headers. */
 static void
 request_start(struct upstream *u, struct request *q)
 {
-	char header[32 + REQUEST_ID_MAX];
 	struct transfer *t = transfer_get(u);
-	struct curl_slist *h;
 
 	if (t == NULL) {
 		request_fail(u, q->arg, "out of memory starting the call");
 		return;
 	}
 	t->arg = q->arg;
-	snprintf(header, sizeof(header), "X-Request-Id: %s", q->request_id);
-	h = curl_slist_append(NULL, header);
-	if (h == NULL || curl_easy_setopt(t->easy, CURLOPT_HTTPHEADER, h) != CURLE_OK ||
+	if (q->headers == NULL ||
+	    curl_easy_setopt(t->easy, CURLOPT_HTTPHEADER, q->headers) != CURLE_OK ||
 	    curl_multi_add_handle(u->multi, t->easy) != CURLM_OK) {
-		curl_slist_free_all(h);
 		t->next = u->idle;
 		u->idle = t;
 		request_fail(u, q->arg, "could not start the call");
 		return;
 	}
-	t->headers = h;
+	t->headers = q->headers;
+	q->headers = NULL;
 	t->next = u->active;
 	u->active = t;
 }
@@ -243,6 +306,7 @@ upstream_loop(void *arg)
 				request_fail(u, q->arg, "the caller is shutting down");
 			else
 				request_start(u, q);
+			curl_slist_free_all(q->headers);
 			free(q);
 		}
 		if (stopping)
@@ -270,6 +334,40 @@ upstream_loop(void *arg)
 	return NULL;
 }
 
+/* Prometheus text for calls to the responder: counts by outcome and latency. */
+static void
+render_metrics(struct buffer *out, void *arg)
+{
+	struct upstream *u = arg;
+	size_t i;
+
+	metrics_printf(out, "# HELP upstream_requests_total Calls to the responder by outcome.\n"
+	                    "# TYPE upstream_requests_total counter\n");
+	for (i = 0; i < OUTCOME_COUNT; i++)
+		metrics_printf(out, "upstream_requests_total{outcome=\"%s\"} %llu\n",
+		               outcome_names[i], atomic_load(&u->outcomes[i]));
+	metrics_printf(out, "# HELP upstream_request_duration_seconds Time a call to the responder "
+	                    "took.\n# TYPE upstream_request_duration_seconds histogram\n");
+	histogram_render(out, "upstream_request_duration_seconds", "", &u->latency);
+}
+
+/* EMF figures: calls to the responder and failed calls since the last record. */
+static void
+emf_metrics(struct metrics_emf *emf, void *arg)
+{
+	struct upstream *u = arg;
+	unsigned long long calls = 0, failures;
+	size_t i;
+
+	for (i = 0; i < OUTCOME_COUNT; i++)
+		calls += atomic_load(&u->outcomes[i]);
+	failures = calls - atomic_load(&u->outcomes[OUTCOME_OK]);
+	metrics_emf_value(emf, "UpstreamCalls", "Count", (double)(calls - u->emf_last[0]));
+	metrics_emf_value(emf, "UpstreamFailures", "Count", (double)(failures - u->emf_last[1]));
+	u->emf_last[0] = calls;
+	u->emf_last[1] = failures;
+}
+
 struct upstream *
 upstream_start(const struct upstream_config *cfg, upstream_done done, void *context)
 {
@@ -294,6 +392,7 @@ upstream_start(const struct upstream_config *cfg, upstream_done done, void *cont
 		pthread_mutex_destroy(&u->lock);
 		goto fail;
 	}
+	metrics_register(render_metrics, emf_metrics, u);
 	return u;
 fail:
 	log_msg(LOG_ERROR, "cannot start the upstream thread");
@@ -307,16 +406,27 @@ fail:
 }
 
 void
-upstream_fetch(struct upstream *u, const char *request_id, void *request)
+upstream_fetch(struct upstream *u, const char *request_id, const struct trace *trace, void *request)
 {
 	struct request *q = calloc(1, sizeof(*q));
+	char line[64 + TRACE_HEADER_MAX], value[TRACE_HEADER_MAX];
+	struct curl_slist *h = NULL;
 
 	if (q == NULL) {
 		request_fail(u, request, "out of memory queueing the call");
 		return;
 	}
+	/* Built here, on the server thread, where the request's own values are at hand. */
+	snprintf(line, sizeof(line), "X-Request-Id: %s", request_id);
+	h = curl_slist_append(h, line);
+	trace_traceparent(trace, value);
+	snprintf(line, sizeof(line), "traceparent: %s", value);
+	h = h != NULL ? curl_slist_append(h, line) : NULL;
+	trace_amzn(trace, value);
+	snprintf(line, sizeof(line), "X-Amzn-Trace-Id: %s", value);
+	h = h != NULL ? curl_slist_append(h, line) : NULL;
 	q->arg = request;
-	snprintf(q->request_id, sizeof(q->request_id), "%s", request_id);
+	q->headers = h; /* NULL when memory ran out: the upstream thread fails the call */
 	pthread_mutex_lock(&u->lock);
 	q->next = u->queue;
 	u->queue = q;
@@ -327,8 +437,6 @@ upstream_fetch(struct upstream *u, const char *request_id, void *request)
 void
 upstream_stop(struct upstream *u)
 {
-	struct transfer *t;
-
 	if (u == NULL)
 		return;
 	pthread_mutex_lock(&u->lock);
@@ -336,6 +444,15 @@ upstream_stop(struct upstream *u)
 	pthread_mutex_unlock(&u->lock);
 	curl_multi_wakeup(u->multi);
 	pthread_join(u->thread, NULL);
+}
+
+void
+upstream_free(struct upstream *u)
+{
+	struct transfer *t;
+
+	if (u == NULL)
+		return;
 	while ((t = u->idle) != NULL) {
 		u->idle = t->next;
 		transfer_free(t);

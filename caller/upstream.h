@@ -9,6 +9,9 @@
 #include <stddef.h>
 
 #include "../common/json_scan.h"
+#include "../common/trace.h"
+
+#define SERVED_BY_MAX 128
 
 struct upstream_config {
 	const char *base_url;    /* RESPONDER_URL, without a trailing slash; borrowed */
@@ -23,8 +26,9 @@ struct upstream_result {
 	int ok;     /* 1: a 200 whose JSON has a stored_data array */
 	char *body; /* the answer as received; the callback owns it (free()) */
 	size_t body_len;
-	struct json_span stored_data; /* where the array lies in body, when ok */
-	char reason[384];             /* what went wrong, when not ok */
+	struct json_span stored_data;  /* where the array lies in body, when ok */
+	char reason[384];              /* what went wrong, when not ok */
+	char served_by[SERVED_BY_MAX]; /* the responder's X-Served-By, or "" */
 };
 
 /*
@@ -40,10 +44,17 @@ struct upstream;
 struct upstream *upstream_start(const struct upstream_config *cfg, upstream_done done,
                                 void *context);
 
-/* Asks the responder for GET /data on behalf of request; done() is always called, exactly once. */
-void upstream_fetch(struct upstream *u, const char *request_id, void *request);
+/*
+ * Asks the responder for GET /data on behalf of request, passing on its
+ * request id and trace context (both copied); done() is always called, exactly once.
+ */
+void upstream_fetch(struct upstream *u, const char *request_id, const struct trace *trace,
+                    void *request);
 
-/* Ends every call still in flight (each gets done() with an error), stops the thread, frees u. */
+/* Ends every call still in flight (each gets done() with an error) and stops the thread. */
 void upstream_stop(struct upstream *u);
+
+/* Frees what upstream_start() made, once the server that showed its metrics has stopped. */
+void upstream_free(struct upstream *u);
 
 #endif

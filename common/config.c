@@ -47,9 +47,11 @@ int
 server_config_load(struct server_config *c)
 {
 	static const char *const level_var[] = {"LOG_LEVEL", NULL};
+	static const char *const namespace_var[] = {"METRICS_EMF_NAMESPACE", NULL};
 	const char *level = config_string(level_var, "info");
 	long long cpus = sysconf(_SC_NPROCESSORS_ONLN), v;
 
+	c->metrics_emf_namespace = config_string(namespace_var, "ServiceConnectDemo");
 	if (cpus < 1)
 		cpus = 1;
 	if (cpus > 64)
@@ -74,6 +76,8 @@ server_config_load(struct server_config *c)
 	READ("CONNECTION_LIMIT", 1024, 1, 1000000, connection_limit);
 	READ("CONNECTION_TIMEOUT_S", 30, 1, 3600, connection_timeout_s);
 	READ("DRAIN_TIMEOUT_MS", 10000, 0, 120000, drain_timeout_ms);
+	READ("METRICS_EMF", 0, 0, 1, metrics_emf);
+	READ("METRICS_EMF_INTERVAL_S", 60, 1, 3600, metrics_emf_interval_s);
 #undef READ
 	return 0;
 }

@@ -7,8 +7,10 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "healthcheck.h"
+#include "http_get.h"
 #include "log.h"
+#include "metrics.h"
+#include "served_by.h"
 
 static void
 usage(const char *name)
@@ -52,6 +54,8 @@ daemon_init(struct daemon *d, const char *name, const char *stored_message, int 
 		*exit_status = CONFIG_EXIT_STATUS;
 		return -1;
 	}
+	served_by_init();
+	data_metrics_register(&d->data);
 	return 0;
 }
 
@@ -77,8 +81,12 @@ daemon_serve(struct daemon *d, const struct http_route *routes, size_t route_cou
 			before_stop(arg);
 		return 1;
 	}
-	log_msg(LOG_INFO, "listening on port %u with %u threads", d->config.port,
-	        d->config.threads);
+	log_msg(LOG_INFO, "listening on port %u with %u threads, serving as %s", d->config.port,
+	        d->config.threads, served_by());
+	if (d->config.metrics_emf &&
+	    metrics_emf_start(d->config.metrics_emf_interval_s, d->config.metrics_emf_namespace,
+	                      d->name) < 0)
+		log_msg(LOG_ERROR, "cannot start the EMF thread; going on without EMF");
 	while (sigwait(&stop_signals, &sig) != 0)
 		;
 	log_msg(LOG_INFO, "signal %d: draining for up to %u ms", sig, d->config.drain_timeout_ms);
@@ -87,6 +95,7 @@ daemon_serve(struct daemon *d, const struct http_route *routes, size_t route_cou
 		log_msg(LOG_WARN, "drain timed out with %u requests in flight", left);
 	if (before_stop != NULL)
 		before_stop(arg);
+	metrics_emf_stop();
 	http_server_stop(server);
 	log_msg(LOG_INFO, "stopped");
 	return 0;

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "metrics.h"
 #include "payload.h"
 
 #define DATA_PREFIX "{\"stored_data\":["
@@ -70,6 +71,44 @@ data_get(struct http_exchange *ex, void *arg)
 	parts[2].iov_len = sizeof(DATA_SUFFIX) - 1;
 	http_reply(ex, 200, MHD_create_response_from_iovec(parts, 3, NULL, NULL),
 	           parts[0].iov_len + len + parts[2].iov_len);
+}
+
+static void
+render_store(struct buffer *out, void *arg)
+{
+	struct data_service *svc = arg;
+	const char *data;
+	size_t len, items;
+
+	store_snapshot(&svc->store, &data, &len, &items);
+	metrics_printf(out,
+	               "# HELP store_objects Objects in the store.\n# TYPE store_objects gauge\n"
+	               "store_objects %zu\n"
+	               "# HELP store_bytes JSON bytes in the store.\n# TYPE store_bytes gauge\n"
+	               "store_bytes %zu\n"
+	               "# HELP store_max_objects STORE_MAX_ITEMS.\n# TYPE store_max_objects gauge\n"
+	               "store_max_objects %zu\n"
+	               "# HELP store_max_bytes STORE_MAX_BYTES.\n# TYPE store_max_bytes gauge\n"
+	               "store_max_bytes %zu\n",
+	               items, len, svc->store.max_items, svc->store.max_bytes);
+}
+
+static void
+emf_store(struct metrics_emf *emf, void *arg)
+{
+	struct data_service *svc = arg;
+	const char *data;
+	size_t len, items;
+
+	store_snapshot(&svc->store, &data, &len, &items);
+	metrics_emf_value(emf, "StoredObjects", "Count", (double)items);
+	metrics_emf_value(emf, "StoredBytes", "Bytes", (double)len);
+}
+
+void
+data_metrics_register(struct data_service *svc)
+{
+	metrics_register(render_store, emf_store, svc);
 }
 
 void

@@ -17,6 +17,9 @@ void data_post(struct http_exchange *ex, void *service);
 /* GET /data: {"stored_data":[...]} straight from the store, without copying. */
 void data_get(struct http_exchange *ex, void *service);
 
+/* Adds the store's gauges to /metrics and EMF; call once before serving. */
+void data_metrics_register(struct data_service *svc);
+
 /* GET /health: {"status":"ok"}, depending on nothing else. */
 void health_get(struct http_exchange *ex, void *unused);
 

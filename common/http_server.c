@@ -13,20 +13,40 @@
 
 #include "buffer.h"
 #include "log.h"
+#include "metrics.h"
+#include "served_by.h"
+#include "trace.h"
 
 #define REQUEST_ID_MAX 64
 #define PATH_LOG_MAX   256
 #define ERROR_BODY_MAX 1024
+
+/* The methods and statuses counted one by one in /metrics; others count as "other". */
+static const char *const counted_methods[] = {"GET", "HEAD", "POST", "other"};
+static const unsigned int counted_statuses[] = {200, 201, 400, 404, 405, 413,
+                                                415, 429, 500, 503, 507};
+#define METHOD_SLOTS (sizeof(counted_methods) / sizeof(counted_methods[0]))
+#define STATUS_SLOTS (sizeof(counted_statuses) / sizeof(counted_statuses[0]) + 1)
+
+/* Requests to one route (or, in the last slot, to no route), for /metrics. */
+struct route_metrics {
+	atomic_ullong requests[METHOD_SLOTS][STATUS_SLOTS];
+	struct histogram duration;
+	unsigned long long emf_last_count; /* EMF thread only */
+	unsigned long long emf_last_sum_us;
+};
 
 struct http_server {
 	struct MHD_Daemon *daemon;
 	const struct http_route *routes;
 	size_t route_count;
 	size_t body_max_bytes;
-	atomic_uint in_flight;   /* exchanges created and not yet completed */
-	atomic_int draining;     /* set once shutdown starts */
-	atomic_ulong next_id;    /* counter part of generated request ids */
-	unsigned long id_prefix; /* random part of generated request ids */
+	atomic_uint in_flight;                 /* exchanges created and not yet completed */
+	atomic_int draining;                   /* set once shutdown starts */
+	atomic_ulong next_id;                  /* counter part of generated request ids */
+	unsigned long id_prefix;               /* random part of generated request ids */
+	struct route_metrics *metrics;         /* route_count + 1 slots; owned */
+	unsigned long long emf_last_errors[2]; /* 4xx and 5xx at the last EMF record */
 };
 
 struct http_exchange {
@@ -41,6 +61,8 @@ struct http_exchange {
 	unsigned int status;           /* the answer, once set */
 	struct MHD_Response *response; /* owned until queued */
 	size_t response_bytes;
+	const char *content_type; /* NULL for application/json; borrowed */
+	struct trace trace;
 	char method[16];
 	char path[PATH_LOG_MAX];
 	char request_id[REQUEST_ID_MAX + 1];
@@ -102,6 +124,8 @@ exchange_new(struct http_server *s, struct MHD_Connection *c, const char *url, c
 	else
 		snprintf(ex->request_id, sizeof(ex->request_id), "%016lx%08lx", s->id_prefix,
 		         atomic_fetch_add(&s->next_id, 1) & 0xffffffffUL);
+	trace_begin(&ex->trace, MHD_lookup_connection_value(c, MHD_HEADER_KIND, "traceparent"),
+	            MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Amzn-Trace-Id"));
 	atomic_fetch_add(&s->in_flight, 1);
 	return ex;
 }
@@ -117,6 +141,18 @@ const char *
 http_request_id(const struct http_exchange *ex)
 {
 	return ex->request_id;
+}
+
+const struct trace *
+http_trace(const struct http_exchange *ex)
+{
+	return &ex->trace;
+}
+
+void
+http_set_content_type(struct http_exchange *ex, const char *content_type)
+{
+	ex->content_type = content_type;
 }
 
 void
@@ -188,6 +224,7 @@ queue_answer(struct http_exchange *ex)
 {
 	static const char fallback[] = "{\"error\":\"Internal error: could not build the answer\"}";
 	struct MHD_Response *r = ex->response;
+	char traceparent[TRACE_HEADER_MAX], amzn[TRACE_HEADER_MAX];
 	enum MHD_Result ok;
 
 	if (r == NULL || ex->status == 0) {
@@ -202,8 +239,14 @@ queue_answer(struct http_exchange *ex)
 			return MHD_NO;
 	}
 	ex->response = NULL;
-	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+	trace_traceparent(&ex->trace, traceparent);
+	trace_amzn(&ex->trace, amzn);
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
+	                        ex->content_type != NULL ? ex->content_type : "application/json");
 	MHD_add_response_header(r, "X-Request-Id", ex->request_id);
+	MHD_add_response_header(r, "X-Served-By", served_by());
+	MHD_add_response_header(r, "traceparent", traceparent);
+	MHD_add_response_header(r, "X-Amzn-Trace-Id", amzn);
 	if (ex->status == MHD_HTTP_METHOD_NOT_ALLOWED && ex->route != NULL)
 		MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW,
 		                        ex->route->get == NULL    ? "POST"
@@ -348,6 +391,104 @@ on_request(void *cls, struct MHD_Connection *connection, const char *url, const 
 	return ex->suspended ? MHD_YES : queue_answer(ex);
 }
 
+/* Counts a finished request by route, method and status, and its duration by route. */
+static void
+count_request(struct http_server *s, const struct http_exchange *ex, unsigned int status,
+              double seconds)
+{
+	struct route_metrics *m =
+	    &s->metrics[ex->route != NULL ? (size_t)(ex->route - s->routes) : s->route_count];
+	size_t method = 0, code = 0;
+
+	while (method < METHOD_SLOTS - 1 && strcmp(ex->method, counted_methods[method]) != 0)
+		method++;
+	while (code < STATUS_SLOTS - 1 && counted_statuses[code] != status)
+		code++;
+	atomic_fetch_add_explicit(&m->requests[method][code], 1, memory_order_relaxed);
+	histogram_observe(&m->duration, seconds);
+}
+
+/* Prometheus text for requests: counts by route, method and status, durations, in flight. */
+static void
+render_metrics(struct buffer *out, void *arg)
+{
+	struct http_server *s = arg;
+	size_t r, m, c;
+	char labels[128];
+
+	metrics_printf(out,
+	               "# HELP http_requests_total HTTP requests by route, method and status.\n"
+	               "# TYPE http_requests_total counter\n");
+	for (r = 0; r <= s->route_count; r++) {
+		const char *route = r < s->route_count ? s->routes[r].path : "other";
+
+		for (m = 0; m < METHOD_SLOTS; m++) {
+			for (c = 0; c < STATUS_SLOTS; c++) {
+				unsigned long long n = atomic_load(&s->metrics[r].requests[m][c]);
+				char code[16];
+
+				if (n == 0)
+					continue;
+				if (c < STATUS_SLOTS - 1)
+					snprintf(code, sizeof(code), "%u", counted_statuses[c]);
+				else
+					snprintf(code, sizeof(code), "other");
+				metrics_printf(
+				    out,
+				    "http_requests_total{route=\"%s\",method=\"%s\",code=\"%s\"} "
+				    "%llu\n",
+				    route, counted_methods[m], code, n);
+			}
+		}
+	}
+	metrics_printf(out, "# HELP http_request_duration_seconds Time from request to answer.\n"
+	                    "# TYPE http_request_duration_seconds histogram\n");
+	for (r = 0; r <= s->route_count; r++) {
+		snprintf(labels, sizeof(labels), "route=\"%s\"",
+		         r < s->route_count ? s->routes[r].path : "other");
+		histogram_render(out, "http_request_duration_seconds", labels,
+		                 &s->metrics[r].duration);
+	}
+	metrics_printf(out,
+	               "# HELP http_requests_in_flight Requests received and not yet answered.\n"
+	               "# TYPE http_requests_in_flight gauge\nhttp_requests_in_flight %u\n",
+	               atomic_load(&s->in_flight));
+}
+
+/* EMF figures for requests since the last record: count, 4xx, 5xx, mean latency. */
+static void
+emf_metrics(struct metrics_emf *emf, void *arg)
+{
+	struct http_server *s = arg;
+	unsigned long long count = 0, sum_us = 0, errors[2] = {0, 0};
+	size_t r, m, c, b;
+
+	for (r = 0; r <= s->route_count; r++) {
+		struct route_metrics *rm = &s->metrics[r];
+		unsigned long long rc = 0, rs = atomic_load(&rm->duration.sum_us);
+
+		for (b = 0; b <= METRICS_BUCKETS; b++)
+			rc += atomic_load(&rm->duration.counts[b]);
+		count += rc - rm->emf_last_count;
+		sum_us += rs - rm->emf_last_sum_us;
+		rm->emf_last_count = rc;
+		rm->emf_last_sum_us = rs;
+		for (m = 0; m < METHOD_SLOTS; m++)
+			for (c = 0; c < STATUS_SLOTS - 1; c++)
+				if (counted_statuses[c] >= 400)
+					errors[counted_statuses[c] >= 500] +=
+					    atomic_load(&rm->requests[m][c]);
+	}
+	metrics_emf_value(emf, "Requests", "Count", (double)count);
+	metrics_emf_value(emf, "Errors4xx", "Count", (double)(errors[0] - s->emf_last_errors[0]));
+	metrics_emf_value(emf, "Errors5xx", "Count", (double)(errors[1] - s->emf_last_errors[1]));
+	metrics_emf_value(emf, "LatencyAverage", "Milliseconds",
+	                  count > 0 ? (double)sum_us / 1e3 / (double)count : 0);
+	metrics_emf_value(emf, "InFlight", "Count", (double)atomic_load(&s->in_flight));
+	s->emf_last_errors[0] = errors[0];
+	s->emf_last_errors[1] = errors[1];
+}
+
 /* Called when a request is done, answered or not: logs it and frees its state. */
 static void
 on_completed(void *cls, struct MHD_Connection *connection, void **con_cls,
@@ -367,7 +508,9 @@ on_completed(void *cls, struct MHD_Connection *connection, void **con_cls,
 	line.bytes = code == MHD_REQUEST_TERMINATED_COMPLETED_OK ? ex->response_bytes : 0;
 	line.duration_ms = elapsed_ms(&ex->started);
 	line.request_id = ex->request_id;
+	line.trace_id = ex->trace.trace_id;
 	log_request(&line);
+	count_request(s, ex, line.status, line.duration_ms / 1e3);
 	if (ex->response != NULL)
 		MHD_destroy_response(ex->response);
 	buffer_free(&ex->body);
@@ -411,6 +554,12 @@ http_server_start(const struct server_config *cfg, const struct http_route *rout
 	}
 	s->routes = routes;
 	s->route_count = route_count;
+	s->metrics = calloc(route_count + 1, sizeof(*s->metrics));
+	if (s->metrics == NULL) {
+		log_msg(LOG_ERROR, "out of memory starting the server");
+		free(s);
+		return NULL;
+	}
 	s->body_max_bytes = cfg->body_max_bytes;
 	atomic_init(&s->in_flight, 0);
 	atomic_init(&s->draining, 0);
@@ -423,9 +572,11 @@ http_server_start(const struct server_config *cfg, const struct http_route *rout
 		s->daemon = daemon_start(s, cfg, 0);
 	if (s->daemon == NULL) {
 		log_msg(LOG_ERROR, "cannot listen on port %u", cfg->port);
+		free(s->metrics);
 		free(s);
 		return NULL;
 	}
+	metrics_register(render_metrics, emf_metrics, s);
 	return s;
 }
 
@@ -451,5 +602,6 @@ http_server_stop(struct http_server *s)
 	if (s == NULL)
 		return;
 	MHD_stop_daemon(s->daemon);
+	free(s->metrics);
 	free(s);
 }

@@ -11,6 +11,7 @@
 #include <microhttpd.h>
 
 #include "config.h"
+#include "trace.h"
 
 struct http_server;
 struct http_exchange; /* one request and its answer; owned by the server */
@@ -51,6 +52,12 @@ const char *http_body(const struct http_exchange *ex, size_t *len);
 
 /* The request id (from X-Request-Id when it is sane, otherwise generated); borrowed. */
 const char *http_request_id(const struct http_exchange *ex);
+
+/* The request's trace context (this hop's span); borrowed. */
+const struct trace *http_trace(const struct http_exchange *ex);
+
+/* Overrides the answer's Content-Type (application/json otherwise); borrowed, must be static. */
+void http_set_content_type(struct http_exchange *ex, const char *content_type);
 
 /* Sets the answer; steals the reference to response. size is the body length for the log. */
 void http_reply(struct http_exchange *ex, unsigned int status, struct MHD_Response *response,

@@ -151,7 +151,9 @@ log_request(const struct log_request *r)
 	    line + len, LOG_LINE_MAX - len,
 	    "\",\"status\":%u,\"bytes\":%zu,\"duration_ms\":%.3f,\"request_id\":\"", r->status,
 	    r->bytes, r->duration_ms);
-	len = log_escape(line, LOG_LINE_MAX - 4, len, r->request_id);
+	len = log_escape(line, LOG_LINE_MAX - 64, len, r->request_id);
+	len += (size_t)snprintf(line + len, LOG_LINE_MAX - len, "\",\"trace_id\":\"");
+	len = log_escape(line, LOG_LINE_MAX - 4, len, r->trace_id);
 	line[len++] = '"';
 	line_write(STDOUT_FILENO, line, len);
 }

@@ -15,6 +15,7 @@ struct log_request {
 	size_t bytes;
 	double duration_ms;
 	const char *request_id;
+	const char *trace_id;
 };
 
 /* Sets the service name written on every line (borrowed: must outlive logging) and the lowest level

@@ -1,5 +1,6 @@
 /* The responder ("Service B"): a store behind POST /data and GET /data. */
 #include "../common/daemon.h"
+#include "../common/metrics.h"
 
 int
 main(int argc, char **argv)
@@ -14,6 +15,7 @@ main(int argc, char **argv)
 		const struct http_route routes[] = {
 		    {"/data", data_get, data_post, &d.data},
 		    {"/health", health_get, NULL, NULL},
+		    {"/metrics", metrics_get, NULL, NULL},
 		};
 
 		status = daemon_serve(&d, routes, sizeof(routes) / sizeof(routes[0]), NULL, NULL);

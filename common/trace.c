@@ -1,0 +1,133 @@
+/* Parsing and minting trace ids for traceparent and X-Amzn-Trace-Id. */
+#include "trace.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+static int
+is_hex(const char *s, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+			return 0;
+	return 1;
+}
+
+static int
+all_zero(const char *s, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (s[i] != '0')
+			return 0;
+	return 1;
+}
+
+/* A per-thread xorshift generator seeded from the kernel: ids need to be unique, not secret. */
+static uint64_t
+random64(void)
+{
+	static _Thread_local uint64_t state;
+	uint64_t x;
+
+	while (state == 0)
+		if (getrandom(&state, sizeof(state), 0) != sizeof(state))
+			state = (uint64_t)time(NULL) ^ (uint64_t)(uintptr_t)&state;
+	x = state;
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	state = x;
+	return x * 0x2545F4914F6CDD1DULL;
+}
+
+static void
+random_hex(char *out, size_t n)
+{
+	static const char hex[] = "0123456789abcdef";
+	uint64_t r = 0;
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		if (i % 16 == 0)
+			r = random64();
+		out[i] = hex[r & 0xf];
+		r >>= 4;
+	}
+	out[n] = '\0';
+}
+
+/* version "00" - 32 hex trace id - 16 hex parent id - 2 hex flags, ids not all zero. */
+static int
+parse_traceparent(struct trace *t, const char *v)
+{
+	if (v == NULL || strlen(v) < 55 || v[2] != '-' || v[35] != '-' || v[52] != '-' ||
+	    !is_hex(v, 2) || memcmp(v, "ff", 2) == 0 || !is_hex(v + 3, 32) || !is_hex(v + 36, 16) ||
+	    !is_hex(v + 53, 2) || all_zero(v + 3, 32) || all_zero(v + 36, 16) ||
+	    (memcmp(v, "00", 2) == 0 && v[55] != '\0'))
+		return 0;
+	memcpy(t->trace_id, v + 3, TRACE_ID_LEN);
+	t->trace_id[TRACE_ID_LEN] = '\0';
+	t->sampled = (v[54] == '1' || v[54] == '3' || v[54] == '5' || v[54] == '7' ||
+	              v[54] == '9' || v[54] == 'b' || v[54] == 'd' || v[54] == 'f')
+	                 ? '1'
+	                 : '0';
+	return 1;
+}
+
+/* Root=1-<8 hex>-<24 hex>, among other ;-separated fields such as Parent and Sampled. */
+static int
+parse_amzn(struct trace *t, const char *v)
+{
+	const char *root, *sampled;
+
+	if (v == NULL)
+		return 0;
+	root = strstr(v, "Root=1-");
+	if (root == NULL)
+		return 0;
+	root += 7;
+	if (strlen(root) < 33 || !is_hex(root, 8) || root[8] != '-' || !is_hex(root + 9, 24) ||
+	    (root[33] != '\0' && root[33] != ';'))
+		return 0;
+	memcpy(t->trace_id, root, 8);
+	memcpy(t->trace_id + 8, root + 9, 24);
+	t->trace_id[TRACE_ID_LEN] = '\0';
+	sampled = strstr(v, "Sampled=");
+	t->sampled = sampled != NULL && sampled[8] == '0' ? '0' : '1';
+	return 1;
+}
+
+void
+trace_begin(struct trace *t, const char *traceparent, const char *amzn_trace_id)
+{
+	if (!parse_traceparent(t, traceparent) && !parse_amzn(t, amzn_trace_id)) {
+		/* X-Ray wants the first 8 digits to be the start time in seconds. */
+		snprintf(t->trace_id, sizeof(t->trace_id), "%08lx",
+		         (unsigned long)time(NULL) & 0xffffffffUL);
+		random_hex(t->trace_id + 8, TRACE_ID_LEN - 8);
+		t->sampled = '1';
+	}
+	do
+		random_hex(t->span_id, SPAN_ID_LEN);
+	while (all_zero(t->span_id, SPAN_ID_LEN));
+}
+
+void
+trace_traceparent(const struct trace *t, char out[TRACE_HEADER_MAX])
+{
+	snprintf(out, TRACE_HEADER_MAX, "00-%s-%s-0%c", t->trace_id, t->span_id, t->sampled);
+}
+
+void
+trace_amzn(const struct trace *t, char out[TRACE_HEADER_MAX])
+{
+	snprintf(out, TRACE_HEADER_MAX, "Root=1-%.8s-%s;Parent=%s;Sampled=%c", t->trace_id,
+	         t->trace_id + 8, t->span_id, t->sampled);
+}
