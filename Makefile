@@ -35,7 +35,7 @@ COMMON_OBJ := $(COMMON_SRC:%.c=$(OBJ)/%.o)
 CALLER_OBJ := $(CALLER_SRC:%.c=$(OBJ)/%.o)
 RESPONDER_OBJ := $(RESPONDER_SRC:%.c=$(OBJ)/%.o)
 
-UNIT_SRC := $(wildcard tests/unit/common/test_*.c)
+UNIT_SRC := $(wildcard tests/unit/common/test_*.c tests/unit/caller/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/unit/%)
 
 PYTHON  := /usr/bin/python3
@@ -60,6 +60,11 @@ $(BUILD)/unit/common/test_%: tests/unit/common/test_%.c $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(COMMON_OBJ) \
 		$(shell pkg-config --libs $(PKGS_COMMON) cmocka) $(LDLIBS)
+
+# Caller tests also link the caller's modules (all but main).
+$(BUILD)/unit/caller/test_%: tests/unit/caller/test_%.c $(filter-out %/main.o,$(CALLER_OBJ)) $(COMMON_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(shell pkg-config --libs $(PKGS_CALLER) cmocka) $(LDLIBS)
 
 deps:
 	@scripts/install-deps.sh

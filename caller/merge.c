@@ -11,31 +11,30 @@
 #define MIDDLE "],\"responder_service_data\":"
 #define TAIL   "}"
 
-struct MHD_Response *
-merge_answer(const char *caller_items, size_t caller_len, struct upstream_result *result,
-             size_t *size)
+int
+merge_parts(const char *caller_items, size_t caller_len, struct upstream_result *result,
+            struct MHD_IoVec parts[MERGE_PARTS], char **owned)
 {
-	struct MHD_IoVec parts[5];
-	struct MHD_Response *response;
 	const char *value;
-	char *owned;
 	size_t value_len, n;
 
 	if (result->ok) {
-		owned = result->body;
-		value = owned + result->stored_data.offset;
+		*owned = result->body;
+		value = *owned + result->stored_data.offset;
 		value_len = result->stored_data.len;
 	} else {
 		free(result->body);
 		n = 64 + sizeof(MERGE_ERROR_PREFIX) + 6 * strlen(result->reason);
-		owned = malloc(n);
-		if (owned == NULL)
-			return NULL;
-		value_len = (size_t)snprintf(owned, n, "{\"error\":\"%s", MERGE_ERROR_PREFIX);
-		value_len = log_escape(owned, n - 2, value_len, result->reason);
-		memcpy(owned + value_len, "\"}", 3);
+		*owned = malloc(n);
+		if (*owned == NULL) {
+			result->body = NULL;
+			return -1;
+		}
+		value_len = (size_t)snprintf(*owned, n, "{\"error\":\"%s", MERGE_ERROR_PREFIX);
+		value_len = log_escape(*owned, n - 2, value_len, result->reason);
+		memcpy(*owned + value_len, "\"}", 3);
 		value_len += 2;
-		value = owned;
+		value = *owned;
 	}
 	result->body = NULL;
 	parts[0] = (struct MHD_IoVec){HEAD, sizeof(HEAD) - 1};
@@ -43,11 +42,26 @@ merge_answer(const char *caller_items, size_t caller_len, struct upstream_result
 	parts[2] = (struct MHD_IoVec){MIDDLE, sizeof(MIDDLE) - 1};
 	parts[3] = (struct MHD_IoVec){value, value_len};
 	parts[4] = (struct MHD_IoVec){TAIL, sizeof(TAIL) - 1};
-	response = MHD_create_response_from_iovec(parts, 5, free, owned);
+	return 0;
+}
+
+struct MHD_Response *
+merge_answer(const char *caller_items, size_t caller_len, struct upstream_result *result,
+             size_t *size)
+{
+	struct MHD_IoVec parts[MERGE_PARTS];
+	struct MHD_Response *response;
+	char *owned;
+	size_t i;
+
+	if (merge_parts(caller_items, caller_len, result, parts, &owned) < 0)
+		return NULL;
+	response = MHD_create_response_from_iovec(parts, MERGE_PARTS, free, owned);
 	if (response == NULL) {
 		free(owned);
 		return NULL;
 	}
-	*size = parts[0].iov_len + caller_len + parts[2].iov_len + value_len + parts[4].iov_len;
+	for (*size = 0, i = 0; i < MERGE_PARTS; i++)
+		*size += parts[i].iov_len;
 	return response;
 }

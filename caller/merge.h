@@ -9,6 +9,17 @@
 /* The text the original demo puts before the reason a call failed. */
 #define MERGE_ERROR_PREFIX "Failed to reach Service B: "
 
+/* How many pieces the document is sent in. */
+#define MERGE_PARTS 5
+
+/*
+ * Gives the pieces of the document in parts, and in *owned the one buffer they
+ * point into that the caller frees once they are sent (it takes over
+ * result->body). Returns 0, or -1 when memory runs out.
+ */
+int merge_parts(const char *caller_items, size_t caller_len, struct upstream_result *result,
+                struct MHD_IoVec parts[MERGE_PARTS], char **owned);
+
 /*
  * Builds {"caller_service_data":[<caller_items>],"responder_service_data":X}
  * where X is the responder's stored_data array, byte for byte, or
