@@ -115,10 +115,14 @@ main(int argc, char **argv)
 	log_msg(LOG_INFO, "responder at %s", url);
 	{
 		const struct http_route routes[] = {
-		    {"/", root_get, NULL, upstream},
-		    {"/data", data_get, data_post, &d.data},
-		    {"/health", health_get, NULL, NULL},
-		    {"/metrics", metrics_get, NULL, NULL},
+		    {.path = "/", .get = root_get, .arg = upstream},
+		    {.path = "/data",
+		     .get = data_get,
+		     .post = data_post,
+		     .arg = &d.data,
+		     .rate_limited = 1},
+		    {.path = "/health", .get = health_get},
+		    {.path = "/metrics", .get = metrics_get},
 		};
 
 		status = daemon_serve(&d, routes, sizeof(routes) / sizeof(routes[0]), stop_upstream,

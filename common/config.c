@@ -30,6 +30,29 @@ config_integer(const char *name, long long def, long long min, long long max, lo
 	return 0;
 }
 
+int
+config_number(const char *name, double def, double min, double max, double *out)
+{
+	const char *text = getenv(name);
+	char *end;
+	double v;
+
+	if (text == NULL || *text == '\0') {
+		*out = def;
+		return 0;
+	}
+	errno = 0;
+	v = strtod(text, &end);
+	if (!((*text >= '0' && *text <= '9') || *text == '.') || errno != 0 || *end != '\0' ||
+	    !(v >= min && v <= max)) {
+		fprintf(stderr, "%s: %s=%s is invalid: expected a number from %g to %g\n",
+		        log_service_name(), name, text, min, max);
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
 const char *
 config_string(const char *const names[], const char *def)
 {
@@ -78,6 +101,12 @@ server_config_load(struct server_config *c)
 	READ("DRAIN_TIMEOUT_MS", 10000, 0, 120000, drain_timeout_ms);
 	READ("METRICS_EMF", 0, 0, 1, metrics_emf);
 	READ("METRICS_EMF_INTERVAL_S", 60, 1, 3600, metrics_emf_interval_s);
+	READ("RATE_LIMIT_CLIENTS", 10000, 1, 10000000, rate_limit_clients);
+	READ("TRUST_FORWARDED_FOR", 0, 0, 1, trust_forwarded_for);
 #undef READ
+	if (config_number("RATE_LIMIT_RPS", 0, 0, 1e6, &c->rate_limit_rps) < 0 ||
+	    config_number("RATE_LIMIT_BURST", c->rate_limit_rps < 1 ? 1 : c->rate_limit_rps, 1, 1e6,
+	                  &c->rate_limit_burst) < 0)
+		return -1;
 	return 0;
 }

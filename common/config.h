@@ -24,6 +24,10 @@ struct server_config {
 	unsigned int metrics_emf_interval_s; /* METRICS_EMF_INTERVAL_S */
 	const char
 	    *metrics_emf_namespace; /* METRICS_EMF_NAMESPACE; borrowed from the environment */
+	double rate_limit_rps;      /* RATE_LIMIT_RPS: 0 for no limit */
+	double rate_limit_burst;    /* RATE_LIMIT_BURST */
+	size_t rate_limit_clients;  /* RATE_LIMIT_CLIENTS */
+	int trust_forwarded_for;    /* TRUST_FORWARDED_FOR: 1 to key clients by X-Forwarded-For */
 };
 
 /*
@@ -32,6 +36,9 @@ struct server_config {
  * it accepts.
  */
 int config_integer(const char *name, long long def, long long min, long long max, long long *out);
+
+/* The same as config_integer() for a decimal number such as 0.25. */
+int config_number(const char *name, double def, double min, double max, double *out);
 
 /* Reads the first of names that is set and not empty, or def; the result is borrowed. */
 const char *config_string(const char *const names[], const char *def);

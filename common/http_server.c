@@ -10,10 +10,13 @@
 #include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 
 #include "buffer.h"
 #include "log.h"
 #include "metrics.h"
+#include "rate_limit.h"
 #include "served_by.h"
 #include "trace.h"
 
@@ -41,11 +44,14 @@ struct http_server {
 	const struct http_route *routes;
 	size_t route_count;
 	size_t body_max_bytes;
-	atomic_uint in_flight;                 /* exchanges created and not yet completed */
-	atomic_int draining;                   /* set once shutdown starts */
-	atomic_ulong next_id;                  /* counter part of generated request ids */
-	unsigned long id_prefix;               /* random part of generated request ids */
-	struct route_metrics *metrics;         /* route_count + 1 slots; owned */
+	atomic_uint in_flight;         /* exchanges created and not yet completed */
+	atomic_int draining;           /* set once shutdown starts */
+	atomic_ulong next_id;          /* counter part of generated request ids */
+	unsigned long id_prefix;       /* random part of generated request ids */
+	struct route_metrics *metrics; /* route_count + 1 slots; owned */
+	struct rate_limiter *limiter;  /* NULL when RATE_LIMIT_RPS is unset; owned */
+	int trust_forwarded_for;
+	double rate_limit_rps;
 	unsigned long long emf_last_errors[2]; /* 4xx and 5xx at the last EMF record */
 };
 
@@ -58,6 +64,7 @@ struct http_exchange {
 	struct timespec started;
 	int body_too_large;
 	int suspended;
+	unsigned int retry_after_s;    /* for a 429 */
 	unsigned int status;           /* the answer, once set */
 	struct MHD_Response *response; /* owned until queued */
 	size_t response_bytes;
@@ -247,6 +254,12 @@ queue_answer(struct http_exchange *ex)
 	MHD_add_response_header(r, "X-Served-By", served_by());
 	MHD_add_response_header(r, "traceparent", traceparent);
 	MHD_add_response_header(r, "X-Amzn-Trace-Id", amzn);
+	if (ex->status == MHD_HTTP_TOO_MANY_REQUESTS) {
+		char seconds[16];
+
+		snprintf(seconds, sizeof(seconds), "%u", ex->retry_after_s);
+		MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, seconds);
+	}
 	if (ex->status == MHD_HTTP_METHOD_NOT_ALLOWED && ex->route != NULL)
 		MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW,
 		                        ex->route->get == NULL    ? "POST"
@@ -276,6 +289,63 @@ content_type_is_json(const char *value)
 	while (*value == ' ' || *value == '\t')
 		value++;
 	return *value == '\0' || *value == ';';
+}
+
+/*
+ * The client a rate limit applies to: the peer's address, or, when the
+ * operator trusts a proxy in front, the last address in X-Forwarded-For (the
+ * one that proxy added; earlier ones are the client's own claims).
+ */
+static void
+client_key(const struct http_exchange *ex, char *key, size_t size)
+{
+	const union MHD_ConnectionInfo *info;
+	const char *xff, *last;
+	const struct sockaddr *sa;
+
+	snprintf(key, size, "unknown");
+	xff = ex->server->trust_forwarded_for
+	          ? MHD_lookup_connection_value(ex->connection, MHD_HEADER_KIND, "X-Forwarded-For")
+	          : NULL;
+	if (xff != NULL) {
+		last = strrchr(xff, ',');
+		last = last != NULL ? last + 1 : xff;
+		while (*last == ' ')
+			last++;
+		snprintf(key, size, "%.*s", (int)strcspn(last, " "), last);
+		return;
+	}
+	info = MHD_get_connection_info(ex->connection, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	sa = info != NULL ? info->client_addr : NULL;
+	if (sa == NULL)
+		return;
+	if (sa->sa_family == AF_INET)
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, key,
+		          (socklen_t)size);
+	else if (sa->sa_family == AF_INET6)
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, key,
+		          (socklen_t)size);
+}
+
+/* Applies the per-client rate limit; returns 1 when the request may go on. */
+static int
+rate_limit_allows(struct http_exchange *ex)
+{
+	struct timespec now;
+	char key[64];
+	double wait = 0;
+
+	client_key(ex, key, sizeof(key));
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (rate_limit_take(ex->server->limiter, key, (double)now.tv_sec + now.tv_nsec / 1e9,
+	                    &wait))
+		return 1;
+	ex->retry_after_s = (unsigned int)wait + 1;
+	http_reply_error(ex, MHD_HTTP_TOO_MANY_REQUESTS,
+	                 "Rate limit exceeded: RATE_LIMIT_RPS allows %g requests a second per "
+	                 "client; retry in %u s",
+	                 ex->server->rate_limit_rps, ex->retry_after_s);
+	return 0;
 }
 
 static const struct http_route *
@@ -319,6 +389,10 @@ route_request(struct http_exchange *ex, const char *method)
 	}
 	if (ex->handler != ex->route->post)
 		return;
+	if (ex->route->rate_limited && s->limiter != NULL && !rate_limit_allows(ex)) {
+		ex->handler = NULL;
+		return;
+	}
 	if (!content_type_is_json(MHD_lookup_connection_value(ex->connection, MHD_HEADER_KIND,
 	                                                      MHD_HTTP_HEADER_CONTENT_TYPE))) {
 		ex->handler = NULL;
@@ -561,6 +635,18 @@ http_server_start(const struct server_config *cfg, const struct http_route *rout
 		return NULL;
 	}
 	s->body_max_bytes = cfg->body_max_bytes;
+	s->trust_forwarded_for = cfg->trust_forwarded_for;
+	s->rate_limit_rps = cfg->rate_limit_rps;
+	if (cfg->rate_limit_rps > 0) {
+		s->limiter = rate_limit_new(cfg->rate_limit_rps, cfg->rate_limit_burst,
+		                            cfg->rate_limit_clients);
+		if (s->limiter == NULL) {
+			log_msg(LOG_ERROR, "out of memory for the rate limiter");
+			free(s->metrics);
+			free(s);
+			return NULL;
+		}
+	}
 	atomic_init(&s->in_flight, 0);
 	atomic_init(&s->draining, 0);
 	atomic_init(&s->next_id, 1);
@@ -572,6 +658,7 @@ http_server_start(const struct server_config *cfg, const struct http_route *rout
 		s->daemon = daemon_start(s, cfg, 0);
 	if (s->daemon == NULL) {
 		log_msg(LOG_ERROR, "cannot listen on port %u", cfg->port);
+		rate_limit_free(s->limiter);
 		free(s->metrics);
 		free(s);
 		return NULL;
@@ -602,6 +689,7 @@ http_server_stop(struct http_server *s)
 	if (s == NULL)
 		return;
 	MHD_stop_daemon(s->daemon);
+	rate_limit_free(s->limiter);
 	free(s->metrics);
 	free(s);
 }

@@ -28,6 +28,7 @@ struct http_route {
 	http_handler get;  /* answers GET and HEAD; NULL when the path has none */
 	http_handler post; /* answers POST with a JSON body; NULL when the path has none */
 	void *arg;         /* passed to the handlers; borrowed */
+	int rate_limited;  /* 1: POST is subject to RATE_LIMIT_RPS per client */
 };
 
 /*

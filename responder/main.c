@@ -13,9 +13,13 @@ main(int argc, char **argv)
 		return status;
 	{
 		const struct http_route routes[] = {
-		    {"/data", data_get, data_post, &d.data},
-		    {"/health", health_get, NULL, NULL},
-		    {"/metrics", metrics_get, NULL, NULL},
+		    {.path = "/data",
+		     .get = data_get,
+		     .post = data_post,
+		     .arg = &d.data,
+		     .rate_limited = 1},
+		    {.path = "/health", .get = health_get},
+		    {.path = "/metrics", .get = metrics_get},
 		};
 
 		status = daemon_serve(&d, routes, sizeof(routes) / sizeof(routes[0]), NULL, NULL);
