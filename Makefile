@@ -30,7 +30,7 @@ LDLIBS  += -pthread
 
 COMMON_SRC := $(wildcard common/*.c)
 CALLER_SRC := $(wildcard caller/*.c)
-RESPONDER_SRC := responder/main.c
+RESPONDER_SRC := $(wildcard responder/*.c)
 COMMON_OBJ := $(COMMON_SRC:%.c=$(OBJ)/%.o)
 CALLER_OBJ := $(CALLER_SRC:%.c=$(OBJ)/%.o)
 RESPONDER_OBJ := $(RESPONDER_SRC:%.c=$(OBJ)/%.o)

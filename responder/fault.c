@@ -1,0 +1,192 @@
+/* Injected 503s and delays, decided by a seeded generator; delays never hold a server thread. */
+#include "fault.h"
+
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "../common/config.h"
+#include "../common/log.h"
+
+/* A suspended request waiting for its delay to pass. */
+struct delayed {
+	struct delayed *next; /* ordered by due */
+	struct timespec due;
+	struct http_exchange *ex;
+	http_handler handler;
+	void *arg;
+};
+
+struct faults {
+	struct fault_config cfg;
+	pthread_mutex_t lock; /* guards rng, pending and stopping */
+	pthread_cond_t wake;
+	uint64_t rng;
+	struct delayed *pending;
+	int stopping;
+	int has_thread;
+	pthread_t thread;
+};
+
+int
+fault_config_load(struct fault_config *c)
+{
+	long long v;
+
+	if (config_number("FAULT_ERROR_RATE", 0, 0, 1, &c->error_rate) < 0 ||
+	    config_number("FAULT_DELAY_RATE", 1, 0, 1, &c->delay_rate) < 0 ||
+	    config_integer("FAULT_DELAY_MS", 0, 0, 60000, &v) < 0)
+		return -1;
+	c->delay_ms = (unsigned int)v;
+	if (config_integer("FAULT_SEED", 1, 1, INT64_MAX, &v) < 0)
+		return -1;
+	c->seed = (unsigned long long)v;
+	return 0;
+}
+
+/* The next number in [0, 1) from the seeded generator (splitmix64); call with the lock held. */
+static double
+next_uniform(struct faults *f)
+{
+	uint64_t z = (f->rng += 0x9E3779B97F4A7C15ULL);
+
+	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+	z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+	z ^= z >> 31;
+	return (double)(z >> 11) / 9007199254740992.0;
+}
+
+static int
+before(const struct timespec *a, const struct timespec *b)
+{
+	return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
+}
+
+/* The delay thread: answers each delayed request when its time comes (or at once when stopping). */
+static void *
+delay_loop(void *arg)
+{
+	struct faults *f = arg;
+	struct delayed *d;
+	struct timespec now;
+
+	pthread_mutex_lock(&f->lock);
+	for (;;) {
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		d = f->pending;
+		if (d != NULL && (f->stopping || !before(&now, &d->due))) {
+			f->pending = d->next;
+			pthread_mutex_unlock(&f->lock);
+			if (d->handler != NULL)
+				d->handler(d->ex, d->arg);
+			http_resume(d->ex);
+			free(d);
+			pthread_mutex_lock(&f->lock);
+			continue;
+		}
+		if (f->stopping)
+			break;
+		if (d == NULL)
+			pthread_cond_wait(&f->wake, &f->lock);
+		else
+			pthread_cond_timedwait(&f->wake, &f->lock, &d->due);
+	}
+	pthread_mutex_unlock(&f->lock);
+	return NULL;
+}
+
+struct faults *
+fault_start(const struct fault_config *c)
+{
+	struct faults *f = calloc(1, sizeof(*f));
+	pthread_condattr_t attr;
+
+	if (f == NULL)
+		return NULL;
+	f->cfg = *c;
+	f->rng = c->seed;
+	pthread_mutex_init(&f->lock, NULL);
+	/* Due times are on the monotonic clock, so the wait must be too. */
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	pthread_cond_init(&f->wake, &attr);
+	pthread_condattr_destroy(&attr);
+	if (c->delay_ms > 0 && c->delay_rate > 0) {
+		if (pthread_create(&f->thread, NULL, delay_loop, f) != 0) {
+			fault_free(f);
+			return NULL;
+		}
+		f->has_thread = 1;
+	}
+	if (c->error_rate > 0 || f->has_thread)
+		log_msg(LOG_WARN,
+		        "fault injection on: FAULT_ERROR_RATE=%g FAULT_DELAY_MS=%u "
+		        "FAULT_DELAY_RATE=%g FAULT_SEED=%llu",
+		        c->error_rate, c->delay_ms, c->delay_rate, c->seed);
+	return f;
+}
+
+int
+fault_inject(struct faults *f, struct http_exchange *ex, http_handler handler, void *arg)
+{
+	struct delayed *d, **p;
+	int fail, delay;
+
+	if (f->cfg.error_rate <= 0 && !f->has_thread)
+		return 0;
+	pthread_mutex_lock(&f->lock);
+	fail = next_uniform(f) < f->cfg.error_rate;
+	delay = f->has_thread && next_uniform(f) < f->cfg.delay_rate;
+	pthread_mutex_unlock(&f->lock);
+	if (fail)
+		http_reply_error(ex, 503, "Injected fault: FAULT_ERROR_RATE=%g", f->cfg.error_rate);
+	if (!delay)
+		return fail;
+	d = calloc(1, sizeof(*d));
+	if (d == NULL)
+		return fail; /* answer without the delay rather than not at all */
+	clock_gettime(CLOCK_MONOTONIC, &d->due);
+	d->due.tv_sec += f->cfg.delay_ms / 1000;
+	d->due.tv_nsec += (long)(f->cfg.delay_ms % 1000) * 1000000L;
+	if (d->due.tv_nsec >= 1000000000L) {
+		d->due.tv_sec++;
+		d->due.tv_nsec -= 1000000000L;
+	}
+	d->ex = ex;
+	/* A failed request keeps its 503: the late answer is the one already set. */
+	d->handler = fail ? NULL : handler;
+	d->arg = arg;
+	http_suspend(ex);
+	pthread_mutex_lock(&f->lock);
+	for (p = &f->pending; *p != NULL && !before(&d->due, &(*p)->due); p = &(*p)->next)
+		;
+	d->next = *p;
+	*p = d;
+	pthread_cond_signal(&f->wake);
+	pthread_mutex_unlock(&f->lock);
+	return 1;
+}
+
+void
+fault_stop(struct faults *f)
+{
+	if (f == NULL || !f->has_thread)
+		return;
+	pthread_mutex_lock(&f->lock);
+	f->stopping = 1;
+	pthread_cond_signal(&f->wake);
+	pthread_mutex_unlock(&f->lock);
+	pthread_join(f->thread, NULL);
+	f->has_thread = 0;
+}
+
+void
+fault_free(struct faults *f)
+{
+	if (f == NULL)
+		return;
+	pthread_cond_destroy(&f->wake);
+	pthread_mutex_destroy(&f->lock);
+	free(f);
+}
