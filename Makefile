@@ -3,6 +3,8 @@
 #   make test       unit tests and black-box tests (installs missing Debian packages when it can)
 #   make SANITIZE=1 test   the same, built with AddressSanitizer and UndefinedBehaviorSanitizer
 #   make run        responder on 5001 and caller on 5000, in the foreground
+#   make e2e        the docker compose stack, end to end, with a real Docker engine
+#   make bench      throughput, latency and memory against nginx; writes BENCH.md
 
 CC      ?= cc
 PKGS_COMMON := libmicrohttpd jansson
@@ -40,7 +42,7 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/unit/%)
 
 PYTHON  := /usr/bin/python3
 
-.PHONY: all test unit blackbox deps run e2e format format-check clean
+.PHONY: all test unit blackbox deploy-test deps run e2e bench format format-check clean
 all: $(BIN)/caller $(BIN)/responder
 
 $(OBJ)/%.o: %.c
@@ -75,8 +77,14 @@ unit: $(UNIT_BIN)
 blackbox: all
 	BIN_DIR=$(abspath $(BIN)) $(PYTHON) -m pytest -q tests/blackbox
 
+deploy-test:
+	tests/deploy/run.sh
+
 test: deps
-	$(MAKE) all unit blackbox
+	$(MAKE) all unit blackbox deploy-test
+
+bench:
+	bench/run.sh
 
 e2e:
 	tests/e2e/run.sh

@@ -76,6 +76,25 @@ upstream_config_load(struct upstream_config *c, char *url, size_t url_size)
 	if (config_integer("UPSTREAM_MAX_BYTES", 72LL << 20, 32, 64LL << 30, &v) < 0)
 		return -1;
 	c->max_bytes = (size_t)v;
+	/* One attempt may use the whole deadline unless told otherwise. */
+	if (config_integer("UPSTREAM_ATTEMPT_TIMEOUT_MS", c->timeout_ms, 1, 600000, &v) < 0)
+		return -1;
+	c->attempt_timeout_ms = (long)v;
+	if (config_integer("RETRY_MAX", 1, 0, 5, &v) < 0)
+		return -1;
+	c->retry_max = (unsigned int)v;
+	if (config_integer("RETRY_BACKOFF_MS", 50, 1, 10000, &v) < 0)
+		return -1;
+	c->retry_backoff_ms = v;
+	if (config_integer("RETRY_BUDGET_PERCENT", 20, 0, 100, &v) < 0)
+		return -1;
+	c->retry_budget_percent = (unsigned int)v;
+	if (config_integer("BREAKER_THRESHOLD", 5, 0, 1000, &v) < 0)
+		return -1;
+	c->breaker_threshold = (unsigned int)v;
+	if (config_integer("BREAKER_COOLDOWN_MS", 5000, 1, 600000, &v) < 0)
+		return -1;
+	c->breaker_cooldown_ms = v;
 	return 0;
 }
 

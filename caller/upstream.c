@@ -3,15 +3,18 @@
 
 #include <curl/curl.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
 #include <strings.h>
+#include <time.h>
 
 #include "../common/buffer.h"
 #include "../common/log.h"
 #include "../common/metrics.h"
+#include "breaker.h"
+#include "retry.h"
 
 #define POLL_MS 1000
 
@@ -24,12 +27,14 @@ enum outcome {
 	OUTCOME_HTTP_STATUS,
 	OUTCOME_INVALID_BODY,
 	OUTCOME_TOO_LARGE,
+	OUTCOME_BREAKER_OPEN,
 	OUTCOME_ERROR,
 	OUTCOME_COUNT
 };
 
 static const char *const outcome_names[OUTCOME_COUNT] = {
-    "ok", "refused", "timeout", "dns", "http_status", "invalid_body", "too_large", "error",
+    "ok",           "refused",   "timeout",      "dns",   "http_status",
+    "invalid_body", "too_large", "breaker_open", "error",
 };
 
 /* A call asked for by a server thread, waiting for the upstream thread to start it. */
@@ -39,14 +44,17 @@ struct request {
 	struct curl_slist *headers; /* request id and trace context; owned */
 };
 
-/* A call in flight; owned by the upstream thread, reused for later calls. */
+/* A call in flight (or waiting to retry); owned by the upstream thread, reused for later calls. */
 struct transfer {
-	struct transfer *next; /* in the active or the idle list */
+	struct transfer *next; /* in the active, waiting or idle list */
 	CURL *easy;
 	struct curl_slist *headers;
 	struct buffer body;
 	int too_large;
 	void *arg;
+	unsigned int attempt;  /* 1 for the first */
+	long long started_ms;  /* when the call (its first attempt) started */
+	long long retry_at_ms; /* when a waiting transfer starts again */
 	char errbuf[CURL_ERROR_SIZE];
 	char served_by[SERVED_BY_MAX];
 };
@@ -61,12 +69,36 @@ struct upstream {
 	pthread_mutex_t lock;  /* guards queue and stopping */
 	struct request *queue; /* newest first */
 	int stopping;
-	struct transfer *active; /* upstream thread only */
-	struct transfer *idle;   /* upstream thread only */
+	int aborting;             /* upstream thread only: ending every call at shutdown */
+	struct transfer *active;  /* upstream thread only */
+	struct transfer *waiting; /* upstream thread only; backing off, soonest first */
+	struct transfer *idle;    /* upstream thread only */
+	uint64_t rng;             /* upstream thread only; backoff jitter */
+	struct breaker breaker;
+	struct retry_budget budget;
 	atomic_ullong outcomes[OUTCOME_COUNT];
 	struct histogram latency;
 	unsigned long long emf_last[2]; /* calls and failures at the last EMF record */
 };
+
+static long long
+now_ms(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+/* A number in [0, 1) for backoff jitter (xorshift64*). */
+static double
+next_uniform(struct upstream *u)
+{
+	u->rng ^= u->rng >> 12;
+	u->rng ^= u->rng << 25;
+	u->rng ^= u->rng >> 27;
+	return (double)((u->rng * 0x2545F4914F6CDD1DULL) >> 11) / 9007199254740992.0;
+}
 
 /* libcurl's write callback: keeps the answer, up to UPSTREAM_MAX_BYTES. */
 static size_t
@@ -100,8 +132,7 @@ on_header(char *line, size_t size, size_t count, void *arg)
 	return len;
 }
 
-/* Gives a transfer with an easy handle set up for the responder, reusing an idle one when there is
- * one. */
+/* Gives a transfer with an easy handle set up for the responder, reusing an idle one. */
 static struct transfer *
 transfer_get(struct upstream *u)
 {
@@ -125,8 +156,6 @@ transfer_get(struct upstream *u)
 	/* Every option is checked: a silently ignored timeout would be a hang in production. */
 	if (curl_easy_setopt(e, CURLOPT_URL, u->url) != CURLE_OK ||
 	    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L) != CURLE_OK ||
-	    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, u->cfg.timeout_ms) != CURLE_OK ||
-	    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, u->cfg.connect_timeout_ms) != CURLE_OK ||
 	    curl_easy_setopt(e, CURLOPT_DNS_CACHE_TIMEOUT, u->cfg.dns_cache_s) != CURLE_OK ||
 	    curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)u->cfg.max_bytes) !=
 	        CURLE_OK ||
@@ -154,14 +183,60 @@ transfer_free(struct transfer *t)
 	free(t);
 }
 
-/* Says what the call gave: the span of stored_data when it is usable, why not otherwise. */
+/* Forgets what the last attempt received, so the transfer can be tried again or reused. */
+static void
+transfer_reset(struct transfer *t)
+{
+	buffer_free(&t->body);
+	t->too_large = 0;
+	t->errbuf[0] = '\0';
+	t->served_by[0] = '\0';
+}
+
+static void
+list_remove(struct transfer **list, struct transfer *t)
+{
+	for (; *list != NULL; list = &(*list)->next) {
+		if (*list == t) {
+			*list = t->next;
+			return;
+		}
+	}
+}
+
+/*
+ * Adds an attempt to the multi handle, with a timeout that ends it by the
+ * call's deadline. Returns 0, or -1 when libcurl refuses it.
+ */
+static int
+attempt_start(struct upstream *u, struct transfer *t, long long now)
+{
+	long long left = t->started_ms + u->cfg.timeout_ms - now;
+	long timeout = (long)(left < u->cfg.attempt_timeout_ms ? left : u->cfg.attempt_timeout_ms);
+
+	if (timeout < 1)
+		timeout = 1;
+	if (curl_easy_setopt(t->easy, CURLOPT_TIMEOUT_MS, timeout) != CURLE_OK ||
+	    curl_easy_setopt(t->easy, CURLOPT_CONNECTTIMEOUT_MS,
+	                     timeout < u->cfg.connect_timeout_ms
+	                         ? timeout
+	                         : u->cfg.connect_timeout_ms) != CURLE_OK ||
+	    curl_multi_add_handle(u->multi, t->easy) != CURLM_OK)
+		return -1;
+	t->next = u->active;
+	u->active = t;
+	return 0;
+}
+
+/* Says what an attempt gave: the span of stored_data when it is usable, why not otherwise. */
 static enum outcome
-judge(struct upstream *u, struct transfer *t, CURLcode code, struct upstream_result *r)
+judge(struct upstream *u, struct transfer *t, CURLcode code, struct upstream_result *r,
+      long *status)
 {
 	char why[256];
-	long status = 0;
 	int found;
 
+	*status = 0;
 	if (code != CURLE_OK) {
 		snprintf(r->reason, sizeof(r->reason), "%s",
 		         t->errbuf[0] != '\0' ? t->errbuf : curl_easy_strerror(code));
@@ -184,9 +259,9 @@ judge(struct upstream *u, struct transfer *t, CURLcode code, struct upstream_res
 			return OUTCOME_ERROR;
 		}
 	}
-	if (curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status) != CURLE_OK ||
-	    status != 200) {
-		snprintf(r->reason, sizeof(r->reason), "HTTP %ld from %s", status, u->url);
+	if (curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, status) != CURLE_OK ||
+	    *status != 200) {
+		snprintf(r->reason, sizeof(r->reason), "HTTP %ld from %s", *status, u->url);
 		return OUTCOME_HTTP_STATUS;
 	}
 	found = json_scan_member(r->body, r->body_len, "stored_data", &r->stored_data, why,
@@ -204,71 +279,120 @@ judge(struct upstream *u, struct transfer *t, CURLcode code, struct upstream_res
 	return OUTCOME_OK;
 }
 
-/* Ends a call: counts it, hands the result to done() and keeps the transfer for the next call. */
+/*
+ * Decides whether a failed attempt is tried again: only a refused connection
+ * or a 503, within RETRY_MAX, within the budget, and only when the wait still
+ * leaves time before the deadline. Schedules it and returns 1 when so.
+ */
+static int
+retry_later(struct upstream *u, struct transfer *t, enum outcome o, long status, long long now)
+{
+	long long wait, deadline = t->started_ms + u->cfg.timeout_ms;
+	struct transfer **p;
+
+	if ((o != OUTCOME_REFUSED && !(o == OUTCOME_HTTP_STATUS && status == 503)) ||
+	    t->attempt > u->cfg.retry_max)
+		return 0;
+	wait = retry_backoff_ms(t->attempt, u->cfg.retry_backoff_ms, next_uniform(u));
+	/* An attempt that cannot get a few milliseconds before the deadline is not worth making. */
+	if (now + wait + 5 >= deadline || !retry_budget_withdraw(&u->budget))
+		return 0;
+	t->attempt++;
+	t->retry_at_ms = now + wait;
+	transfer_reset(t);
+	for (p = &u->waiting; *p != NULL && (*p)->retry_at_ms <= t->retry_at_ms; p = &(*p)->next)
+		;
+	t->next = *p;
+	*p = t;
+	return 1;
+}
+
+/* Hands a call's result to done() and counts it. */
 static void
-transfer_finish(struct upstream *u, struct transfer *t, CURLcode code)
+call_end(struct upstream *u, struct upstream_result *r, enum outcome o, void *arg)
+{
+	atomic_fetch_add(&u->outcomes[o], 1);
+	u->done(r, u->context, arg);
+}
+
+/* Ends an attempt: retries it, or ends the call and keeps the transfer for the next call. */
+static void
+attempt_finish(struct upstream *u, struct transfer *t, CURLcode code)
 {
 	struct upstream_result r;
-	struct transfer **p;
 	curl_off_t total_us = 0;
+	long long now = now_ms();
+	enum outcome o;
+	long status;
 
+	list_remove(&u->active, t);
 	memset(&r, 0, sizeof(r));
 	r.body = buffer_steal(&t->body, &r.body_len);
-	atomic_fetch_add(&u->outcomes[judge(u, t, code, &r)], 1);
+	o = judge(u, t, code, &r, &status);
 	if (curl_easy_getinfo(t->easy, CURLINFO_TOTAL_TIME_T, &total_us) == CURLE_OK)
 		histogram_observe(&u->latency, (double)total_us / 1e6);
-	memcpy(r.served_by, t->served_by, sizeof(r.served_by));
-	u->done(&r, u->context, t->arg);
-	for (p = &u->active; *p != NULL; p = &(*p)->next) {
-		if (*p == t) {
-			*p = t->next;
-			break;
-		}
+	if (!u->aborting && retry_later(u, t, o, status, now)) {
+		free(r.body);
+		return;
 	}
+	if (!u->aborting)
+		breaker_record(&u->breaker, o == OUTCOME_OK, now);
+	memcpy(r.served_by, t->served_by, sizeof(r.served_by));
+	call_end(u, &r, o, t->arg);
 	curl_slist_free_all(t->headers);
 	t->headers = NULL;
-	t->too_large = 0;
-	t->errbuf[0] = '\0';
-	t->served_by[0] = '\0';
+	transfer_reset(t);
 	t->next = u->idle;
 	u->idle = t;
 }
 
-/* Ends a request that never got as far as a transfer. */
+/* Ends a call that never got as far as an attempt. */
 static void
-request_fail(struct upstream *u, void *arg, const char *why)
+call_fail(struct upstream *u, void *arg, enum outcome o, const char *why)
 {
 	struct upstream_result r;
 
 	memset(&r, 0, sizeof(r));
 	snprintf(r.reason, sizeof(r.reason), "%s", why);
-	atomic_fetch_add(&u->outcomes[OUTCOME_ERROR], 1);
-	u->done(&r, u->context, arg);
+	call_end(u, &r, o, arg);
 }
 
-/* Turns a queued request into a transfer in the multi handle; the transfer takes its headers. */
+/* Starts a queued call, unless the breaker is open; the transfer takes the request's headers. */
 static void
-request_start(struct upstream *u, struct request *q)
+request_start(struct upstream *u, struct request *q, long long now)
 {
-	struct transfer *t = transfer_get(u);
+	struct transfer *t;
+	long long wait = 0;
+	char why[160];
 
+	if (!breaker_allow(&u->breaker, now, &wait)) {
+		snprintf(why, sizeof(why),
+		         "circuit breaker open after %u failed calls in a row; next try in %lld ms",
+		         u->breaker.failures, wait);
+		call_fail(u, q->arg, OUTCOME_BREAKER_OPEN, why);
+		return;
+	}
+	retry_budget_deposit(&u->budget);
+	t = transfer_get(u);
 	if (t == NULL) {
-		request_fail(u, q->arg, "out of memory starting the call");
+		breaker_record(&u->breaker, 0, now);
+		call_fail(u, q->arg, OUTCOME_ERROR, "out of memory starting the call");
 		return;
 	}
 	t->arg = q->arg;
+	t->attempt = 1;
+	t->started_ms = now;
 	if (q->headers == NULL ||
 	    curl_easy_setopt(t->easy, CURLOPT_HTTPHEADER, q->headers) != CURLE_OK ||
-	    curl_multi_add_handle(u->multi, t->easy) != CURLM_OK) {
+	    attempt_start(u, t, now) < 0) {
 		t->next = u->idle;
 		u->idle = t;
-		request_fail(u, q->arg, "could not start the call");
+		breaker_record(&u->breaker, 0, now);
+		call_fail(u, q->arg, OUTCOME_ERROR, "could not start the call");
 		return;
 	}
 	t->headers = q->headers;
 	q->headers = NULL;
-	t->next = u->active;
-	u->active = t;
 }
 
 /* Takes the queue, oldest first, so calls start in the order they were asked for. */
@@ -290,27 +414,66 @@ queue_take(struct upstream *u, int *stopping)
 	return reversed;
 }
 
-/* The upstream thread: starts queued calls, drives them, ends them. */
+/* Starts the retries whose backoff is over; returns the ms until the next one, at most POLL_MS. */
+static int
+start_due_retries(struct upstream *u, long long now)
+{
+	struct transfer *t;
+
+	while ((t = u->waiting) != NULL && t->retry_at_ms <= now) {
+		u->waiting = t->next;
+		if (attempt_start(u, t, now) < 0) {
+			snprintf(t->errbuf, sizeof(t->errbuf), "could not start a retry");
+			t->next = u->active;
+			u->active = t;
+			attempt_finish(u, t, CURLE_FAILED_INIT);
+		}
+	}
+	if (u->waiting == NULL || u->waiting->retry_at_ms - now > POLL_MS)
+		return POLL_MS;
+	return (int)(u->waiting->retry_at_ms - now);
+}
+
+/* Ends every attempt still in flight or waiting; used when the caller shuts down. */
+static void
+abort_all(struct upstream *u)
+{
+	struct transfer *t;
+
+	while ((t = u->waiting) != NULL) {
+		u->waiting = t->next;
+		t->next = u->active;
+		u->active = t;
+	}
+	while ((t = u->active) != NULL) {
+		curl_multi_remove_handle(u->multi, t->easy);
+		snprintf(t->errbuf, sizeof(t->errbuf), "the caller is shutting down");
+		attempt_finish(u, t, CURLE_ABORTED_BY_CALLBACK);
+	}
+}
+
+/* The upstream thread: starts queued calls and due retries, drives them, ends them. */
 static void *
 upstream_loop(void *arg)
 {
 	struct upstream *u = arg;
 	struct request *q, *next;
 	struct CURLMsg *msg;
-	int running, left, stopping;
+	int running, left, stopping, wait;
 
 	for (;;) {
 		for (q = queue_take(u, &stopping); q != NULL; q = next) {
 			next = q->next;
 			if (stopping)
-				request_fail(u, q->arg, "the caller is shutting down");
+				call_fail(u, q->arg, OUTCOME_ERROR, "the caller is shutting down");
 			else
-				request_start(u, q);
+				request_start(u, q, now_ms());
 			curl_slist_free_all(q->headers);
 			free(q);
 		}
 		if (stopping)
 			break;
+		wait = start_due_retries(u, now_ms());
 		if (curl_multi_perform(u->multi, &running) != CURLM_OK)
 			log_msg(LOG_ERROR, "curl_multi_perform failed");
 		while ((msg = curl_multi_info_read(u->multi, &left)) != NULL) {
@@ -320,21 +483,19 @@ upstream_loop(void *arg)
 				continue;
 			curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&t);
 			curl_multi_remove_handle(u->multi, msg->easy_handle);
-			transfer_finish(u, t, msg->data.result);
+			attempt_finish(u, t, msg->data.result);
 		}
-		if (curl_multi_poll(u->multi, NULL, 0, POLL_MS, NULL) != CURLM_OK)
+		if (u->waiting != NULL)
+			wait = start_due_retries(u, now_ms());
+		if (curl_multi_poll(u->multi, NULL, 0, wait, NULL) != CURLM_OK)
 			log_msg(LOG_ERROR, "curl_multi_poll failed");
 	}
-	while (u->active != NULL) {
-		curl_multi_remove_handle(u->multi, u->active->easy);
-		snprintf(u->active->errbuf, sizeof(u->active->errbuf),
-		         "the caller is shutting down");
-		transfer_finish(u, u->active, CURLE_ABORTED_BY_CALLBACK);
-	}
+	u->aborting = 1;
+	abort_all(u);
 	return NULL;
 }
 
-/* Prometheus text for calls to the responder: counts by outcome and latency. */
+/* Prometheus text for calls to the responder: outcomes, latency, retries, the breaker. */
 static void
 render_metrics(struct buffer *out, void *arg)
 {
@@ -346,9 +507,29 @@ render_metrics(struct buffer *out, void *arg)
 	for (i = 0; i < OUTCOME_COUNT; i++)
 		metrics_printf(out, "upstream_requests_total{outcome=\"%s\"} %llu\n",
 		               outcome_names[i], atomic_load(&u->outcomes[i]));
-	metrics_printf(out, "# HELP upstream_request_duration_seconds Time a call to the responder "
-	                    "took.\n# TYPE upstream_request_duration_seconds histogram\n");
+	metrics_printf(out,
+	               "# HELP upstream_request_duration_seconds Time one attempt to call the "
+	               "responder took.\n# TYPE upstream_request_duration_seconds histogram\n");
 	histogram_render(out, "upstream_request_duration_seconds", "", &u->latency);
+	metrics_printf(
+	    out,
+	    "# HELP upstream_retries_total Attempts made again after a refused connection "
+	    "or a 503.\n# TYPE upstream_retries_total counter\n"
+	    "upstream_retries_total %llu\n"
+	    "# HELP upstream_retry_budget_exhausted_total Retries not made for want of "
+	    "budget.\n# TYPE upstream_retry_budget_exhausted_total counter\n"
+	    "upstream_retry_budget_exhausted_total %llu\n"
+	    "# HELP upstream_breaker_state 0 closed, 1 open, 2 half-open.\n"
+	    "# TYPE upstream_breaker_state gauge\nupstream_breaker_state %d\n"
+	    "# HELP upstream_breaker_transitions_total Times the breaker entered a state.\n"
+	    "# TYPE upstream_breaker_transitions_total counter\n"
+	    "upstream_breaker_transitions_total{state=\"closed\"} %llu\n"
+	    "upstream_breaker_transitions_total{state=\"open\"} %llu\n"
+	    "upstream_breaker_transitions_total{state=\"half_open\"} %llu\n",
+	    atomic_load(&u->budget.retries), atomic_load(&u->budget.exhausted),
+	    atomic_load(&u->breaker.state), atomic_load(&u->breaker.transitions[BREAKER_CLOSED]),
+	    atomic_load(&u->breaker.transitions[BREAKER_OPEN]),
+	    atomic_load(&u->breaker.transitions[BREAKER_HALF_OPEN]));
 }
 
 /* EMF figures: calls to the responder and failed calls since the last record. */
@@ -364,6 +545,8 @@ emf_metrics(struct metrics_emf *emf, void *arg)
 	failures = calls - atomic_load(&u->outcomes[OUTCOME_OK]);
 	metrics_emf_value(emf, "UpstreamCalls", "Count", (double)(calls - u->emf_last[0]));
 	metrics_emf_value(emf, "UpstreamFailures", "Count", (double)(failures - u->emf_last[1]));
+	metrics_emf_value(emf, "BreakerOpen", "Count",
+	                  atomic_load(&u->breaker.state) == BREAKER_OPEN ? 1 : 0);
 	u->emf_last[0] = calls;
 	u->emf_last[1] = failures;
 }
@@ -379,6 +562,9 @@ upstream_start(const struct upstream_config *cfg, upstream_done done, void *cont
 	u->cfg = *cfg;
 	u->done = done;
 	u->context = context;
+	u->rng = (uint64_t)now_ms() | 1;
+	breaker_init(&u->breaker, cfg->breaker_threshold, cfg->breaker_cooldown_ms);
+	retry_budget_init(&u->budget, cfg->retry_budget_percent);
 	n = strlen(cfg->base_url) + sizeof("/data");
 	u->url = malloc(n);
 	if (u->url == NULL)
@@ -413,7 +599,7 @@ upstream_fetch(struct upstream *u, const char *request_id, const struct trace *t
 	struct curl_slist *h = NULL;
 
 	if (q == NULL) {
-		request_fail(u, request, "out of memory queueing the call");
+		call_fail(u, request, OUTCOME_ERROR, "out of memory queueing the call");
 		return;
 	}
 	/* Built here, on the server thread, where the request's own values are at hand. */
@@ -428,6 +614,14 @@ upstream_fetch(struct upstream *u, const char *request_id, const struct trace *t
 	q->arg = request;
 	q->headers = h; /* NULL when memory ran out: the upstream thread fails the call */
 	pthread_mutex_lock(&u->lock);
+	if (u->stopping) {
+		/* The thread is gone or going: nobody would ever answer a queued call. */
+		pthread_mutex_unlock(&u->lock);
+		curl_slist_free_all(q->headers);
+		free(q);
+		call_fail(u, request, OUTCOME_ERROR, "the caller is shutting down");
+		return;
+	}
 	q->next = u->queue;
 	u->queue = q;
 	pthread_mutex_unlock(&u->lock);

@@ -14,11 +14,17 @@
 #define SERVED_BY_MAX 128
 
 struct upstream_config {
-	const char *base_url;    /* RESPONDER_URL, without a trailing slash; borrowed */
-	long timeout_ms;         /* UPSTREAM_TIMEOUT_MS: the whole call */
-	long connect_timeout_ms; /* UPSTREAM_CONNECT_TIMEOUT_MS */
-	long dns_cache_s;        /* UPSTREAM_DNS_CACHE_S */
-	size_t max_bytes;        /* UPSTREAM_MAX_BYTES */
+	const char *base_url;              /* RESPONDER_URL, without a trailing slash; borrowed */
+	long timeout_ms;                   /* UPSTREAM_TIMEOUT_MS: the whole call */
+	long connect_timeout_ms;           /* UPSTREAM_CONNECT_TIMEOUT_MS */
+	long dns_cache_s;                  /* UPSTREAM_DNS_CACHE_S */
+	size_t max_bytes;                  /* UPSTREAM_MAX_BYTES */
+	long attempt_timeout_ms;           /* UPSTREAM_ATTEMPT_TIMEOUT_MS: one attempt */
+	unsigned int retry_max;            /* RETRY_MAX */
+	long long retry_backoff_ms;        /* RETRY_BACKOFF_MS: the first retry's bound */
+	unsigned int retry_budget_percent; /* RETRY_BUDGET_PERCENT */
+	unsigned int breaker_threshold;    /* BREAKER_THRESHOLD; 0 turns it off */
+	long long breaker_cooldown_ms;     /* BREAKER_COOLDOWN_MS */
 };
 
 /* What one call gave. */

@@ -12,6 +12,9 @@
 #include "metrics.h"
 #include "served_by.h"
 
+/* How long answers resumed at shutdown get to be sent. */
+#define RESUMED_FLUSH_MS 1000
+
 static void
 usage(const char *name)
 {
@@ -22,11 +25,26 @@ usage(const char *name)
 	       name);
 }
 
+/* The signals that stop a daemon, blocked in every thread so that only sigwait() sees them. */
+static void
+stop_signals_block(sigset_t *set)
+{
+	sigemptyset(set);
+	sigaddset(set, SIGTERM);
+	sigaddset(set, SIGINT);
+	pthread_sigmask(SIG_BLOCK, set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+}
+
 int
 daemon_init(struct daemon *d, const char *name, const char *stored_message, int argc, char **argv,
             int *exit_status)
 {
+	sigset_t stop_signals;
 	long long port;
+
+	/* First of all, so that every thread started later inherits the mask. */
+	stop_signals_block(&stop_signals);
 
 	memset(d, 0, sizeof(*d));
 	d->name = name;
@@ -68,12 +86,7 @@ daemon_serve(struct daemon *d, const struct http_route *routes, size_t route_cou
 	unsigned int left;
 	int sig = 0;
 
-	/* Threads inherit the mask, so only sigwait() below ever sees these signals. */
-	sigemptyset(&stop_signals);
-	sigaddset(&stop_signals, SIGTERM);
-	sigaddset(&stop_signals, SIGINT);
-	pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
-	signal(SIGPIPE, SIG_IGN);
+	stop_signals_block(&stop_signals);
 
 	server = http_server_start(&d->config, routes, route_count);
 	if (server == NULL) {
@@ -93,8 +106,13 @@ daemon_serve(struct daemon *d, const struct http_route *routes, size_t route_cou
 	left = http_server_drain(server, d->config.drain_timeout_ms);
 	if (left > 0)
 		log_msg(LOG_WARN, "drain timed out with %u requests in flight", left);
-	if (before_stop != NULL)
+	if (before_stop != NULL) {
 		before_stop(arg);
+		/* What before_stop() resumed must be answered before the server may stop. */
+		left = http_server_drain(server, RESUMED_FLUSH_MS);
+		if (left > 0)
+			log_msg(LOG_WARN, "%u requests still in flight at exit", left);
+	}
 	metrics_emf_stop();
 	http_server_stop(server);
 	log_msg(LOG_INFO, "stopped");

@@ -673,10 +673,12 @@ http_server_drain(struct http_server *s, unsigned int timeout_ms)
 	struct timespec started, pause = {0, 5 * 1000 * 1000};
 	MHD_socket listener;
 
-	atomic_store(&s->draining, 1);
-	listener = MHD_quiesce_daemon(s->daemon);
-	if (listener != MHD_INVALID_SOCKET)
-		close(listener);
+	/* Only the first drain quiesces: the listening socket is closed once. */
+	if (atomic_exchange(&s->draining, 1) == 0) {
+		listener = MHD_quiesce_daemon(s->daemon);
+		if (listener != MHD_INVALID_SOCKET)
+			close(listener);
+	}
 	clock_gettime(CLOCK_MONOTONIC, &started);
 	while (atomic_load(&s->in_flight) > 0 && elapsed_ms(&started) < timeout_ms)
 		nanosleep(&pause, NULL);

@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -59,15 +60,27 @@ metrics_register(metrics_render_fn render, metrics_emf_fn emf, void *arg)
 void
 metrics_printf(struct buffer *out, const char *fmt, ...)
 {
-	char line[512];
+	char line[512], *text = line;
 	va_list ap;
 	int n;
 
 	va_start(ap, fmt);
 	n = vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
-	if (n > 0)
-		buffer_append(out, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
+	if (n < 0)
+		return;
+	if ((size_t)n >= sizeof(line)) {
+		/* A long block of lines: format it again into a buffer that fits. */
+		text = malloc((size_t)n + 1);
+		if (text == NULL)
+			return;
+		va_start(ap, fmt);
+		vsnprintf(text, (size_t)n + 1, fmt, ap);
+		va_end(ap);
+	}
+	buffer_append(out, text, (size_t)n);
+	if (text != line)
+		free(text);
 }
 
 void

@@ -80,6 +80,10 @@ preflight() {
 		fi
 	fi
 	make_work_dir
+	if ((DRY_RUN)); then
+		KEEP_WORK_DIR=1
+		log "dry run: the rendered inputs are kept in $WORK_DIR"
+	fi
 	check_credentials
 	set_names
 	log "account $ACCOUNT_ID, region $REGION, prefix $PREFIX$( ((DRY_RUN)) && printf ' (dry run: nothing is sent)')"

@@ -4,13 +4,15 @@
 set -eu
 
 packages="build-essential pkg-config libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev \
-libcmocka-dev python3 python3-pytest curl"
+libcmocka-dev python3 python3-pytest curl shellcheck"
 
 missing=""
 for p in $packages; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
 		missing="$missing $p"
 done
+# The deployment tests validate against AWS's model with Node.js; any Node.js will do.
+command -v node >/dev/null 2>&1 || missing="$missing nodejs npm"
 [ -z "$missing" ] && exit 0
 
 cmd="apt-get update && apt-get install -y --no-install-recommends$missing"

@@ -82,7 +82,8 @@ if daemon_answers; then
 fi
 
 # A stale PID file of ours pointing to a live dockerd that does not answer yet.
-if [ -s "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
+if [ -s "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null \
+    && [ "$(ps -o comm= -p "$(cat "$PIDFILE")" 2>/dev/null)" = dockerd ]; then
     log "dockerd $(cat "$PIDFILE") from $PIDFILE is running; waiting for it"
     for _ in $(seq 1 "$WAIT_S"); do daemon_answers && exit 0; sleep 1; done
     log "dockerd $(cat "$PIDFILE") does not answer"; exit 1

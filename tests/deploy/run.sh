@@ -1,0 +1,298 @@
+#!/usr/bin/env bash
+# Offline checks of the AWS deployment (part of `make test`): shellcheck, the JSON inputs
+# against the official ECS API model (aws-sdk v2, installed on demand into
+# tests/deploy/node_modules, which is git-ignored), and deploy/teardown runs against
+# recording aws/docker/curl stubs. Last line: "N passed, N failed".
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+PASSED=0
+FAILED=0
+
+pass() {
+	PASSED=$((PASSED + 1))
+	printf 'PASS: %s\n' "$1"
+}
+fail() {
+	FAILED=$((FAILED + 1))
+	printf 'FAIL: %s\n' "$1"
+	[[ $# -lt 2 ]] || printf '%s\n' "$2" | sed 's/^/      /' | tail -n 30
+}
+# check NAME COMMAND...: pass when the command succeeds.
+check() {
+	local name=$1 out
+	shift
+	if out=$("$@" 2>&1); then pass "$name"; else fail "$name" "$out${OUT:+$(printf '\n-- last output:\n')$(tail -n 8 "$OUT")}"; fi
+}
+# count the PASS:/FAIL: lines of a sub-check (the node validator).
+absorb() {
+	local line
+	while IFS= read -r line; do
+		printf '%s\n' "$line"
+		case $line in
+		PASS:*) PASSED=$((PASSED + 1)) ;;
+		FAIL:*) FAILED=$((FAILED + 1)) ;;
+		esac
+	done
+}
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/scdemo-deploy-tests.XXXXXX")
+trap 'rm -rf "$TMP"' EXIT
+
+# ------------------------------------------------------------------ prerequisites
+command -v node >/dev/null 2>&1 || {
+	fail "node is needed for the model validator and the stubs"
+	printf '%d passed, %d failed\n' "$PASSED" "$FAILED"
+	exit 1
+}
+if [[ ! -f $HERE/node_modules/aws-sdk/apis/ecs-2014-11-13.min.json || ! -d $HERE/node_modules/jmespath ]]; then
+	echo "installing aws-sdk (pinned in tests/deploy/package-lock.json) into tests/deploy/node_modules" >&2
+	if ! npm ci --prefix "$HERE" --no-audit --no-fund --ignore-scripts >"$TMP/npm.log" 2>&1; then
+		fail "npm ci (tests/deploy)" "$(cat "$TMP/npm.log")"
+		printf '%d passed, %d failed\n' "$PASSED" "$FAILED"
+		exit 1
+	fi
+fi
+SDK_VERSION=$(node -p "require('$HERE/node_modules/aws-sdk/package.json').version")
+if [[ $SDK_VERSION == 2.1693.0 ]]; then pass "aws-sdk model version is the pinned 2.1693.0"; else fail "aws-sdk version $SDK_VERSION is not the pinned 2.1693.0"; fi
+
+# ------------------------------------------------------------------ shellcheck
+if command -v shellcheck >/dev/null 2>&1; then
+	for f in deploy/deploy.sh deploy/teardown.sh deploy/lib.sh tests/deploy/run.sh; do
+		check "shellcheck $f" shellcheck -x -P "$ROOT" "$ROOT/$f"
+	done
+else
+	fail "shellcheck not installed"
+fi
+for f in deploy/deploy.sh deploy/teardown.sh; do
+	check "$f uses set -euo pipefail" grep -qx 'set -euo pipefail' "$ROOT/$f"
+done
+
+# ------------------------------------------------------------------ the model validator
+node "$HERE/validate.js" >"$TMP/validate.out" 2>&1 || true
+absorb <"$TMP/validate.out"
+grep -q '^PASS: rejects tls.encryptionConfiguration' "$TMP/validate.out" || fail "validator did not run its negative tests"
+
+# ------------------------------------------------------------------ stub environment
+# A PATH with the stubs and the basic tools only (no real aws or docker).
+BIN="$TMP/bin"
+mkdir -p "$BIN"
+for tool in aws docker curl; do
+	ln -s "$HERE/stubs/$tool" "$BIN/$tool"
+done
+ln -s "$(command -v node)" "$BIN/node"
+# The system tools, without any real docker or aws that may be installed there.
+SYSBIN="$TMP/sysbin"
+mkdir -p "$SYSBIN"
+for f in /usr/bin/* /bin/*; do
+	case ${f##*/} in docker* | aws* | curl) continue ;; esac
+	[[ -e $SYSBIN/${f##*/} ]] || ln -s "$f" "$SYSBIN/${f##*/}"
+done
+BASE_PATH="$BIN:$SYSBIN"
+export STUB_NODE_MODULES="$HERE/node_modules"
+
+new_state() {
+	STATE="$TMP/state-$1"
+	rm -rf "$STATE"
+	mkdir -p "$STATE"
+	: >"$STATE/calls.log"
+}
+# Fake repository root with the two Dockerfiles the real one will have.
+FAKE_ROOT="$TMP/repo"
+mkdir -p "$FAKE_ROOT"
+cp -R "$ROOT/deploy" "$ROOT/task-definitions" "$FAKE_ROOT/"
+printf 'FROM scratch\n# caller\n' >"$FAKE_ROOT/Dockerfile.caller"
+printf 'FROM scratch\n# responder\n' >"$FAKE_ROOT/Dockerfile.responder"
+
+# run_script NAME SCRIPT ARGS...: run deploy.sh or teardown.sh on the stubs; output in $OUT.
+run_script() {
+	local script=$1
+	shift
+	OUT="$TMP/out-$(date +%s%N)"
+	env -i PATH="${RUN_PATH:-$BASE_PATH}" HOME="$TMP" TMPDIR="$TMP" STUB_STATE_DIR="$STATE" \
+		STUB_NODE_MODULES="$STUB_NODE_MODULES" SCD_POLL_SECONDS=0 SCD_IAM_PROPAGATION_SECONDS=0 \
+		${EXTRA_ENV:+$EXTRA_ENV} \
+		bash "$FAKE_ROOT/deploy/$script" "$@" >"$OUT" 2>&1
+}
+# Calls of one tool, one line each: "aws ecs create-service ..." (without --region R).
+calls() { node -e '
+	const lines = require("fs").readFileSync(process.argv[1], "utf8").split("\n").filter(Boolean).map(JSON.parse);
+	for (const c of lines) {
+		const a = c.argv.slice(); const i = a.indexOf("--region"); if (i >= 0) a.splice(i, 2);
+		console.log([c.tool].concat(a).join(" "));
+	}' "$STATE/calls.log"; }
+MUTATING='^aws (ecr (create|delete|put)|logs (create|delete|put)|iam (create|delete|put|update|attach|detach|tag)|servicediscovery (create|delete|deregister|register)|ecs (create|update|delete|register|deregister|tag|put)|ec2 (create|delete|authorize|revoke))'
+line_of() { calls | grep -n -E "$1" | head -n 1 | cut -d: -f1; }
+
+expect_ok() {
+	if [[ $1 -eq 0 ]]; then pass "$2"; else fail "$2 (exit $1)" "$(tail -n 20 "$OUT")"; fi
+}
+
+# ------------------------------------------------------------------ 1. first deploy
+new_state deploy
+rc=0; run_script deploy.sh --region eu-west-1 || rc=$?
+expect_ok "$rc" "first deploy succeeds on the stubs"
+cp "$OUT" "$TMP/first-deploy.out"
+c_resp=$(line_of '^aws ecs create-service')
+w_resp=$(line_of '^aws ecs wait services-stable --cluster scdemo --services scdemo-responder')
+c_call=$(calls | grep -n -E '^aws ecs create-service' | sed -n 2p | cut -d: -f1)
+inputs=$(cd "$STATE/inputs" 2>/dev/null && printf '%s ' *)
+if [[ -n $c_resp && -n $w_resp && -n $c_call && $c_resp -lt $w_resp && $w_resp -lt $c_call ]] &&
+	grep -q '"serviceName": "scdemo-responder"' "$STATE"/inputs/*-create-service.json &&
+	[[ $(grep -l '"serviceName": "scdemo-responder"' "$STATE"/inputs/*-create-service.json) < $(grep -l '"serviceName": "scdemo-caller"' "$STATE"/inputs/*-create-service.json) ]]; then
+	pass "responder service created and waited for (services-stable) before the caller is created"
+else
+	fail "responder before caller" "create/wait/create lines: $c_resp $w_resp $c_call; inputs: $inputs"
+fi
+check "both task definitions registered before the services" bash -c "[[ \$(ls '$STATE/inputs' | head -n 2 | grep -c register-task-definition) -eq 2 ]]"
+check "images built with docker build -f Dockerfile.<svc> and pushed" bash -c "grep -q '\"docker\",\"argv\":\\[\"build\",\"--platform\",\"linux/amd64\",\"-f\",\"$FAKE_ROOT/Dockerfile.caller\"' '$STATE/calls.log' && grep -c '\"push\"' '$STATE/calls.log' | grep -qx 2"
+check "docker login uses --password-stdin and the password is never printed" bash -c "grep -q 'login.*--password-stdin' '$STATE/calls.log' && ! grep -q stub-ecr-password '$OUT' && ! grep -q stub-ecr-password '$STATE/calls.log'"
+calls >"$TMP/first-deploy.calls"
+check "security group admits 5000 from the deployer's address only, 15000 from itself" bash -c "
+	grep -q 'authorize-security-group-ingress.*FromPort=5000,ToPort=5000,IpRanges=\[{CidrIp=198.51.100.7/32' '$TMP/first-deploy.calls' &&
+	grep -q 'authorize-security-group-ingress.*FromPort=15000,ToPort=15000,UserIdGroupPairs' '$TMP/first-deploy.calls'"
+check "public IPs printed" grep -q 'caller    http://203.0.113.10:5000' "$TMP/first-deploy.out"
+check "smoke test ran the original curl flow" bash -c "[[ \$(grep -c '\"tool\":\"curl\"' '$STATE/calls.log') -ge 5 ]] && grep -q 'smoke test passed' '$TMP/first-deploy.out'"
+check "service create inputs carry Service Connect, awsvpc public IP, ECS Exec" bash -c "grep -q '\"discoveryName\": \"responder\"' '$STATE'/inputs/*create-service*.json && grep -q '\"enableExecuteCommand\": true' '$STATE'/inputs/*create-service*.json"
+node "$HERE/validate.js" --captured "$STATE/inputs" >"$TMP/captured1.out" 2>&1 || true
+absorb <"$TMP/captured1.out"
+cp -R "$STATE" "$TMP/state-after-deploy"
+
+# ------------------------------------------------------------------ 2. second deploy changes nothing
+: >"$STATE/calls.log"
+rc=0; run_script deploy.sh --region eu-west-1 || rc=$?
+expect_ok "$rc" "second deploy succeeds"
+muts=$(calls | grep -E "$MUTATING" || true)
+if [[ -z $muts ]]; then pass "second deploy makes no mutating AWS call (creates nothing)"; else fail "second deploy mutated" "$muts"; fi
+check "second deploy pushes no image" bash -c "! grep -q '\"push\"' '$STATE/calls.log'"
+
+# ------------------------------------------------------------------ 3. a changed image updates responder then caller
+: >"$STATE/calls.log"
+rc=0; EXTRA_ENV="AWS_STUB_IMAGE_SALT=v2" run_script deploy.sh --region eu-west-1 || rc=$?
+expect_ok "$rc" "deploy after an image change succeeds"
+u_resp=$(line_of '^aws ecs update-service --cli-input-json')
+w_resp=$(line_of '^aws ecs wait services-stable --cluster scdemo --services scdemo-responder')
+u_call=$(calls | grep -n -E '^aws ecs update-service --cli-input-json' | sed -n 2p | cut -d: -f1)
+if [[ -n $u_resp && -n $w_resp && -n $u_call && $u_resp -lt $w_resp && $w_resp -lt $u_call ]]; then
+	pass "image change: responder updated and stable before the caller is updated"
+else
+	fail "image change order" "$(calls | grep -E 'ecs (update|wait|create)')"
+fi
+check "image change: new task definition revisions, no new service" bash -c "[[ \$(ls '$STATE/inputs' | grep -c update-service) -eq 2 && \$(ls '$STATE/inputs' | grep -c create-service) -eq 2 ]]"
+mkdir -p "$TMP/update-inputs"
+cp "$STATE"/inputs/*update-service*.json "$TMP/update-inputs/"
+node "$HERE/validate.js" --captured "$TMP/update-inputs" >"$TMP/captured2.out" 2>&1 || true
+absorb <"$TMP/captured2.out"
+
+# ------------------------------------------------------------------ 4. another CIDR replaces the old rule
+: >"$STATE/calls.log"
+rc=0; run_script deploy.sh --region eu-west-1 --allowed-cidr 192.0.2.0/24 --no-smoke-test || rc=$?
+expect_ok "$rc" "deploy with --allowed-cidr succeeds"
+calls >"$TMP/cidr.calls"
+check "--allowed-cidr adds the new rule and revokes the old one" bash -c "grep -q 'CidrIp=192.0.2.0/24' '$TMP/cidr.calls' && grep -q 'revoke-security-group-ingress' '$TMP/cidr.calls'"
+
+# ------------------------------------------------------------------ 5. teardown, twice
+: >"$STATE/calls.log"
+rc=0; run_script teardown.sh --region eu-west-1 || rc=$?
+expect_ok "$rc" "teardown succeeds"
+left=$(node -e '
+	const s = JSON.parse(require("fs").readFileSync(process.argv[1] + "/state.json", "utf8"));
+	const left = [];
+	for (const k of ["repos", "logGroups", "roles", "namespaces", "cloudmapServices", "securityGroups"]) for (const n of Object.keys(s[k])) left.push(k + ":" + n);
+	for (const [n, c] of Object.entries(s.clusters)) if (c.status === "ACTIVE") left.push("cluster:" + n);
+	for (const [n, v] of Object.entries(s.services)) if (v.status !== "INACTIVE") left.push("service:" + n);
+	for (const revs of Object.values(s.taskDefs)) for (const r of revs) if (r.status === "ACTIVE" || r.status === "INACTIVE") left.push("taskdef:" + r.arn);
+	console.log(left.join(" "));' "$STATE")
+if [[ -z $left ]]; then pass "teardown removes everything deploy created"; else fail "teardown left resources" "$left"; fi
+d_svc=$(line_of '^aws ecs delete-service'); d_cl=$(line_of '^aws ecs delete-cluster'); d_sg=$(line_of '^aws ec2 delete-security-group'); d_role=$(line_of '^aws iam delete-role ')
+if [[ -n $d_svc && -n $d_cl && -n $d_sg && -n $d_role && $d_svc -lt $d_cl && $d_cl -lt $d_sg && $d_sg -lt $d_role ]]; then
+	pass "teardown order: services, cluster, security group, roles"
+else
+	fail "teardown order" "$d_svc $d_cl $d_sg $d_role"
+fi
+: >"$STATE/calls.log"
+rc=0; run_script teardown.sh --region eu-west-1 || rc=$?
+expect_ok "$rc" "second teardown succeeds"
+muts=$(calls | grep -E "$MUTATING" || true)
+if [[ -z $muts ]]; then pass "second teardown deletes nothing"; else fail "second teardown mutated" "$muts"; fi
+
+# teardown leaves resources it did not create alone
+new_state foreign
+node -e '
+	const fs = require("fs"); const f = process.argv[1] + "/state.json";
+	fs.writeFileSync(f, JSON.stringify({ seq: 0, repos: { "other/app": { images: [] } }, logGroups: { "/ecs/other": {} },
+	  roles: { "scdemo-task": { trust: {}, inline: {}, attached: [], tags: {} } }, namespaces: {}, cloudmapServices: {}, operations: {},
+	  clusters: { other: { status: "ACTIVE", arn: "x" } }, securityGroups: {}, taskDefs: {}, services: {}, tasks: {}, docker: { images: {} } }));' "$STATE"
+rc=0; run_script teardown.sh --region eu-west-1 || rc=$?
+check "teardown keeps other resources and an untagged role of the same name" bash -c "[[ $rc -eq 0 ]] && node -e '
+	const s = JSON.parse(require(\"fs\").readFileSync(\"$STATE/state.json\", \"utf8\"));
+	process.exit(s.repos[\"other/app\"] && s.logGroups[\"/ecs/other\"] && s.roles[\"scdemo-task\"] && s.clusters.other.status === \"ACTIVE\" ? 0 : 1)'"
+
+# ------------------------------------------------------------------ 6. dry runs
+new_state dry
+rc=0; run_script deploy.sh --region eu-west-1 --dry-run || rc=$?
+expect_ok "$rc" "deploy --dry-run succeeds"
+sent=$(calls | grep -v -E '^aws --version$' || true)
+if [[ -z $sent ]]; then pass "deploy --dry-run sends no AWS, Docker or curl call"; else fail "deploy --dry-run made calls" "$sent"; fi
+d_resp=$(grep -n 'DRY-RUN (write): aws --region eu-west-1 ecs create-service' "$OUT" | head -n 1 | cut -d: -f1)
+d_wait=$(grep -n 'ecs wait services-stable --cluster scdemo --services scdemo-responder' "$OUT" | head -n 1 | cut -d: -f1)
+d_call=$(grep -n 'DRY-RUN (write): aws --region eu-west-1 ecs create-service' "$OUT" | sed -n 2p | cut -d: -f1)
+if [[ -n $d_resp && -n $d_wait && -n $d_call && $d_resp -lt $d_wait && $d_wait -lt $d_call ]]; then
+	pass "deploy --dry-run prints the calls, responder (and its wait) before the caller"
+else
+	fail "dry-run output" "$(grep -c DRY-RUN "$OUT") DRY-RUN lines; $d_resp $d_wait $d_call"
+fi
+check "deploy --dry-run prints the create calls for every resource" bash -c "for w in 'ecr create-repository' 'logs create-log-group' 'iam create-role' 'servicediscovery create-http-namespace' 'ecs create-cluster' 'ec2 create-security-group' 'ecs register-task-definition' 'docker): docker push'; do grep -q \"\$w\" '$OUT' || { echo missing \$w; exit 1; }; done"
+rc=0; run_script teardown.sh --region eu-west-1 --dry-run || rc=$?
+sent=$(calls | grep -v -E '^aws --version$' || true)
+if [[ $rc -eq 0 && -z $sent ]]; then pass "teardown --dry-run sends no AWS call"; else fail "teardown --dry-run" "rc=$rc $sent"; fi
+
+# ------------------------------------------------------------------ 7. Service Connect TLS
+new_state tls
+PCA="arn:aws:acm-pca:eu-west-1:123456789012:certificate-authority/11111111-2222-3333-4444-555555555555"
+rc=0; run_script deploy.sh --region eu-west-1 --tls "$PCA" --no-smoke-test || rc=$?
+expect_ok "$rc" "deploy --tls succeeds"
+check "--tls: responder's Service Connect service has tls with the PCA and the infrastructure role" bash -c "
+	f=\$(grep -l '\"serviceName\": \"scdemo-responder\"' '$STATE'/inputs/*create-service*.json) &&
+	grep -q '\"awsPcaAuthorityArn\": \"$PCA\"' \"\$f\" && grep -q '\"roleArn\": \"arn:aws:iam::123456789012:role/scdemo-ecs-infrastructure-tls\"' \"\$f\""
+check "--tls: infrastructure role gets AWS's managed Service Connect TLS policy" bash -c "grep -q 'attach-role-policy.*AmazonECSInfrastructureRolePolicyForServiceConnectTransportLayerSecurity' '$STATE/calls.log'"
+node "$HERE/validate.js" --captured "$STATE/inputs" >"$TMP/captured3.out" 2>&1 || true
+absorb <"$TMP/captured3.out"
+rc=0; run_script teardown.sh --region eu-west-1 || rc=$?
+check "teardown after --tls also removes the infrastructure role" bash -c "[[ $rc -eq 0 ]] && node -e 'process.exit(Object.keys(JSON.parse(require(\"fs\").readFileSync(\"$STATE/state.json\",\"utf8\")).roles).length ? 1 : 0)'"
+
+# ------------------------------------------------------------------ 8. failing fast
+new_state fail
+rc=0; EXTRA_ENV="AWS_STUB_NO_CREDENTIALS=1" run_script deploy.sh --region eu-west-1 || rc=$?
+check "no credentials: deploy stops, naming sts get-caller-identity" bash -c "[[ $rc -ne 0 ]] && grep -q 'sts get-caller-identity' '$OUT' && ! grep -q 'create-' '$STATE/calls.log'"
+rc=0; EXTRA_ENV="AWS_STUB_NO_CREDENTIALS=1" run_script teardown.sh --region eu-west-1 || rc=$?
+check "no credentials: teardown stops too" bash -c "[[ $rc -ne 0 ]] && grep -q 'sts get-caller-identity' '$OUT'"
+rc=0; run_script deploy.sh || rc=$?
+check "no region: clear error" bash -c "[[ $rc -ne 0 ]] && grep -q 'no AWS region' '$OUT'"
+rc=0; run_script deploy.sh --region mars-1 || rc=$?
+check "malformed region: clear error" bash -c "[[ $rc -ne 0 ]] && grep -q 'does not look like an AWS region' '$OUT'"
+rc=0; EXTRA_ENV="AWS_STUB_CONFIG_REGION=eu-west-1" run_script deploy.sh --dry-run || rc=$?
+check "region from 'aws configure get region' when no flag or environment" bash -c "[[ $rc -eq 0 ]] && grep -q 'region eu-west-1' '$OUT'"
+rc=0; RUN_PATH="$TMP/nodocker:$SYSBIN"
+mkdir -p "$TMP/nodocker" && ln -sf "$HERE/stubs/aws" "$TMP/nodocker/aws" && ln -sf "$HERE/stubs/curl" "$TMP/nodocker/curl" && ln -sf "$(command -v node)" "$TMP/nodocker/node"
+run_script deploy.sh --region eu-west-1 || rc=$?
+unset RUN_PATH
+check "no Docker: clear error before any AWS change" bash -c "[[ $rc -ne 0 ]] && grep -q 'Docker not found' '$OUT' && ! grep -q 'create-' '$STATE/calls.log'"
+rc=0; EXTRA_ENV="AWS_STUB_DOCKER_DOWN=1" run_script deploy.sh --region eu-west-1 || rc=$?
+check "Docker daemon down: clear error" bash -c "[[ $rc -ne 0 ]] && grep -q 'docker info' '$OUT'"
+rc=0; EXTRA_ENV="AWS_STUB_NO_DEFAULT_VPC=1" run_script deploy.sh --region eu-west-1 --no-smoke-test || rc=$?
+check "no default VPC: asks for --subnets" bash -c "[[ $rc -ne 0 ]] && grep -q 'pass --subnets' '$OUT'"
+new_state subnets
+rc=0; run_script deploy.sh --region eu-west-1 --subnets subnet-0aaa,subnet-0ccc --no-smoke-test || rc=$?
+check "--subnets in two VPCs: refused" bash -c "[[ $rc -ne 0 ]] && grep -q 'all be in one VPC' '$OUT'"
+rc=0; run_script deploy.sh --region eu-west-1 --subnets subnet-0bbb --no-smoke-test || rc=$?
+check "--subnets: the given subnets are used" bash -c "[[ $rc -eq 0 ]] && grep -q '\"subnets\": \\[\"subnet-0bbb\"\\]' '$STATE'/inputs/*create-service*.json"
+new_state unstable
+rc=0; EXTRA_ENV="AWS_STUB_UNSTABLE=scdemo-responder" run_script deploy.sh --region eu-west-1 || rc=$?
+check "responder never stable: deploy stops before creating the caller" bash -c "[[ $rc -ne 0 ]] && grep -q 'did not become stable' '$OUT' && [[ \$(ls '$STATE/inputs' | grep -c create-service) -eq 1 ]]"
+rc=0; run_script deploy.sh --region eu-west-1 --bogus || rc=$?
+check "unknown option: usage and non-zero exit" bash -c "[[ $rc -ne 0 ]] && grep -q 'unknown argument' '$OUT'"
+
+printf '%d passed, %d failed\n' "$PASSED" "$FAILED"
+[[ $FAILED -eq 0 ]]
