@@ -99,6 +99,7 @@ server_config_load(struct server_config *c)
 	READ("CONNECTION_LIMIT", 1024, 1, 1000000, connection_limit);
 	READ("CONNECTION_TIMEOUT_S", 30, 1, 3600, connection_timeout_s);
 	READ("DRAIN_TIMEOUT_MS", 10000, 0, 120000, drain_timeout_ms);
+	READ("REQUEST_READ_TIMEOUT_S", 30, 1, 3600, request_read_timeout_s);
 	READ("METRICS_EMF", 0, 0, 1, metrics_emf);
 	READ("METRICS_EMF_INTERVAL_S", 60, 1, 3600, metrics_emf_interval_s);
 	READ("RATE_LIMIT_CLIENTS", 10000, 1, 10000000, rate_limit_clients);

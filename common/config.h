@@ -20,6 +20,7 @@ struct server_config {
 	unsigned int connection_limit;       /* CONNECTION_LIMIT */
 	unsigned int connection_timeout_s;   /* CONNECTION_TIMEOUT_S */
 	unsigned int drain_timeout_ms;       /* DRAIN_TIMEOUT_MS */
+	unsigned int request_read_timeout_s; /* REQUEST_READ_TIMEOUT_S */
 	int metrics_emf;                     /* METRICS_EMF: 1 to write EMF lines */
 	unsigned int metrics_emf_interval_s; /* METRICS_EMF_INTERVAL_S */
 	const char

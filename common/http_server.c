@@ -17,6 +17,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "rate_limit.h"
+#include "read_deadline.h"
 #include "served_by.h"
 #include "trace.h"
 
@@ -50,6 +51,7 @@ struct http_server {
 	unsigned long id_prefix;       /* random part of generated request ids */
 	struct route_metrics *metrics; /* route_count + 1 slots; owned */
 	struct rate_limiter *limiter;  /* NULL when RATE_LIMIT_RPS is unset; owned */
+	struct read_deadline *reader;  /* REQUEST_READ_TIMEOUT_S; owned */
 	int trust_forwarded_for;
 	double rate_limit_rps;
 	unsigned long long emf_last_errors[2]; /* 4xx and 5xx at the last EMF record */
@@ -69,6 +71,7 @@ struct http_exchange {
 	struct MHD_Response *response; /* owned until queued */
 	size_t response_bytes;
 	const char *content_type; /* NULL for application/json; borrowed */
+	struct read_clock *clock; /* the connection's read deadline; borrowed */
 	struct trace trace;
 	char method[16];
 	char path[PATH_LOG_MAX];
@@ -115,6 +118,7 @@ static struct http_exchange *
 exchange_new(struct http_server *s, struct MHD_Connection *c, const char *url, const char *method)
 {
 	struct http_exchange *ex = calloc(1, sizeof(*ex));
+	const union MHD_ConnectionInfo *info;
 	const char *id;
 
 	if (ex == NULL)
@@ -131,6 +135,8 @@ exchange_new(struct http_server *s, struct MHD_Connection *c, const char *url, c
 	else
 		snprintf(ex->request_id, sizeof(ex->request_id), "%016lx%08lx", s->id_prefix,
 		         atomic_fetch_add(&s->next_id, 1) & 0xffffffffUL);
+	info = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	ex->clock = info != NULL ? info->socket_context : NULL;
 	trace_begin(&ex->trace, MHD_lookup_connection_value(c, MHD_HEADER_KIND, "traceparent"),
 	            MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Amzn-Trace-Id"));
 	atomic_fetch_add(&s->in_flight, 1);
@@ -435,8 +441,10 @@ on_request(void *cls, struct MHD_Connection *connection, const char *url, const 
 		*con_cls = ex;
 		route_request(ex, method);
 		if (ex->status == MHD_HTTP_UNSUPPORTED_MEDIA_TYPE ||
-		    ex->status == MHD_HTTP_CONTENT_TOO_LARGE)
+		    ex->status == MHD_HTTP_CONTENT_TOO_LARGE) {
+			read_clock_set(ex->clock, 0);
 			return queue_answer(ex);
+		}
 		return MHD_YES;
 	}
 	if (ex->suspended) {
@@ -454,6 +462,8 @@ on_request(void *cls, struct MHD_Connection *connection, const char *url, const 
 		*upload_data_size = 0;
 		return MHD_YES;
 	}
+	/* The whole request is in: from here on its own deadlines apply, not the read deadline. */
+	read_clock_set(ex->clock, 0);
 	if (ex->handler == NULL)
 		return queue_answer(ex);
 	if (ex->body_too_large) {
@@ -525,8 +535,11 @@ render_metrics(struct buffer *out, void *arg)
 	}
 	metrics_printf(out,
 	               "# HELP http_requests_in_flight Requests received and not yet answered.\n"
-	               "# TYPE http_requests_in_flight gauge\nhttp_requests_in_flight %u\n",
-	               atomic_load(&s->in_flight));
+	               "# TYPE http_requests_in_flight gauge\nhttp_requests_in_flight %u\n"
+	               "# HELP http_read_timeouts_total Connections closed for not sending a whole "
+	               "request within REQUEST_READ_TIMEOUT_S.\n"
+	               "# TYPE http_read_timeouts_total counter\nhttp_read_timeouts_total %llu\n",
+	               atomic_load(&s->in_flight), read_deadline_expired(s->reader));
 }
 
 /* EMF figures for requests since the last record: count, 4xx, 5xx, mean latency. */
@@ -576,6 +589,7 @@ on_completed(void *cls, struct MHD_Connection *connection, void **con_cls,
 	if (ex == NULL)
 		return;
 	*con_cls = NULL;
+	read_clock_set(ex->clock, 1);
 	line.method = ex->method;
 	line.path = ex->path;
 	line.status = code == MHD_REQUEST_TERMINATED_COMPLETED_OK ? ex->status : 0;
@@ -590,6 +604,24 @@ on_completed(void *cls, struct MHD_Connection *connection, void **con_cls,
 	buffer_free(&ex->body);
 	free(ex);
 	atomic_fetch_sub(&s->in_flight, 1);
+}
+
+/* Tracks each connection for the read deadline, from open to close. */
+static void
+on_connection(void *cls, struct MHD_Connection *connection, void **socket_context,
+              enum MHD_ConnectionNotificationCode code)
+{
+	struct http_server *s = cls;
+	const union MHD_ConnectionInfo *info;
+
+	if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+		info = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CONNECTION_FD);
+		*socket_context =
+		    info != NULL ? read_deadline_opened(s->reader, info->connect_fd) : NULL;
+	} else {
+		read_deadline_closed(s->reader, *socket_context);
+		*socket_context = NULL;
+	}
 }
 
 static void
@@ -612,8 +644,8 @@ daemon_start(struct http_server *s, const struct server_config *cfg, unsigned in
 	    on_mhd_log, NULL, MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)cfg->threads,
 	    MHD_OPTION_CONNECTION_LIMIT, (unsigned int)cfg->connection_limit,
 	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)cfg->connection_timeout_s,
-	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_LISTENING_ADDRESS_REUSE,
-	    (unsigned int)1, MHD_OPTION_END);
+	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_NOTIFY_CONNECTION,
+	    on_connection, s, MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int)1, MHD_OPTION_END);
 }
 
 struct http_server *
@@ -637,11 +669,19 @@ http_server_start(const struct server_config *cfg, const struct http_route *rout
 	s->body_max_bytes = cfg->body_max_bytes;
 	s->trust_forwarded_for = cfg->trust_forwarded_for;
 	s->rate_limit_rps = cfg->rate_limit_rps;
+	s->reader = read_deadline_start(cfg->request_read_timeout_s);
+	if (s->reader == NULL) {
+		log_msg(LOG_ERROR, "cannot start the read deadline thread");
+		free(s->metrics);
+		free(s);
+		return NULL;
+	}
 	if (cfg->rate_limit_rps > 0) {
 		s->limiter = rate_limit_new(cfg->rate_limit_rps, cfg->rate_limit_burst,
 		                            cfg->rate_limit_clients);
 		if (s->limiter == NULL) {
 			log_msg(LOG_ERROR, "out of memory for the rate limiter");
+			read_deadline_stop(s->reader);
 			free(s->metrics);
 			free(s);
 			return NULL;
@@ -658,6 +698,7 @@ http_server_start(const struct server_config *cfg, const struct http_route *rout
 		s->daemon = daemon_start(s, cfg, 0);
 	if (s->daemon == NULL) {
 		log_msg(LOG_ERROR, "cannot listen on port %u", cfg->port);
+		read_deadline_stop(s->reader);
 		rate_limit_free(s->limiter);
 		free(s->metrics);
 		free(s);
@@ -691,6 +732,7 @@ http_server_stop(struct http_server *s)
 	if (s == NULL)
 		return;
 	MHD_stop_daemon(s->daemon);
+	read_deadline_stop(s->reader);
 	rate_limit_free(s->limiter);
 	free(s->metrics);
 	free(s);
