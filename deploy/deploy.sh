@@ -17,6 +17,9 @@ Usage: deploy/deploy.sh [options]
                          (default: $SCD_SUBNETS, else the default VPC's default subnets)
   --tls PCA_ARN          turn on Service Connect TLS with this AWS Private CA (default: $SCD_TLS_PCA_ARN)
   --tls-kms-key KEY      optional KMS key for the Service Connect TLS secrets (default: $SCD_TLS_KMS_KEY)
+  --emf                  daemons also write CloudWatch Embedded Metric Format lines (METRICS_EMF=1)
+  --fault-error-rate R   share (0 to 1) of the responder's GET /data answered 503, for the
+                         failure walkthrough (default: $SCD_FAULT_ERROR_RATE or 0)
   --no-smoke-test        do not run the curl flow after deploying
   --dry-run              print every AWS and Docker call that would be made, make none
   -h, --help             this text
@@ -28,6 +31,8 @@ SUBNETS=${SCD_SUBNETS:-}
 TLS_PCA_ARN=${SCD_TLS_PCA_ARN:-}
 TLS_KMS_KEY=${SCD_TLS_KMS_KEY:-}
 SMOKE_TEST=1
+METRICS_EMF=0
+FAULT_ERROR_RATE=${SCD_FAULT_ERROR_RATE:-0}
 REGION=${AWS_REGION:-${AWS_DEFAULT_REGION:-}}
 PREFIX=${SCD_PREFIX:-scdemo}
 IAM_PROPAGATION_SECONDS=${SCD_IAM_PROPAGATION_SECONDS:-10}
@@ -43,6 +48,8 @@ while [[ $# -gt 0 ]]; do
 	--tls) need_value "$@"; TLS_PCA_ARN=$2; shift 2 ;;
 	--tls-kms-key) need_value "$@"; TLS_KMS_KEY=$2; shift 2 ;;
 	--no-smoke-test) SMOKE_TEST=0; shift ;;
+	--emf) METRICS_EMF=1; shift ;;
+	--fault-error-rate) need_value "$@"; FAULT_ERROR_RATE=$2; shift 2 ;;
 	--dry-run) DRY_RUN=1; shift ;;
 	-h | --help) usage; exit 0 ;;
 	*) usage >&2; die "unknown argument: $1" ;;
@@ -56,6 +63,8 @@ preflight() {
 	check_aws_cli
 	default_region_from_cli
 	check_region
+	[[ $FAULT_ERROR_RATE =~ ^(0(\.[0-9]+)?|1(\.0+)?)$ ]] ||
+		die "--fault-error-rate '$FAULT_ERROR_RATE' is not a number from 0 to 1"
 	if [[ -n $ALLOWED_CIDR && ! $ALLOWED_CIDR =~ ^([0-9]{1,3}\.){3}[0-9]{1,3}/[0-9]{1,2}$ ]]; then
 		die "--allowed-cidr '$ALLOWED_CIDR' is not an IPv4 CIDR such as 203.0.113.7/32"
 	fi
@@ -331,7 +340,8 @@ register_task_definition() {
 	local svc=$1 image=$2 log_group=$3 family="$PREFIX-$1" out="$WORK_DIR/taskdef-$1.json" upper hash found current
 	upper=$(printf '%s' "$svc" | tr '[:lower:]' '[:upper:]')
 	local vars=("PREFIX=$PREFIX" "REGION=$REGION" "TASK_ROLE_ARN=$TASK_ROLE_ARN"
-		"EXECUTION_ROLE_ARN=$EXECUTION_ROLE_ARN" "${upper}_IMAGE=$image" "${upper}_LOG_GROUP=$log_group")
+		"EXECUTION_ROLE_ARN=$EXECUTION_ROLE_ARN" "${upper}_IMAGE=$image" "${upper}_LOG_GROUP=$log_group"
+		"METRICS_EMF=$METRICS_EMF" "FAULT_ERROR_RATE=$FAULT_ERROR_RATE")
 	render "$SCD_ROOT/task-definitions/$svc.json" "$out" "${vars[@]}" "SPEC_SHA256=0"
 	hash=$(sha256_file "$out")
 	render "$SCD_ROOT/task-definitions/$svc.json" "$out" "${vars[@]}" "SPEC_SHA256=$hash"

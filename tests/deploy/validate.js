@@ -153,6 +153,8 @@ const SAMPLES = {
   SUBNETS: 'subnet-0aaa", "subnet-0bbb', // list placeholder, as deploy.sh fills it
   SECURITY_GROUP_ID: 'sg-0123456789abcdef0',
   SPEC_SHA256: 'c'.repeat(64),
+  METRICS_EMF: '0',
+  FAULT_ERROR_RATE: '0',
   TLS_PCA_ARN: 'arn:aws:acm-pca:eu-west-1:123456789012:certificate-authority/11111111-2222-3333-4444-555555555555',
   TLS_ROLE_ARN: 'arn:aws:iam::123456789012:role/scdemo-ecs-infrastructure-tls',
   TLS_KMS_KEY: 'arn:aws:kms:eu-west-1:123456789012:key/66666666-7777-8888-9999-000000000000',
