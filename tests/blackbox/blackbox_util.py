@@ -240,6 +240,7 @@ class Daemon:
         self.env = env
         self.logdir = Path(logdir)
         self.proc = None
+        self.stopped_by_teardown = False
         self.stdout_path = self.logdir / f"{name}-{port}.stdout"
         self.stderr_path = self.logdir / f"{name}-{port}.stderr"
 
@@ -294,11 +295,14 @@ class Daemon:
             return None
 
     def stop(self, timeout=STOP_TIMEOUT_S):
-        """SIGTERM by PID, then SIGKILL after timeout. Returns (status, killed)."""
+        """SIGTERM by PID, then SIGKILL after timeout. Returns (status, killed).
+
+        Sets self.stopped_by_teardown when the process was still running."""
         if self.proc is None:
             return None, False
         if self.proc.poll() is not None:
             return self.proc.returncode, False
+        self.stopped_by_teardown = True
         try:
             os.kill(self.proc.pid, signal.SIGTERM)
         except ProcessLookupError:
@@ -371,6 +375,9 @@ class DaemonFactory:
             if killed:
                 problems.append(f"{d.name} (pid {d.pid}) ignored SIGTERM for "
                                 f"{STOP_TIMEOUT_S} s and was killed")
+            elif d.stopped_by_teardown and rc != 0:
+                problems.append(f"{d.name} (pid {d.pid}) exited with status {rc} on SIGTERM "
+                                f"(expected 0); stderr tail: {d.stderr()[-1500:]!r}")
             err = d.stderr()
             if "ERROR: AddressSanitizer" in err or "runtime error:" in err or \
                "ERROR: LeakSanitizer" in err or "WARNING: ThreadSanitizer" in err:

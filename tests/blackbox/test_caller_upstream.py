@@ -150,7 +150,7 @@ def test_responder_wrong_shape(caller_with_fake, fake_responder, shape):
 @pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
 def test_responder_answer_too_big(caller_with_fake, fake_responder, chunked):
     fake_responder.configure(body={"stored_data": [{"blob": "x" * 20000}]}, chunked=chunked)
-    c = caller_with_fake(UPSTREAM_MAX_BYTES="1000")
+    c = caller_with_fake(UPSTREAM_MAX_BYTES="2048")
     prime(c)
     r, answer = get_root(c)
     reason = upstream_error(answer)
@@ -160,9 +160,9 @@ def test_responder_answer_too_big(caller_with_fake, fake_responder, chunked):
 
 @pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
 def test_responder_answer_under_max_bytes_accepted(caller_with_fake, fake_responder, chunked):
-    data = [{"blob": "x" * 800}]
+    data = [{"blob": "x" * 1900}]
     fake_responder.configure(body={"stored_data": data}, chunked=chunked)
-    c = caller_with_fake(UPSTREAM_MAX_BYTES="1000")
+    c = caller_with_fake(UPSTREAM_MAX_BYTES="2048")
     prime(c)
     _, answer = get_root(c)
     assert answer["responder_service_data"] == data
@@ -205,3 +205,28 @@ def test_recovery_after_slow_and_broken_answers(caller_with_fake, fake_responder
     fake_responder.configure(body={"stored_data": [{"ok": True}]})
     _, body = get_root(c)
     assert body["responder_service_data"] == [{"ok": True}]
+
+
+def test_recovery_after_many_consecutive_failures(caller_with_fake, fake_responder):
+    """However many calls failed before, once the responder answers properly again
+    the caller's GET / gets its data back within a bounded time (10 s)."""
+    import time
+    fake_responder.configure(status=503, body={"stored_data": []})
+    c = caller_with_fake()
+    prime(c)
+    for _ in range(12):
+        r, body = get_root(c)
+        upstream_error(body)
+        assert r.elapsed < 2.0 + 1.0
+    fake_responder.configure(status=200, body={"stored_data": [{"healed": 1}]})
+    t0 = time.monotonic()
+    last = None
+    while time.monotonic() - t0 < 10:
+        r, body = get_root(c)
+        last = body["responder_service_data"]
+        if last == [{"healed": 1}]:
+            break
+        upstream_error(body)
+        time.sleep(0.1)
+    assert last == [{"healed": 1}], \
+        f"caller still failing 10 s after the responder recovered: {last!r}"

@@ -36,7 +36,7 @@ def test_healthcheck_ok_against_running_daemon(daemons, name):
 def test_healthcheck_fails_when_nothing_listens(name):
     rc, took, p = run_healthcheck(name, free_port())
     assert rc == 1, f"--healthcheck with nothing listening: exit {rc}, stderr {p.stderr!r}"
-    assert took < 2.0 + 0.5, f"--healthcheck took {took:.2f} s"
+    assert took < 2.0 + 1.0, f"--healthcheck took {took:.2f} s"
 
 
 @pytest.mark.parametrize("name", BOTH)
@@ -47,7 +47,7 @@ def test_healthcheck_bounded_when_server_hangs(name):
         srv.listen(8)
         rc, took, p = run_healthcheck(name, srv.getsockname()[1])
     assert rc == 1, f"exit {rc}, stderr {p.stderr!r}"
-    assert took < 2.0 + 0.7, f"--healthcheck against a silent server took {took:.2f} s (bound 2 s)"
+    assert took < 2.0 + 1.0, f"--healthcheck against a silent server took {took:.2f} s (bound 2 s)"
 
 
 @pytest.mark.parametrize("name", BOTH)
@@ -75,7 +75,7 @@ def test_idle_daemon_exits_0_on_signal(daemons, name, sig):
     d.signal(sig)
     rc = d.wait_exit(3)
     assert rc is not None, f"idle {name} still running 3 s after {sig.name}"
-    assert rc == 0, f"{name} exited with {rc} after {sig.name}"
+    assert rc == 0, f"{name} exited with {rc} after {sig.name}; stderr {d.stderr()[-1500:]!r}"
 
 
 def _slow_gets(port, n, results, timeout=10):
@@ -110,7 +110,7 @@ def test_sigterm_drains_in_flight_requests(caller_with_fake, fake_responder):
         assert expect_json(r, 200)["responder_service_data"] == [{"slow": True}], r
     rc = c.wait_exit(5.0 + 2.0 - (time.monotonic() - t0))
     assert rc is not None, "caller did not exit within DRAIN_TIMEOUT_MS + 2 s after SIGTERM"
-    assert rc == 0, f"caller exited with status {rc} after draining"
+    assert rc == 0, f"caller exited with status {rc} after draining; stderr {c.stderr()[-1500:]!r}"
     assert seen == n, f"only {seen} of {n} requests were in flight at the responder"
 
 
@@ -147,7 +147,8 @@ def test_drain_bounded_by_drain_timeout(caller_with_fake, fake_responder):
     rc = c.wait_exit(0.5 + 2.5)
     took = time.monotonic() - t0
     assert rc is not None, "caller still running 3 s after SIGTERM with DRAIN_TIMEOUT_MS=500"
-    assert rc == 0, f"caller exited with status {rc} after the drain timeout (spec: exit 0)"
+    assert rc == 0, f"caller exited with status {rc} after the drain timeout (spec: exit 0); " \
+                    f"stderr tail: {c.stderr()[-1500:]!r}"
     assert took < 3.0
     threads[0].join(timeout=5)
 
@@ -171,3 +172,53 @@ def test_responder_drains_in_flight_upload(daemons):
             data += c
     assert data.startswith(b"HTTP/1.1 201"), data[:200]
     assert d.wait_exit(5) == 0
+
+
+@pytest.mark.parametrize("name", BOTH)
+def test_sigterm_right_after_ready_exits_0(daemons, name):
+    """SIGTERM as soon as /health first answers (what an orchestrator may do) must still
+    be a clean drain and exit 0, never the default action of the signal. The window is
+    short, so the start/stop is repeated."""
+    outcomes = {}
+    for _ in range(60):
+        d = daemons.start(name, env={"RESPONDER_URL": "http://127.0.0.1:9"}, wait=False)
+        deadline = time.monotonic() + 5
+        while True:
+            assert time.monotonic() < deadline, f"{name} not ready within 5 s"
+            try:
+                if http_request(d.port, "GET", "/health", timeout=0.5).status == 200:
+                    break
+            except (OSError, http.client.HTTPException):
+                time.sleep(0.001)
+        d.signal(signal.SIGTERM)
+        rc = d.wait_exit(5)
+        outcomes[rc] = outcomes.get(rc, 0) + 1
+    assert outcomes == {0: 60}, \
+        f"exit statuses of 60 {name}s sent SIGTERM right after readiness: {outcomes} " \
+        f"(-15 = killed by the signal's default action: some thread does not block SIGTERM)"
+
+
+def test_drain_timeout_exit_is_clean_repeatedly(daemons):
+    """Drain timing out with upstream calls in flight must still exit 0 (no abort)."""
+    fake = FakeResponder()
+    outcomes = {}
+    errs = []
+    try:
+        fake.configure(delay=8)
+        for i in range(10):
+            c = daemons.start("caller", env={"RESPONDER_URL": fake.url,
+                                             "DRAIN_TIMEOUT_MS": "100",
+                                             "UPSTREAM_TIMEOUT_MS": "10000"})
+            results = [None] * 3
+            threads = _slow_gets(c.port, 3, results, timeout=10)
+            assert fake.wait_for_requests(3 * (i + 1), timeout=3) >= 3 * (i + 1)
+            c.signal(signal.SIGTERM)
+            rc = c.wait_exit(3)
+            outcomes[rc] = outcomes.get(rc, 0) + 1
+            if rc != 0:
+                errs.append(c.stderr()[-600:])
+            for t in threads:
+                t.join(timeout=5)
+    finally:
+        fake.close()
+    assert outcomes == {0: 10}, f"exit statuses after a timed-out drain: {outcomes}; {errs[:1]}"
