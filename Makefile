@@ -42,12 +42,17 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/unit/%)
 
 PYTHON  := /usr/bin/python3
 
-.PHONY: all test unit blackbox deploy-test deps run e2e bench format format-check clean
+.PHONY: all test unit blackbox hostile soak deploy-test deps run e2e bench format format-check clean
 all: $(BIN)/caller $(BIN)/responder
+
+# Only the caller's own files need libcurl's headers; the responder's image has none.
+$(OBJ)/caller/%.o: caller/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(shell pkg-config --cflags $(PKGS_CALLER)) -c -o $@ $<
 
 $(OBJ)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(shell pkg-config --cflags $(PKGS_CALLER)) -c -o $@ $<
+	$(CC) $(CFLAGS) $(shell pkg-config --cflags $(PKGS_COMMON)) -c -o $@ $<
 
 $(BIN)/responder: $(RESPONDER_OBJ) $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
@@ -80,8 +85,15 @@ blackbox: all
 deploy-test:
 	tests/deploy/run.sh
 
+hostile: all
+	BIN_DIR=$(abspath $(BIN)) $(PYTHON) -m pytest -q tests/hostile
+
+SOAK_SECONDS ?= 120
+soak: all
+	BIN_DIR=$(abspath $(BIN)) tests/soak/run.sh --seconds $(SOAK_SECONDS)
+
 test: deps
-	$(MAKE) all unit blackbox deploy-test
+	$(MAKE) all unit blackbox hostile deploy-test
 
 bench:
 	bench/run.sh

@@ -121,7 +121,8 @@ main(int argc, char **argv)
 		goto out;
 	}
 	/* Before any thread starts: libcurl's global set-up is not thread-safe everywhere. */
-	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+	if (curl_global_init(strncmp(url, "https:", 6) == 0 ? CURL_GLOBAL_DEFAULT
+	                                                    : CURL_GLOBAL_NOTHING) != CURLE_OK) {
 		log_msg(LOG_ERROR, "curl_global_init failed");
 		status = 1;
 		goto out;

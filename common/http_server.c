@@ -1,6 +1,7 @@
 /* libmicrohttpd set up once for both daemons: routing, bodies, answers, logging, drain. */
 #include "http_server.h"
 
+#include <ctype.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -66,6 +67,8 @@ struct http_exchange {
 	struct timespec started;
 	int body_too_large;
 	int suspended;
+	int recorded;                  /* logged and counted */
+	int refuse_early;              /* answer before reading the body, then close */
 	unsigned int retry_after_s;    /* for a 429 */
 	unsigned int status;           /* the answer, once set */
 	struct MHD_Response *response; /* owned until queued */
@@ -77,6 +80,8 @@ struct http_exchange {
 	char path[PATH_LOG_MAX];
 	char request_id[REQUEST_ID_MAX + 1];
 };
+
+static void record_request(struct http_exchange *ex);
 
 /* Takes the client's X-Request-Id only when short and plain, so it is safe to log and echo. */
 static int
@@ -273,6 +278,7 @@ queue_answer(struct http_exchange *ex)
 		                                                  : "GET, HEAD, POST");
 	if (atomic_load(&ex->server->draining))
 		MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
+	record_request(ex);
 	ok = MHD_queue_response(ex->connection, ex->status, r);
 	MHD_destroy_response(r);
 	return ok;
@@ -354,6 +360,53 @@ rate_limit_allows(struct http_exchange *ex)
 	return 0;
 }
 
+/* Collects the Content-Length values of a request, to spot conflicting ones. */
+struct lengths {
+	const char *first;
+	int conflict;
+};
+
+static enum MHD_Result
+on_header(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+	struct lengths *l = cls;
+
+	(void)kind;
+	if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) != 0 || value == NULL)
+		return MHD_YES;
+	if (l->first == NULL)
+		l->first = value;
+	else if (strcmp(l->first, value) != 0)
+		l->conflict = 1;
+	return MHD_YES;
+}
+
+/*
+ * Decodes %XX escapes in the path like libmicrohttpd does, except %00: a NUL
+ * would cut the path short ("/data%00junk" would be served as "/data"), so it
+ * is left as written and the path matches no route.
+ */
+static size_t
+unescape_path(void *cls, struct MHD_Connection *connection, char *uri)
+{
+	char *in = uri, *out = uri;
+	unsigned int v;
+
+	(void)cls;
+	(void)connection;
+	while (*in != '\0') {
+		if (in[0] == '%' && isxdigit((unsigned char)in[1]) &&
+		    isxdigit((unsigned char)in[2]) && sscanf(in + 1, "%2x", &v) == 1 && v != 0) {
+			*out++ = (char)v;
+			in += 3;
+		} else {
+			*out++ = *in++;
+		}
+	}
+	*out = '\0';
+	return (size_t)(out - uri);
+}
+
 static const struct http_route *
 route_find(const struct http_server *s, const char *path)
 {
@@ -374,10 +427,19 @@ static void
 route_request(struct http_exchange *ex, const char *method)
 {
 	struct http_server *s = ex->server;
+	struct lengths lengths = {NULL, 0};
 	const char *length;
 	char *end;
 	unsigned long long declared;
 
+	MHD_get_connection_values(ex->connection, MHD_HEADER_KIND, on_header, &lengths);
+	if (lengths.conflict) {
+		/* RFC 9112 6.3: conflicting lengths are a request smuggling attempt; refuse and
+		 * close. */
+		ex->refuse_early = 1;
+		http_reply_error(ex, MHD_HTTP_BAD_REQUEST, "Conflicting Content-Length headers");
+		return;
+	}
 	ex->route = route_find(s, ex->path);
 	if (ex->route == NULL) {
 		http_reply_error(ex, MHD_HTTP_NOT_FOUND, "No route for %s %s", ex->method,
@@ -402,6 +464,7 @@ route_request(struct http_exchange *ex, const char *method)
 	if (!content_type_is_json(MHD_lookup_connection_value(ex->connection, MHD_HEADER_KIND,
 	                                                      MHD_HTTP_HEADER_CONTENT_TYPE))) {
 		ex->handler = NULL;
+		ex->refuse_early = 1;
 		http_reply_error(ex, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE,
 		                 "Content-Type must be application/json");
 		return;
@@ -412,6 +475,7 @@ route_request(struct http_exchange *ex, const char *method)
 		declared = strtoull(length, &end, 10);
 		if (declared > s->body_max_bytes) {
 			ex->handler = NULL;
+			ex->refuse_early = 1;
 			http_reply_error(ex, MHD_HTTP_CONTENT_TOO_LARGE,
 			                 "Request body of %llu bytes exceeds BODY_MAX_BYTES (%zu)",
 			                 declared, s->body_max_bytes);
@@ -440,8 +504,7 @@ on_request(void *cls, struct MHD_Connection *connection, const char *url, const 
 			return MHD_NO;
 		*con_cls = ex;
 		route_request(ex, method);
-		if (ex->status == MHD_HTTP_UNSUPPORTED_MEDIA_TYPE ||
-		    ex->status == MHD_HTTP_CONTENT_TOO_LARGE) {
+		if (ex->refuse_early) {
 			read_clock_set(ex->clock, 0);
 			return queue_answer(ex);
 		}
@@ -576,29 +639,48 @@ emf_metrics(struct metrics_emf *emf, void *arg)
 	s->emf_last_errors[1] = errors[1];
 }
 
-/* Called when a request is done, answered or not: logs it and frees its state. */
+/*
+ * Logs and counts a request once its answer is known. This happens when the
+ * answer is queued, before a byte of it is sent, so a client that has its
+ * answer always finds the request already counted in /metrics.
+ */
+static void
+record_request(struct http_exchange *ex)
+{
+	struct log_request line;
+
+	ex->recorded = 1;
+	line.method = ex->method;
+	line.path = ex->path;
+	line.status = ex->status;
+	line.bytes = ex->response_bytes;
+	line.duration_ms = elapsed_ms(&ex->started);
+	line.request_id = ex->request_id;
+	line.trace_id = ex->trace.trace_id;
+	log_request(&line);
+	count_request(ex->server, ex, line.status, line.duration_ms / 1e3);
+}
+
+/* Called when a request is done, answered or not: frees its state. */
 static void
 on_completed(void *cls, struct MHD_Connection *connection, void **con_cls,
              enum MHD_RequestTerminationCode code)
 {
 	struct http_server *s = cls;
 	struct http_exchange *ex = *con_cls;
-	struct log_request line;
 
 	(void)connection;
+	(void)code;
 	if (ex == NULL)
 		return;
 	*con_cls = NULL;
 	read_clock_set(ex->clock, 1);
-	line.method = ex->method;
-	line.path = ex->path;
-	line.status = code == MHD_REQUEST_TERMINATED_COMPLETED_OK ? ex->status : 0;
-	line.bytes = code == MHD_REQUEST_TERMINATED_COMPLETED_OK ? ex->response_bytes : 0;
-	line.duration_ms = elapsed_ms(&ex->started);
-	line.request_id = ex->request_id;
-	line.trace_id = ex->trace.trace_id;
-	log_request(&line);
-	count_request(s, ex, line.status, line.duration_ms / 1e3);
+	/* A request that ends without an answer (the client went away) is recorded as status 0. */
+	if (!ex->recorded) {
+		ex->status = 0;
+		ex->response_bytes = 0;
+		record_request(ex);
+	}
 	if (ex->response != NULL)
 		MHD_destroy_response(ex->response);
 	buffer_free(&ex->body);
@@ -645,7 +727,8 @@ daemon_start(struct http_server *s, const struct server_config *cfg, unsigned in
 	    MHD_OPTION_CONNECTION_LIMIT, (unsigned int)cfg->connection_limit,
 	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)cfg->connection_timeout_s,
 	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_NOTIFY_CONNECTION,
-	    on_connection, s, MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int)1, MHD_OPTION_END);
+	    on_connection, s, MHD_OPTION_UNESCAPE_CALLBACK, unescape_path, NULL,
+	    MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int)1, MHD_OPTION_END);
 }
 
 struct http_server *

@@ -66,7 +66,8 @@ payload_parse(const char *body, size_t len, char **out, size_t *out_len, char *e
 	}
 	/*
 	 * Integers too large for 64 bits are still valid JSON: decoding them as
-	 * reals keeps them acceptable, and the stored text keeps every digit.
+	 * reals keeps them acceptable up to a double's range (about 1.8e308), and
+	 * the stored text keeps every digit. Past that jansson reports an overflow.
 	 */
 	root = json_loadb(
 	    body, len, JSON_REJECT_DUPLICATES | JSON_DECODE_INT_AS_REAL | JSON_DECODE_ANY, &jerr);

@@ -29,12 +29,9 @@ SOCK=/var/run/docker.sock
 
 log() { printf 'install-docker: %s\n' "$*" >&2; }
 
+# Root needs nothing more; others need sudo, but only to install or start.
 SUDO=
-if [ "$(id -u)" -ne 0 ]; then
-    if command -v sudo >/dev/null 2>&1; then SUDO=sudo; else
-        log "not root and no sudo: cannot install or start dockerd"; exit 1
-    fi
-fi
+if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then SUDO=sudo; fi
 
 apt_install() {
     log "apt-get install $*"
@@ -68,8 +65,10 @@ if [ "${#need[@]}" -gt 0 ]; then
         $SUDO chmod +x /usr/sbin/policy-rc.d
         created_policy=1
     fi
-    apt_install "${need[@]}" || { [ "$created_policy" -eq 1 ] && $SUDO rm -f /usr/sbin/policy-rc.d; exit 1; }
-    [ "$created_policy" -eq 1 ] && $SUDO rm -f /usr/sbin/policy-rc.d
+    rc=0
+    apt_install "${need[@]}" || rc=$?
+    if [ "$created_policy" -eq 1 ]; then $SUDO rm -f /usr/sbin/policy-rc.d; fi
+    if [ "$rc" -ne 0 ]; then log "apt-get install failed ($rc)"; exit 1; fi
 fi
 export PATH="$PATH:/usr/sbin:/sbin"
 

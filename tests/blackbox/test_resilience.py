@@ -10,7 +10,6 @@ import http.client
 import json
 import re
 import signal
-import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -245,6 +244,7 @@ def test_timeout_is_not_retried(daemons, scripted):
     took = time.monotonic() - t0
     assert "timed out" in upstream_error(body)
     assert 0.15 <= took < 0.9, f"one 200 ms attempt expected, took {took:.3f} s"
+    assert wait_until(lambda: fake.count >= 1, 2.0), "the attempt never reached the fake"
     time.sleep(0.3)
     assert fake.count == 1, "a timed-out attempt must not be retried"
     m = metrics(c.port)
@@ -269,7 +269,8 @@ def test_retry_budget_limits_retries(daemons, scripted):
     m = metrics(c.port)
     retries = metric(m, "upstream_retries_total")
     seen = fake.count
-    assert seen == calls + retries, f"fake saw {seen}, caller counted {calls} calls + {retries} retries"
+    assert seen == calls + retries, \
+        f"fake saw {seen}, caller counted {calls} calls + {retries} retries"
     # budget: 10 tokens at start + 0.2 per call, one per retry
     bound = calls * (1 + 0.20) + 10
     assert seen <= bound + 1, f"retry budget not respected: {seen} requests for {calls} calls"
@@ -468,6 +469,8 @@ def test_rate_limit_trusts_last_forwarded_for(daemons):
     assert post("10.0.0.1,10.0.0.3") == 201
     assert post("10.0.0.2") == 201
     assert post("10.0.0.2") == 429
+    # without the header the peer address is the client, a bucket of its own
+    assert [post_json(d.port, {"peer": i}).status for i in range(3)] == [201, 201, 429]
 
 
 def test_rate_limit_ignores_forwarded_for_by_default(daemons):
@@ -596,14 +599,19 @@ def test_backoff_bounded_and_overall_deadline(daemons, scripted):
     fake = scripted(then=(503, 0))
     c = daemons.start("caller", env={"RESPONDER_URL": fake.url, "RETRY_MAX": 2,
                                      "RETRY_BACKOFF_MS": 150, "BREAKER_THRESHOLD": 0})
+    gaps = []
     for _ in range(4):
         n = fake.count
         get_root(c.port)
         hits = [t for t, _ in fake.hits[n:]]
         assert len(hits) == 3
-        # full jitter: wait before retry n is at most RETRY_BACKOFF_MS * 2^(n-1)
-        assert hits[1] - hits[0] <= 0.15 + 0.05, hits
-        assert hits[2] - hits[1] <= 0.30 + 0.05, hits
+        gaps.append((hits[1] - hits[0], hits[2] - hits[1]))
+    # full jitter: the wait before retry n is at most RETRY_BACKOFF_MS * 2^(n-1)
+    # (plus an attempt's overhead, generous for a loaded machine), and random below it
+    for g1, g2 in gaps:
+        assert g1 <= 0.15 + 0.25 and g2 <= 0.30 + 0.25, gaps
+    assert any(g1 < 0.09 for g1, _ in gaps) or any(g2 < 0.18 for _, g2 in gaps), \
+        f"backoff does not look jittered: {gaps}"
     # the overall deadline bounds attempts and backoff together
     fake.set(then=(503, 0.3))
     c2 = daemons.start("caller", env={"RESPONDER_URL": fake.url, "RETRY_MAX": 5,
@@ -614,7 +622,7 @@ def test_backoff_bounded_and_overall_deadline(daemons, scripted):
     _, body = get_root(c2.port)
     took = time.monotonic() - t0
     upstream_error(body)
-    assert took < 0.8 + 0.2, f"UPSTREAM_TIMEOUT_MS=800 is the overall deadline, took {took:.3f} s"
+    assert took < 0.8 + 0.4, f"UPSTREAM_TIMEOUT_MS=800 is the overall deadline, took {took:.3f} s"
     assert 2 <= fake.count - n <= 3
 
 

@@ -77,8 +77,8 @@ cleanup() {
         # images: our tags, then every image id that did not exist before the run
         docker rmi "$CALLER_IMAGE" "$RESPONDER_IMAGE" "$CACHECHECK_IMAGE" >/dev/null 2>&1
         if [ -f "$IMAGES_BEFORE" ]; then
-            local pass_ new
-            for pass_ in 1 2 3; do
+            local _round new
+            for _round in 1 2 3; do
                 new=$(docker images -aq --no-trunc | sort -u | comm -13 "$IMAGES_BEFORE" -)
                 [ -z "$new" ] && break
                 for id in $new; do docker rmi -f "$id" >/dev/null 2>&1; done
@@ -157,7 +157,7 @@ free_port() {
     "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }
 
-cid() { "${COMPOSE_CMD[@]}" ps -q "$1" 2>/dev/null | head -n 1; }
+cid() { "${COMPOSE_CMD[@]}" ps -a -q "$1" 2>/dev/null | head -n 1; }
 
 health() {
     local id
@@ -241,7 +241,7 @@ for svc in responder caller; do
     img=$RESPONDER_IMAGE
     [ "$svc" = caller ] && img=$CALLER_IMAGE
     size=$(docker image inspect -f '{{.Size}}' "$img")
-    note "image size $svc: $size bytes ($((size / 1000000)) MB)"
+    note "image size $svc: $size bytes ($(awk -v s="$size" 'BEGIN { printf "%.1f", s / 1e6 }') MB)"
     user=$(docker image inspect -f '{{.Config.User}}' "$img")
     hc=$(docker image inspect -f '{{if .Config.Healthcheck}}{{json .Config.Healthcheck.Test}}{{end}}' "$img")
     sig=$(docker image inspect -f '{{.Config.StopSignal}}' "$img")
@@ -320,7 +320,7 @@ fi
 # ------------------------------------------------------------- 3. stack -----
 CALLER_PORT=$(free_port)
 RESPONDER_PORT=$(free_port)
-while [ "$RESPONDER_PORT" = "$CALLER_PORT" ]; do RESPONDER_PORT=$(free_port); done
+for _ in 1 2 3 4 5; do [ "$RESPONDER_PORT" != "$CALLER_PORT" ] && break; RESPONDER_PORT=$(free_port); done
 export CALLER_PORT RESPONDER_PORT
 C="http://127.0.0.1:$CALLER_PORT"
 R="http://127.0.0.1:$RESPONDER_PORT"
@@ -403,6 +403,17 @@ else fail "caller access log line: $(docker logs "$CID" 2>/dev/null | grep -F "e
 
 # ---------------------------------------------- 5. responder recreated ------
 old_ip=$(container_ip "$RID")
+NET=$(docker inspect -f '{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{end}}' "$RID" | awk '{print $1}')
+# Docker hands the first free address to a new container, so the recreated
+# responder would get its predecessor's address back. To make it a new
+# address (as a replaced ECS task gets), stop the old one and park a
+# placeholder container of ours on its address before recreating.
+timeout 60 "${COMPOSE_CMD[@]}" stop responder >"$TMP/recreate-stop.log" 2>&1 || note "stop before recreate failed"
+timeout 60 docker run -d --rm --name "${PROJECT}_placeholder" --network "$NET" --read-only \
+    --entrypoint sleep "$RESPONDER_IMAGE" 300 >/dev/null 2>&1 || note "placeholder did not start"
+note "placeholder on $(container_ip "${PROJECT}_placeholder")"
+http GET "$C/"
+note "caller while the responder is replaced: $STATUS $(body | head -c 160)"
 if timeout 120 "${COMPOSE_CMD[@]}" up -d --no-build --force-recreate responder >"$TMP/recreate.log" 2>&1; then
     pass "compose up -d --force-recreate responder"
 else
@@ -412,7 +423,7 @@ fi
 RID2=$(cid responder)
 new_ip=$(container_ip "$RID2")
 note "responder $old_ip (${RID:0:12}) -> $new_ip (${RID2:0:12})"
-if [ "$RID2" != "$RID" ] && [ -n "$new_ip" ]; then pass "responder is a new container ($old_ip -> $new_ip)"
+if [ "$RID2" != "$RID" ] && [ -n "$new_ip" ] && [ "$new_ip" != "$old_ip" ]; then pass "responder is a new container at a new address ($old_ip -> $new_ip)"
 else fail "responder not recreated ($RID -> $RID2)"; fi
 if [ "$(cid caller)" = "$CID" ]; then pass "caller container kept (no restart)"
 else fail "caller was recreated too"; CID=$(cid caller); fi
@@ -435,6 +446,7 @@ if wait_healthy responder 60; then
 else
     fail "recreated responder not healthy"
 fi
+docker rm -f "${PROJECT}_placeholder" >/dev/null 2>&1
 
 # ------------------------------------------------- 6. responder stopped -----
 if timeout 60 "${COMPOSE_CMD[@]}" stop responder >"$TMP/stop-r.log" 2>&1; then pass "compose stop responder"

@@ -1,0 +1,183 @@
+#!/usr/bin/env bash
+# Memcheck run: builds the daemons normally (make -> bin/), runs each under
+#   valgrind --leak-check=full --errors-for-leak-kinds=definite,indirect --error-exitcode=1
+# on loopback, drives a short realistic workload over HTTP (POST/GET /data, HEAD, caller GET / with
+# the responder up and then down, /health, /metrics, error cases, rate limiting, the circuit
+# breaker, delayed answers, EMF records), stops them with SIGTERM and fails on any memcheck error
+# or definitely/indirectly lost block ("still reachable" memory, e.g. libcurl's and GnuTLS's
+# global state, is not an error). One test per request and per daemon; the last line is
+# "N passed, N failed". Logs stay in build/valgrind/.
+#   tests/analysis/valgrind.sh
+set -uo pipefail
+cd "$(dirname "$0")/../.." || exit 2
+out=build/valgrind
+passed=0
+failed=0
+pid_responder=
+pid_caller=
+
+tests/analysis/ensure-packages.sh valgrind curl python3 make pkg-config libjansson-dev \
+	libmicrohttpd-dev libcurl4-openssl-dev || exit 1
+if ! make -s all; then
+	echo "FAIL build"
+	echo "0 passed, 1 failed"
+	exit 1
+fi
+rm -rf "${out:?}" && mkdir -p "$out"
+
+free_port() {
+	/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+rport=$(free_port)
+cport=$(free_port)
+while [ "$cport" = "$rport" ]; do cport=$(free_port); done
+
+ok() { echo "PASS $*"; passed=$((passed + 1)); }
+ko() { echo "FAIL $*"; failed=$((failed + 1)); }
+
+# start NAME PORT ENV... : runs bin/NAME under memcheck; its pid in pid_NAME
+start() {
+	local name=$1 port=$2 i
+	shift 2
+	env -i PATH="$PATH" LANG=C PORT="$port" THREADS=2 DRAIN_TIMEOUT_MS=5000 METRICS_EMF=1 \
+		METRICS_EMF_INTERVAL_S=1 "$@" \
+		valgrind --leak-check=full --errors-for-leak-kinds=definite,indirect \
+		--show-leak-kinds=definite,indirect --error-exitcode=1 --track-origins=yes \
+		--num-callers=30 --log-file="$out/$name.valgrind" "bin/$name" \
+		>"$out/$name.stdout" 2>"$out/$name.stderr" &
+	printf -v "pid_$name" '%s' $!
+	for i in $(seq 1 120); do
+		curl -s -o /dev/null --max-time 2 "http://127.0.0.1:$port/health" && return 0
+		sleep 0.5
+	done
+	echo "    $name did not answer /health on port $port within 60 s"
+	return 1
+}
+
+# stop NAME : SIGTERM, wait (bounded), then judge memcheck's verdict and the exit status
+stop() {
+	local name=$1 var="pid_$1" pid rc i
+	pid=${!var}
+	kill -TERM "$pid" 2>/dev/null
+	for i in $(seq 1 120); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.5
+	done
+	if kill -0 "$pid" 2>/dev/null; then
+		kill -KILL "$pid" 2>/dev/null
+		wait "$pid" 2>/dev/null
+		ko "$name: still running 60 s after SIGTERM"
+		return
+	fi
+	wait "$pid"
+	rc=$?
+	grep -E "ERROR SUMMARY|definitely lost:|indirectly lost:|still reachable:" "$out/$name.valgrind" |
+		sed 's/^==[0-9]*== */    /'
+	if [ "$rc" -eq 0 ]; then
+		ok "$name: memcheck clean, exit 0 after SIGTERM"
+	else
+		ko "$name: exit $rc under memcheck (1 = memcheck errors or leaks; see $out/$name.valgrind)"
+		grep -E -A12 "^==[0-9]+== (Invalid|Conditional|Use of|Syscall param|Mismatched|[0-9,]+ .*bytes in .* (definitely|indirectly) lost)" \
+			"$out/$name.valgrind" | head -60 | sed 's/^==[0-9]*== */    /'
+	fi
+}
+
+# req NAME WANT_STATUS WANT_TEXT CURL_ARGS... : one request; WANT_TEXT ("" for none) must be in
+# the body, and in the headers too when the request is a HEAD
+req() {
+	local name=$1 want=$2 text=$3 status
+	shift 3
+	status=$(curl -s -o "$out/body" -D "$out/headers" -w '%{http_code}' --max-time 30 "$@")
+	if [ "$status" != "$want" ]; then
+		ko "$name: HTTP $status, expected $want: $(head -c 300 "$out/body")"
+	elif [ -n "$text" ] && ! grep -qF -- "$text" "$out/body" "$out/headers"; then
+		ko "$name: no \"$text\" in: $(head -c 300 "$out/body")"
+	else
+		ok "$name"
+	fi
+}
+
+json=(-H 'Content-Type: application/json')
+r="http://127.0.0.1:$rport"
+c="http://127.0.0.1:$cport"
+
+if ! start responder "$rport" BODY_MAX_BYTES=4096 FAULT_DELAY_MS=100 FAULT_DELAY_RATE=0.5; then
+	ko "responder: start under valgrind"
+	kill -KILL "$pid_responder" 2>/dev/null
+	echo "$passed passed, $failed failed"
+	exit 1
+fi
+if ! start caller "$cport" RESPONDER_URL="$r" UPSTREAM_TIMEOUT_MS=15000 \
+	UPSTREAM_CONNECT_TIMEOUT_MS=5000 BREAKER_THRESHOLD=2 BREAKER_COOLDOWN_MS=60000 \
+	TRUST_FORWARDED_FOR=1 RATE_LIMIT_RPS=0.01 RATE_LIMIT_BURST=3; then
+	ko "caller: start under valgrind"
+	kill -KILL "$pid_caller" "$pid_responder" 2>/dev/null
+	echo "$passed passed, $failed failed"
+	exit 1
+fi
+
+# --- the responder ----------------------------------------------------------------------------
+req "responder GET /health" 200 '"ok"' "$r/health"
+req "responder POST /data" 201 '"key":"value"' "${json[@]}" -d '{"key": "value"}' "$r/data"
+req "responder POST /data nested" 201 'Service B' "${json[@]}" \
+	-d '{"user": {"id": 7, "tags": ["a", "\u00e9"]}, "n": 1.5e3, "big": 123456789012345678901234567890}' "$r/data"
+req "responder POST /data charset" 201 '"z":null' -H 'Content-Type: application/json; charset=utf-8' \
+	-d '{"z": null}' "$r/data"
+req "responder GET /data" 200 '"stored_data":[{"key":"value"}' -H 'X-Request-Id: vg-1' "$r/data"
+req "responder GET /data request id" 200 'vg-req.42' -H 'X-Request-Id: vg-req.42' "$r/data"
+req "responder HEAD /data" 200 '' -I "$r/data"
+req "responder POST empty body" 400 'No data provided' "${json[@]}" --data-binary '' "$r/data"
+req "responder POST {}" 400 'No data provided' "${json[@]}" -d '{}' "$r/data"
+req "responder POST malformed" 400 'error' "${json[@]}" -d '{"key": ' "$r/data"
+req "responder POST array" 400 'error' "${json[@]}" -d '[1, 2]' "$r/data"
+req "responder POST duplicate keys" 400 'error' "${json[@]}" -d '{"a": 1, "a": 2}' "$r/data"
+req "responder POST \\u0000" 400 'error' "${json[@]}" -d '{"a": "x\u0000"}' "$r/data"
+req "responder POST invalid UTF-8" 400 'error' "${json[@]}" --data-binary $'{"a": "\xc3\x28"}' "$r/data"
+req "responder POST text/plain" 415 'error' -H 'Content-Type: text/plain' -d '{"a": 1}' "$r/data"
+req "responder POST no Content-Type" 415 'error' -H 'Content-Type:' -d '{"a": 1}' "$r/data"
+head -c 8192 /dev/zero | tr '\0' 'x' | sed 's/^/{"pad": "/; s/$/"}/' >"$out/big.json"
+req "responder POST over BODY_MAX_BYTES" 413 '' "${json[@]}" --data-binary @"$out/big.json" "$r/data"
+req "responder POST chunked over BODY_MAX_BYTES" 413 '' "${json[@]}" -H 'Transfer-Encoding: chunked' \
+	--data-binary @"$out/big.json" "$r/data"
+req "responder PUT /data" 405 'error' -X PUT "${json[@]}" -d '{"a": 1}' "$r/data"
+req "responder DELETE /health" 405 'error' -X DELETE "$r/health"
+req "responder GET unknown path" 404 'error' "$r/nope/%ff?x=%00"
+req "responder GET /metrics" 200 'http_requests_total{' "$r/metrics"
+req "responder GET /health with trace headers" 200 'traceparent' \
+	-H 'traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01' \
+	-H 'X-Amzn-Trace-Id: Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1' "$r/health"
+
+# --- the caller, responder up -----------------------------------------------------------------
+xff=(-H 'X-Forwarded-For: 203.0.113.1')
+req "caller GET /health" 200 '"ok"' "$c/health"
+req "caller POST /data" 201 'Service A' "${json[@]}" "${xff[@]}" -d '{"key": "value"}' "$c/data"
+req "caller POST /data second" 201 '"list":[1,2,3]' "${json[@]}" "${xff[@]}" -d '{"list": [1, 2, 3]}' "$c/data"
+req "caller GET /data" 200 '"stored_data":[{"key":"value"},{"list":[1,2,3]}]' "$c/data"
+req "caller GET / (responder up)" 200 '"responder_service_data":[{"key":"value"}' "$c/"
+req "caller GET / with trace headers" 200 '"responder_service_data":[' -H 'X-Request-Id: vg-root' \
+	-H 'traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01' "$c/"
+req "caller HEAD /" 200 '' -I "$c/"
+req "caller POST / (405)" 405 'error' -X POST "${json[@]}" -d '{"a": 1}' "$c/"
+req "caller POST malformed" 400 'error' "${json[@]}" -H 'X-Forwarded-For: 198.51.100.9' -d '{' "$c/data"
+for i in 1 2 3; do
+	req "caller POST /data rate limit burst $i/3" 201 '' "${json[@]}" \
+		-H 'X-Forwarded-For: 10.0.0.1, 192.0.2.7' -d "{\"i\": $i}" "$c/data"
+done
+req "caller POST /data past the rate limit" 429 'Rate limit exceeded' "${json[@]}" \
+	-H 'X-Forwarded-For: 10.0.0.1, 192.0.2.7' -d '{"i": 4}' "$c/data"
+req "caller GET /metrics" 200 'upstream_requests_total{outcome="ok"}' "$c/metrics"
+
+# --- responder down ---------------------------------------------------------------------------
+stop responder
+req "caller GET / (responder down)" 200 'Failed to reach Service B' "$c/"
+if grep -q 'onnect' "$out/body"; then ok "caller GET / names the connection failure"; else
+	ko "caller GET / reason has no 'connect': $(head -c 300 "$out/body")"; fi
+req "caller GET / (responder down, breaker opens)" 200 'Failed to reach Service B' "$c/"
+req "caller GET / (breaker open)" 200 'circuit breaker open' "$c/"
+req "caller GET /health (responder down)" 200 '"ok"' "$c/health"
+req "caller GET /metrics (responder down)" 200 'upstream_breaker_state 1' "$c/metrics"
+sleep 1.5 # one more EMF record
+stop caller
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
