@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "../common/buffer.h"
+#include "../common/clock.h"
 #include "../common/log.h"
 #include "../common/metrics.h"
 #include "breaker.h"
@@ -80,15 +81,6 @@ struct upstream {
 	struct histogram latency;
 	unsigned long long emf_last[2]; /* calls and failures at the last EMF record */
 };
-
-static long long
-now_ms(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
 
 /* A number in [0, 1) for backoff jitter (xorshift64*). */
 static double
@@ -321,7 +313,7 @@ attempt_finish(struct upstream *u, struct transfer *t, CURLcode code)
 {
 	struct upstream_result r;
 	curl_off_t total_us = 0;
-	long long now = now_ms();
+	long long now = clock_ms();
 	enum outcome o;
 	long status;
 
@@ -467,13 +459,13 @@ upstream_loop(void *arg)
 			if (stopping)
 				call_fail(u, q->arg, OUTCOME_ERROR, "the caller is shutting down");
 			else
-				request_start(u, q, now_ms());
+				request_start(u, q, clock_ms());
 			curl_slist_free_all(q->headers);
 			free(q);
 		}
 		if (stopping)
 			break;
-		wait = start_due_retries(u, now_ms());
+		wait = start_due_retries(u, clock_ms());
 		if (curl_multi_perform(u->multi, &running) != CURLM_OK)
 			log_msg(LOG_ERROR, "curl_multi_perform failed");
 		while ((msg = curl_multi_info_read(u->multi, &left)) != NULL) {
@@ -486,7 +478,7 @@ upstream_loop(void *arg)
 			attempt_finish(u, t, msg->data.result);
 		}
 		if (u->waiting != NULL)
-			wait = start_due_retries(u, now_ms());
+			wait = start_due_retries(u, clock_ms());
 		if (curl_multi_poll(u->multi, NULL, 0, wait, NULL) != CURLM_OK)
 			log_msg(LOG_ERROR, "curl_multi_poll failed");
 	}
@@ -562,7 +554,7 @@ upstream_start(const struct upstream_config *cfg, upstream_done done, void *cont
 	u->cfg = *cfg;
 	u->done = done;
 	u->context = context;
-	u->rng = (uint64_t)now_ms() | 1;
+	u->rng = (uint64_t)clock_ms() | 1;
 	breaker_init(&u->breaker, cfg->breaker_threshold, cfg->breaker_cooldown_ms);
 	retry_budget_init(&u->budget, cfg->retry_budget_percent);
 	n = strlen(cfg->base_url) + sizeof("/data");

@@ -9,30 +9,22 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "buffer.h"
+#include "clock.h"
 
 /* Well inside ECS's shortest health check timeout, 2 s. */
 #define HEALTHCHECK_TIMEOUT_MS 1500
 #define HEAD_MAX               8192
 
-static long
-ms_left(const struct timespec *deadline)
-{
-	struct timespec now;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (deadline->tv_sec - now.tv_sec) * 1000 + (deadline->tv_nsec - now.tv_nsec) / 1000000;
-}
-
-/* Waits until fd is ready for events or the deadline passes; returns 1 when ready. */
+/* Waits until fd is ready for events or the deadline (in clock_ms() time) passes; returns 1 when
+ * ready. */
 static int
-wait_for(int fd, short events, const struct timespec *deadline)
+wait_for(int fd, short events, long long deadline)
 {
 	struct pollfd p = {.fd = fd, .events = events};
-	long left = ms_left(deadline);
+	long long left = deadline - clock_ms();
 
 	return left > 0 && poll(&p, 1, (int)left) == 1;
 }
@@ -42,20 +34,13 @@ http_get(const char *ipv4, unsigned int port, const char *path, int timeout_ms, 
          char **body)
 {
 	struct sockaddr_in addr = {.sin_family = AF_INET};
-	struct timespec deadline;
+	long long deadline = clock_ms() + timeout_ms;
 	struct buffer answer;
 	char request[1024], chunk[4096], *head_end, *text;
 	int fd = -1, status = -1, len;
 	ssize_t n;
 
 	buffer_init(&answer, max_bytes + HEAD_MAX);
-	clock_gettime(CLOCK_MONOTONIC, &deadline);
-	deadline.tv_sec += timeout_ms / 1000;
-	deadline.tv_nsec += (timeout_ms % 1000) * 1000000L;
-	if (deadline.tv_nsec >= 1000000000L) {
-		deadline.tv_sec++;
-		deadline.tv_nsec -= 1000000000L;
-	}
 	len = snprintf(request, sizeof(request), "GET %s HTTP/1.0\r\nHost: %s\r\n\r\n", path, ipv4);
 	addr.sin_port = htons((uint16_t)port);
 	if (len <= 0 || (size_t)len >= sizeof(request) ||
@@ -66,11 +51,11 @@ http_get(const char *ipv4, unsigned int port, const char *path, int timeout_ms, 
 		goto out;
 	if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 && errno != EINPROGRESS)
 		goto out;
-	if (!wait_for(fd, POLLOUT, &deadline) ||
+	if (!wait_for(fd, POLLOUT, deadline) ||
 	    send(fd, request, (size_t)len, MSG_NOSIGNAL) != (ssize_t)len)
 		goto out;
 	/* HTTP/1.0 without keep-alive: the answer ends when the server closes. */
-	while (wait_for(fd, POLLIN, &deadline)) {
+	while (wait_for(fd, POLLIN, deadline)) {
 		n = recv(fd, chunk, sizeof(chunk), 0);
 		if (n <= 0)
 			break;

@@ -9,6 +9,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
+
 #define SOURCES_MAX  8
 #define PAGE_MAX     (1 << 20)
 #define EMF_VALUES   32
@@ -189,8 +191,7 @@ emf_loop(void *unused)
 
 	(void)unused;
 	while (!stop) {
-		clock_gettime(CLOCK_REALTIME, &until);
-		until.tv_sec += emf_writer.interval_s;
+		until = clock_after(CLOCK_REALTIME, (long long)emf_writer.interval_s * 1000);
 		pthread_mutex_lock(&emf_writer.lock);
 		while (!emf_writer.stopping &&
 		       pthread_cond_timedwait(&emf_writer.wake, &emf_writer.lock, &until) == 0)

@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "clock.h"
 #include "log.h"
 
 #define CHECK_EVERY_MS 250
@@ -28,15 +29,6 @@ struct read_deadline {
 	pthread_t thread;
 };
 
-static long long
-now_ms(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
-
 /*
  * The watcher. It shuts down sockets while holding the list lock, and
  * read_deadline_closed() takes the same lock before libmicrohttpd closes a
@@ -52,7 +44,7 @@ watch(void *arg)
 
 	pthread_mutex_lock(&d->lock);
 	while (!d->stopping) {
-		now = now_ms();
+		now = clock_ms();
 		for (c = d->head; c != NULL; c = c->next) {
 			if (c->expired || !atomic_load(&c->reading) ||
 			    now - atomic_load(&c->since_ms) < d->timeout_ms)
@@ -64,12 +56,7 @@ watch(void *arg)
 			        "closed a connection that sent no whole request in %lld ms",
 			        d->timeout_ms);
 		}
-		clock_gettime(CLOCK_MONOTONIC, &until);
-		until.tv_nsec += CHECK_EVERY_MS * 1000000L;
-		if (until.tv_nsec >= 1000000000L) {
-			until.tv_sec++;
-			until.tv_nsec -= 1000000000L;
-		}
+		until = clock_after(CLOCK_MONOTONIC, CHECK_EVERY_MS);
 		pthread_cond_timedwait(&d->wake, &d->lock, &until);
 	}
 	pthread_mutex_unlock(&d->lock);
@@ -123,7 +110,7 @@ read_deadline_opened(struct read_deadline *d, int fd)
 		return NULL;
 	c->fd = fd;
 	atomic_init(&c->reading, 1);
-	atomic_init(&c->since_ms, now_ms());
+	atomic_init(&c->since_ms, clock_ms());
 	pthread_mutex_lock(&d->lock);
 	c->next = d->head;
 	if (d->head != NULL)
@@ -155,7 +142,7 @@ read_clock_set(struct read_clock *c, int reading)
 	if (c == NULL)
 		return;
 	if (reading)
-		atomic_store(&c->since_ms, now_ms());
+		atomic_store(&c->since_ms, clock_ms());
 	atomic_store(&c->reading, reading);
 }
 

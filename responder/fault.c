@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "../common/clock.h"
 #include "../common/config.h"
 #include "../common/log.h"
 
@@ -146,13 +147,7 @@ fault_inject(struct faults *f, struct http_exchange *ex, http_handler handler, v
 	d = calloc(1, sizeof(*d));
 	if (d == NULL)
 		return fail; /* answer without the delay rather than not at all */
-	clock_gettime(CLOCK_MONOTONIC, &d->due);
-	d->due.tv_sec += f->cfg.delay_ms / 1000;
-	d->due.tv_nsec += (long)(f->cfg.delay_ms % 1000) * 1000000L;
-	if (d->due.tv_nsec >= 1000000000L) {
-		d->due.tv_sec++;
-		d->due.tv_nsec -= 1000000000L;
-	}
+	d->due = clock_after(CLOCK_MONOTONIC, f->cfg.delay_ms);
 	d->ex = ex;
 	/* A failed request keeps its 503: the late answer is the one already set. */
 	d->handler = fail ? NULL : handler;

@@ -1,0 +1,26 @@
+/* Monotonic milliseconds and absolute timeouts. */
+#include "clock.h"
+
+long long
+clock_ms(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+struct timespec
+clock_after(clockid_t id, long long ms)
+{
+	struct timespec t;
+
+	clock_gettime(id, &t);
+	t.tv_sec += (time_t)(ms / 1000);
+	t.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (t.tv_nsec >= 1000000000L) {
+		t.tv_sec++;
+		t.tv_nsec -= 1000000000L;
+	}
+	return t;
+}

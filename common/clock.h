@@ -1,0 +1,13 @@
+/* Time for deadlines and timed waits, in one place so no caller gets the arithmetic wrong. */
+#ifndef COMMON_CLOCK_H
+#define COMMON_CLOCK_H
+
+#include <time.h>
+
+/* Milliseconds on the monotonic clock: for deadlines and durations, never for dates. */
+long long clock_ms(void);
+
+/* The moment ms milliseconds from now on clock id, as pthread_cond_timedwait() wants it. */
+struct timespec clock_after(clockid_t id, long long ms);
+
+#endif
