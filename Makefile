@@ -5,6 +5,8 @@
 #   make run        responder on 5001 and caller on 5000, in the foreground
 #   make e2e        the docker compose stack, end to end, with a real Docker engine
 #   make bench      throughput, latency and memory against nginx; writes BENCH.md
+#   make fuzz       libFuzzer on every parser and serializer (FUZZ_SECONDS each)
+#   make analysis   cppcheck + clang-tidy, valgrind leak check, ThreadSanitizer
 
 CC      ?= cc
 PKGS_COMMON := libmicrohttpd jansson
@@ -42,7 +44,7 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/unit/%)
 
 PYTHON  := /usr/bin/python3
 
-.PHONY: all test unit blackbox hostile soak deploy-test deps run e2e bench format format-check clean
+.PHONY: all test unit blackbox hostile soak deploy-test fuzz lint valgrind tsan analysis deps run e2e bench format format-check clean
 all: $(BIN)/caller $(BIN)/responder
 
 # Only the caller's own files need libcurl's headers; the responder's image has none.
@@ -97,6 +99,21 @@ test: deps
 
 bench:
 	bench/run.sh
+
+FUZZ_SECONDS ?= 60
+fuzz:
+	tests/fuzz/run.sh $(FUZZ_SECONDS)
+
+lint:
+	tests/analysis/lint.sh
+
+valgrind:
+	tests/analysis/valgrind.sh
+
+tsan:
+	tests/analysis/tsan.sh
+
+analysis: lint valgrind tsan
 
 e2e:
 	tests/e2e/run.sh

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 #include <arpa/inet.h>
@@ -53,6 +54,7 @@ struct http_server {
 	struct route_metrics *metrics; /* route_count + 1 slots; owned */
 	struct rate_limiter *limiter;  /* NULL when RATE_LIMIT_RPS is unset; owned */
 	struct read_deadline *reader;  /* REQUEST_READ_TIMEOUT_S; owned */
+	MHD_socket listener;           /* quiesced listening socket, closed at stop */
 	int trust_forwarded_for;
 	double rate_limit_rps;
 	unsigned long long emf_last_errors[2]; /* 4xx and 5xx at the last EMF record */
@@ -741,6 +743,7 @@ http_server_start(const struct server_config *cfg, const struct http_route *rout
 		log_msg(LOG_ERROR, "out of memory starting the server");
 		return NULL;
 	}
+	s->listener = MHD_INVALID_SOCKET;
 	s->routes = routes;
 	s->route_count = route_count;
 	s->metrics = calloc(route_count + 1, sizeof(*s->metrics));
@@ -775,6 +778,12 @@ http_server_start(const struct server_config *cfg, const struct http_route *rout
 	atomic_init(&s->next_id, 1);
 	if (getrandom(&s->id_prefix, sizeof(s->id_prefix), 0) != sizeof(s->id_prefix))
 		s->id_prefix = (unsigned long)getpid() ^ (unsigned long)time(NULL);
+	/*
+	 * Registered before any server thread exists, because /metrics reads the
+	 * registry without a lock. When the server then fails to start, the
+	 * process exits and nothing reads it again.
+	 */
+	metrics_register(render_metrics, emf_metrics, s);
 	/* Both IPv6 and IPv4 where the host has IPv6, IPv4 alone where it does not. */
 	s->daemon = daemon_start(s, cfg, MHD_USE_DUAL_STACK);
 	if (s->daemon == NULL)
@@ -787,7 +796,6 @@ http_server_start(const struct server_config *cfg, const struct http_route *rout
 		free(s);
 		return NULL;
 	}
-	metrics_register(render_metrics, emf_metrics, s);
 	return s;
 }
 
@@ -795,13 +803,15 @@ unsigned int
 http_server_drain(struct http_server *s, unsigned int timeout_ms)
 {
 	struct timespec started, pause = {0, 5 * 1000 * 1000};
-	MHD_socket listener;
-
-	/* Only the first drain quiesces: the listening socket is closed once. */
+	/*
+	 * Only the first drain quiesces. The listening socket is shut down at
+	 * once, so new connections are refused, but closed only after
+	 * MHD_stop_daemon(): server threads may still hold it until then.
+	 */
 	if (atomic_exchange(&s->draining, 1) == 0) {
-		listener = MHD_quiesce_daemon(s->daemon);
-		if (listener != MHD_INVALID_SOCKET)
-			close(listener);
+		s->listener = MHD_quiesce_daemon(s->daemon);
+		if (s->listener != MHD_INVALID_SOCKET)
+			shutdown(s->listener, SHUT_RDWR);
 	}
 	clock_gettime(CLOCK_MONOTONIC, &started);
 	while (atomic_load(&s->in_flight) > 0 && elapsed_ms(&started) < timeout_ms)
@@ -815,6 +825,8 @@ http_server_stop(struct http_server *s)
 	if (s == NULL)
 		return;
 	MHD_stop_daemon(s->daemon);
+	if (s->listener != MHD_INVALID_SOCKET)
+		close(s->listener);
 	read_deadline_stop(s->reader);
 	rate_limit_free(s->limiter);
 	free(s->metrics);

@@ -4,14 +4,19 @@
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
-/* Copies valid JSON text without the white space between tokens; returns the new length. */
+/*
+ * Copies valid JSON text without the white space between tokens; returns the
+ * new length. *depth gets the deepest nesting of arrays and objects.
+ */
 static size_t
-compact(const char *in, size_t len, char *out)
+compact(const char *in, size_t len, char *out, int *depth)
 {
 	size_t i, n = 0;
-	int in_string = 0;
+	int in_string = 0, level = 0;
 
+	*depth = 0;
 	for (i = 0; i < len; i++) {
 		char c = in[i];
 
@@ -25,6 +30,12 @@ compact(const char *in, size_t len, char *out)
 			in_string = 1;
 			out[n++] = c;
 		} else if (c != ' ' && c != '\t' && c != '\n' && c != '\r') {
+			if (c == '{' || c == '[') {
+				if (++level > *depth)
+					*depth = level;
+			} else if (c == '}' || c == ']') {
+				level--;
+			}
 			out[n++] = c;
 		}
 	}
@@ -58,10 +69,15 @@ payload_parse(const char *body, size_t len, char **out, size_t *out_len, char *e
 	json_error_t jerr;
 	json_t *root = NULL;
 	char *text = NULL;
-	int rc = -1;
+	int rc = -1, depth;
 
 	if (len == 0) {
 		snprintf(err, err_size, "%s", PAYLOAD_EMPTY_MESSAGE);
+		goto out;
+	}
+	/* jansson lets a raw NUL after a number through; stored, it would break every GET /data. */
+	if (memchr(body, '\0', len) != NULL) {
+		snprintf(err, err_size, "Invalid JSON: the body contains a NUL byte");
 		goto out;
 	}
 	/*
@@ -90,7 +106,12 @@ payload_parse(const char *body, size_t len, char **out, size_t *out_len, char *e
 		rc = -2;
 		goto out;
 	}
-	*out_len = compact(body, len, text);
+	*out_len = compact(body, len, text, &depth);
+	if (depth > PAYLOAD_MAX_DEPTH) {
+		snprintf(err, err_size, "JSON nesting of %d levels exceeds the limit of %d", depth,
+		         PAYLOAD_MAX_DEPTH);
+		goto out;
+	}
 	*out = text;
 	text = NULL;
 	rc = 0;

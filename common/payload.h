@@ -4,8 +4,17 @@
 
 #include <stddef.h>
 
+#include "json_scan.h"
+
 /* The message the original demo gives for an empty body or an empty object. */
 #define PAYLOAD_EMPTY_MESSAGE "No data provided"
+
+/*
+ * The deepest nesting a stored object may have: GET /data puts it two levels
+ * down ({"stored_data":[...]}), and the caller's scan of that answer stops at
+ * JSON_SCAN_MAX_DEPTH, so anything deeper would break the caller's GET / for good.
+ */
+#define PAYLOAD_MAX_DEPTH (JSON_SCAN_MAX_DEPTH - 2)
 
 /*
  * Checks that body is one non-empty JSON object (strict UTF-8, no duplicate

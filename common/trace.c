@@ -99,6 +99,9 @@ parse_amzn(struct trace *t, const char *v)
 	memcpy(t->trace_id, root, 8);
 	memcpy(t->trace_id + 8, root + 9, 24);
 	t->trace_id[TRACE_ID_LEN] = '\0';
+	/* All zeros is no trace id in W3C's format: tools would drop the trace. */
+	if (all_zero(t->trace_id, TRACE_ID_LEN))
+		return 0;
 	sampled = strstr(v, "Sampled=");
 	t->sampled = sampled != NULL && sampled[8] == '0' ? '0' : '1';
 	return 1;

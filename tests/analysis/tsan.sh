@@ -1,13 +1,12 @@
 #!/usr/bin/env bash
 # ThreadSanitizer run: builds both daemons with clang -fsanitize=thread into build/tsan/bin/ (the
 # Makefile's flags: -std=c11 -D_GNU_SOURCE -pthread and pkg-config's), then runs the
-# concurrency-heavy black-box tests against them:
-#   tests/blackbox/test_concurrency.py tests/blackbox/test_lifecycle.py
+# whole black-box suite (tests/blackbox) against them
 # with TSAN_OPTIONS halt_on_error=1 exitcode=66 and tests/analysis/tsan.supp (races inside
 # libmicrohttpd / libcurl only, never project code). Reports are written to build/tsan/reports/;
 # any report, or any failing test, fails the run. The last line is "N passed, N failed".
 #   tests/analysis/tsan.sh
-#   TSAN_TESTS="tests/blackbox/..."   other black-box test files instead (e.g. all of tests/blackbox)
+#   TSAN_TESTS="tests/blackbox/..."   only some black-box test files
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 2
 repo=$PWD
@@ -58,7 +57,7 @@ suppressions=$repo/tests/analysis/tsan.supp log_path=$repo/$out/reports/tsan"
 # keeps it working on kernels with a large vm.mmap_rnd_bits.
 norandom=()
 if setarch "$(uname -m)" -R true 2>/dev/null; then norandom=(setarch "$(uname -m)" -R); fi
-read -r -a tests <<<"${TSAN_TESTS:-tests/blackbox/test_concurrency.py tests/blackbox/test_lifecycle.py}"
+read -r -a tests <<<"${TSAN_TESTS:-tests/blackbox}"
 BIN_DIR="$repo/$out/bin" timeout -k 10 900 "${norandom[@]}" "$python" -m pytest -q \
 	-p no:cacheprovider "${tests[@]}" >"$out/pytest.log" 2>&1
 rc=$?

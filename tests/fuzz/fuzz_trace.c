@@ -55,12 +55,13 @@ misshapen(const char *v)
 	       !lower_hex(v + 53, 2);
 }
 
-/* "Root=1-<8>-<24>" at the start, alone or followed by ";". */
+/* "Root=1-<8>-<24>" at the start, alone or followed by ";", and not all zero. */
 static int
 leading_root(const char *v, char id[TRACE_ID_LEN + 1])
 {
 	if (v == NULL || strncmp(v, "Root=1-", 7) != 0 || strlen(v) < 40 || !lower_hex(v + 7, 8) ||
-	    v[15] != '-' || !lower_hex(v + 16, 24) || (v[40] != '\0' && v[40] != ';'))
+	    v[15] != '-' || !lower_hex(v + 16, 24) || (v[40] != '\0' && v[40] != ';') ||
+	    (zeros(v + 7, 8) && zeros(v + 16, 24)))
 		return 0;
 	memcpy(id, v + 7, 8);
 	memcpy(id + 8, v + 16, 24);

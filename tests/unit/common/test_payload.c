@@ -2,6 +2,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -77,12 +78,42 @@ test_malformed_and_hostile(void **state)
 	EXPECT("{\"a\":\"\xff\"}", -1, "Invalid JSON");
 	EXPECT("{\"a\":1e999}", -1, "Invalid JSON");
 	expect("{\"a\":\"x\0y\"}", 11, -1, "Invalid JSON");
+	/* jansson alone would accept a raw NUL right after a number. */
+	expect("{\"a\":1\0}", 8, -1, "NUL byte");
 	for (i = 0; i < 2500; i++)
 		deep[i] = '[';
 	for (; i < 5000; i++)
 		deep[i] = ']';
 	memcpy(deep, "{\"a\":", 5);
 	expect(deep, sizeof(deep), -1, "Invalid JSON");
+}
+
+/* Deeper than the caller's scanner can follow inside {"stored_data":[...]} is refused. */
+static void
+test_nesting_limit_matches_the_callers_scanner(void **state)
+{
+	char text[2 * PAYLOAD_MAX_DEPTH + 16], *out = NULL, err[256];
+	size_t n = 0, i, out_len;
+	int levels;
+
+	(void)state;
+	for (levels = PAYLOAD_MAX_DEPTH; levels <= PAYLOAD_MAX_DEPTH + 1; levels++) {
+		n = (size_t)snprintf(text, sizeof(text), "{\"a\":");
+		for (i = 1; i < (size_t)levels; i++)
+			text[n++] = '[';
+		for (i = 1; i < (size_t)levels; i++)
+			text[n++] = ']';
+		text[n++] = '}';
+		if (levels == PAYLOAD_MAX_DEPTH) {
+			assert_int_equal(payload_parse(text, n, &out, &out_len, err, sizeof(err)),
+			                 0);
+			free(out);
+		} else {
+			assert_int_equal(payload_parse(text, n, &out, &out_len, err, sizeof(err)),
+			                 -1);
+			assert_non_null(strstr(err, "nesting"));
+		}
+	}
 }
 
 int
@@ -93,6 +124,7 @@ main(void)
 	    cmocka_unit_test(test_empty_body_and_empty_object_say_no_data),
 	    cmocka_unit_test(test_not_an_object),
 	    cmocka_unit_test(test_malformed_and_hostile),
+	    cmocka_unit_test(test_nesting_limit_matches_the_callers_scanner),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -89,6 +89,8 @@ test_invalid_headers_start_a_new_trace(void **state)
 		assert_string_not_equal(t.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
 		assert_int_equal(t.sampled, '1');
 	}
+	trace_begin(&t, NULL, "Root=1-00000000-000000000000000000000000;Sampled=1");
+	assert_string_not_equal(t.trace_id, "00000000000000000000000000000000");
 	trace_begin(&t, NULL, NULL);
 	trace_begin(&u, NULL, NULL);
 	assert_string_not_equal(t.trace_id, u.trace_id);
