@@ -17,7 +17,7 @@
 
 #include "buffer.h"
 #include "log.h"
-#include "metrics.h"
+#include "http_metrics.h"
 #include "rate_limit.h"
 #include "read_deadline.h"
 #include "served_by.h"
@@ -27,37 +27,21 @@
 #define PATH_LOG_MAX   256
 #define ERROR_BODY_MAX 1024
 
-/* The methods and statuses counted one by one in /metrics; others count as "other". */
-static const char *const counted_methods[] = {"GET", "HEAD", "POST", "other"};
-static const unsigned int counted_statuses[] = {200, 201, 400, 404, 405, 413,
-                                                415, 429, 500, 503, 507};
-#define METHOD_SLOTS (sizeof(counted_methods) / sizeof(counted_methods[0]))
-#define STATUS_SLOTS (sizeof(counted_statuses) / sizeof(counted_statuses[0]) + 1)
-
-/* Requests to one route (or, in the last slot, to no route), for /metrics. */
-struct route_metrics {
-	atomic_ullong requests[METHOD_SLOTS][STATUS_SLOTS];
-	struct histogram duration;
-	unsigned long long emf_last_count; /* EMF thread only */
-	unsigned long long emf_last_sum_us;
-};
-
 struct http_server {
 	struct MHD_Daemon *daemon;
 	const struct http_route *routes;
 	size_t route_count;
 	size_t body_max_bytes;
-	atomic_uint in_flight;         /* exchanges created and not yet completed */
-	atomic_int draining;           /* set once shutdown starts */
-	atomic_ulong next_id;          /* counter part of generated request ids */
-	unsigned long id_prefix;       /* random part of generated request ids */
-	struct route_metrics *metrics; /* route_count + 1 slots; owned */
-	struct rate_limiter *limiter;  /* NULL when RATE_LIMIT_RPS is unset; owned */
-	struct read_deadline *reader;  /* REQUEST_READ_TIMEOUT_S; owned */
-	MHD_socket listener;           /* quiesced listening socket, closed at stop */
+	atomic_uint in_flight;        /* exchanges created and not yet completed */
+	atomic_int draining;          /* set once shutdown starts */
+	atomic_ulong next_id;         /* counter part of generated request ids */
+	unsigned long id_prefix;      /* random part of generated request ids */
+	struct http_metrics *metrics; /* owned */
+	struct rate_limiter *limiter; /* NULL when RATE_LIMIT_RPS is unset; owned */
+	struct read_deadline *reader; /* REQUEST_READ_TIMEOUT_S; owned */
+	MHD_socket listener;          /* quiesced listening socket, closed at stop */
 	int trust_forwarded_for;
 	double rate_limit_rps;
-	unsigned long long emf_last_errors[2]; /* 4xx and 5xx at the last EMF record */
 };
 
 struct http_exchange {
@@ -540,107 +524,6 @@ on_request(void *cls, struct MHD_Connection *connection, const char *url, const 
 	return ex->suspended ? MHD_YES : queue_answer(ex);
 }
 
-/* Counts a finished request by route, method and status, and its duration by route. */
-static void
-count_request(struct http_server *s, const struct http_exchange *ex, unsigned int status,
-              double seconds)
-{
-	struct route_metrics *m =
-	    &s->metrics[ex->route != NULL ? (size_t)(ex->route - s->routes) : s->route_count];
-	size_t method = 0, code = 0;
-
-	while (method < METHOD_SLOTS - 1 && strcmp(ex->method, counted_methods[method]) != 0)
-		method++;
-	while (code < STATUS_SLOTS - 1 && counted_statuses[code] != status)
-		code++;
-	atomic_fetch_add_explicit(&m->requests[method][code], 1, memory_order_relaxed);
-	histogram_observe(&m->duration, seconds);
-}
-
-/* Prometheus text for requests: counts by route, method and status, durations, in flight. */
-static void
-render_metrics(struct buffer *out, void *arg)
-{
-	struct http_server *s = arg;
-	size_t r, m, c;
-	char labels[128];
-
-	metrics_printf(out,
-	               "# HELP http_requests_total HTTP requests by route, method and status.\n"
-	               "# TYPE http_requests_total counter\n");
-	for (r = 0; r <= s->route_count; r++) {
-		const char *route = r < s->route_count ? s->routes[r].path : "other";
-
-		for (m = 0; m < METHOD_SLOTS; m++) {
-			for (c = 0; c < STATUS_SLOTS; c++) {
-				unsigned long long n = atomic_load(&s->metrics[r].requests[m][c]);
-				char code[16];
-
-				if (n == 0)
-					continue;
-				if (c < STATUS_SLOTS - 1)
-					snprintf(code, sizeof(code), "%u", counted_statuses[c]);
-				else
-					snprintf(code, sizeof(code), "other");
-				metrics_printf(
-				    out,
-				    "http_requests_total{route=\"%s\",method=\"%s\",code=\"%s\"} "
-				    "%llu\n",
-				    route, counted_methods[m], code, n);
-			}
-		}
-	}
-	metrics_printf(out, "# HELP http_request_duration_seconds Time from request to answer.\n"
-	                    "# TYPE http_request_duration_seconds histogram\n");
-	for (r = 0; r <= s->route_count; r++) {
-		snprintf(labels, sizeof(labels), "route=\"%s\"",
-		         r < s->route_count ? s->routes[r].path : "other");
-		histogram_render(out, "http_request_duration_seconds", labels,
-		                 &s->metrics[r].duration);
-	}
-	metrics_printf(out,
-	               "# HELP http_requests_in_flight Requests received and not yet answered.\n"
-	               "# TYPE http_requests_in_flight gauge\nhttp_requests_in_flight %u\n"
-	               "# HELP http_read_timeouts_total Connections closed for not sending a whole "
-	               "request within REQUEST_READ_TIMEOUT_S.\n"
-	               "# TYPE http_read_timeouts_total counter\nhttp_read_timeouts_total %llu\n",
-	               atomic_load(&s->in_flight), read_deadline_expired(s->reader));
-}
-
-/* EMF figures for requests since the last record: count, 4xx, 5xx, mean latency. */
-static void
-emf_metrics(struct metrics_emf *emf, void *arg)
-{
-	struct http_server *s = arg;
-	unsigned long long count = 0, sum_us = 0, errors[2] = {0, 0};
-	size_t r, m, c, b;
-
-	for (r = 0; r <= s->route_count; r++) {
-		struct route_metrics *rm = &s->metrics[r];
-		unsigned long long rc = 0, rs = atomic_load(&rm->duration.sum_us);
-
-		for (b = 0; b <= METRICS_BUCKETS; b++)
-			rc += atomic_load(&rm->duration.counts[b]);
-		count += rc - rm->emf_last_count;
-		sum_us += rs - rm->emf_last_sum_us;
-		rm->emf_last_count = rc;
-		rm->emf_last_sum_us = rs;
-		for (m = 0; m < METHOD_SLOTS; m++)
-			for (c = 0; c < STATUS_SLOTS - 1; c++)
-				if (counted_statuses[c] >= 400)
-					errors[counted_statuses[c] >= 500] +=
-					    atomic_load(&rm->requests[m][c]);
-	}
-	metrics_emf_value(emf, "Requests", "Count", (double)count);
-	metrics_emf_value(emf, "Errors4xx", "Count", (double)(errors[0] - s->emf_last_errors[0]));
-	metrics_emf_value(emf, "Errors5xx", "Count", (double)(errors[1] - s->emf_last_errors[1]));
-	metrics_emf_value(emf, "LatencyAverage", "Milliseconds",
-	                  count > 0 ? (double)sum_us / 1e3 / (double)count : 0);
-	metrics_emf_value(emf, "InFlight", "Count", (double)atomic_load(&s->in_flight));
-	s->emf_last_errors[0] = errors[0];
-	s->emf_last_errors[1] = errors[1];
-}
-
 /*
  * Logs and counts a request once its answer is known. This happens when the
  * answer is queued, before a byte of it is sent, so a client that has its
@@ -660,7 +543,8 @@ record_request(struct http_exchange *ex)
 	line.request_id = ex->request_id;
 	line.trace_id = ex->trace.trace_id;
 	log_request(&line);
-	count_request(ex->server, ex, line.status, line.duration_ms / 1e3);
+	http_metrics_count(ex->server->metrics, ex->route, ex->method, line.status,
+	                   line.duration_ms / 1e3);
 }
 
 /* Called when a request is done, answered or not: frees its state. */
@@ -739,64 +623,52 @@ http_server_start(const struct server_config *cfg, const struct http_route *rout
 {
 	struct http_server *s = calloc(1, sizeof(*s));
 
-	if (s == NULL) {
-		log_msg(LOG_ERROR, "out of memory starting the server");
-		return NULL;
-	}
+	if (s == NULL)
+		goto fail;
 	s->listener = MHD_INVALID_SOCKET;
 	s->routes = routes;
 	s->route_count = route_count;
-	s->metrics = calloc(route_count + 1, sizeof(*s->metrics));
-	if (s->metrics == NULL) {
-		log_msg(LOG_ERROR, "out of memory starting the server");
-		free(s);
-		return NULL;
-	}
 	s->body_max_bytes = cfg->body_max_bytes;
 	s->trust_forwarded_for = cfg->trust_forwarded_for;
 	s->rate_limit_rps = cfg->rate_limit_rps;
-	s->reader = read_deadline_start(cfg->request_read_timeout_s);
-	if (s->reader == NULL) {
-		log_msg(LOG_ERROR, "cannot start the read deadline thread");
-		free(s->metrics);
-		free(s);
-		return NULL;
-	}
-	if (cfg->rate_limit_rps > 0) {
-		s->limiter = rate_limit_new(cfg->rate_limit_rps, cfg->rate_limit_burst,
-		                            cfg->rate_limit_clients);
-		if (s->limiter == NULL) {
-			log_msg(LOG_ERROR, "out of memory for the rate limiter");
-			read_deadline_stop(s->reader);
-			free(s->metrics);
-			free(s);
-			return NULL;
-		}
-	}
 	atomic_init(&s->in_flight, 0);
 	atomic_init(&s->draining, 0);
 	atomic_init(&s->next_id, 1);
 	if (getrandom(&s->id_prefix, sizeof(s->id_prefix), 0) != sizeof(s->id_prefix))
 		s->id_prefix = (unsigned long)getpid() ^ (unsigned long)time(NULL);
+	s->reader = read_deadline_start(cfg->request_read_timeout_s);
+	if (s->reader == NULL)
+		goto fail;
+	if (cfg->rate_limit_rps > 0) {
+		s->limiter = rate_limit_new(cfg->rate_limit_rps, cfg->rate_limit_burst,
+		                            cfg->rate_limit_clients);
+		if (s->limiter == NULL)
+			goto fail;
+	}
 	/*
-	 * Registered before any server thread exists, because /metrics reads the
+	 * Made before any server thread exists, because /metrics reads the
 	 * registry without a lock. When the server then fails to start, the
 	 * process exits and nothing reads it again.
 	 */
-	metrics_register(render_metrics, emf_metrics, s);
+	s->metrics = http_metrics_new(routes, route_count, &s->in_flight, s->reader);
+	if (s->metrics == NULL)
+		goto fail;
 	/* Both IPv6 and IPv4 where the host has IPv6, IPv4 alone where it does not. */
 	s->daemon = daemon_start(s, cfg, MHD_USE_DUAL_STACK);
 	if (s->daemon == NULL)
 		s->daemon = daemon_start(s, cfg, 0);
-	if (s->daemon == NULL) {
-		log_msg(LOG_ERROR, "cannot listen on port %u", cfg->port);
+	if (s->daemon == NULL)
+		goto fail;
+	return s;
+fail:
+	log_msg(LOG_ERROR, "cannot start the server on port %u", cfg->port);
+	if (s != NULL) {
 		read_deadline_stop(s->reader);
 		rate_limit_free(s->limiter);
-		free(s->metrics);
+		http_metrics_free(s->metrics);
 		free(s);
-		return NULL;
 	}
-	return s;
+	return NULL;
 }
 
 unsigned int
@@ -829,6 +701,6 @@ http_server_stop(struct http_server *s)
 		close(s->listener);
 	read_deadline_stop(s->reader);
 	rate_limit_free(s->limiter);
-	free(s->metrics);
+	http_metrics_free(s->metrics);
 	free(s);
 }
