@@ -12,34 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PY=/usr/bin/python3
-missing=()
-command -v wrk >/dev/null 2>&1 || missing+=(wrk)
-command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
-command -v curl >/dev/null 2>&1 || missing+=(curl)
-[ -x "$PY" ] || missing+=(python3)
-if [ ${#missing[@]} -gt 0 ]; then
-	if [ "$(id -u)" -eq 0 ]; then
-		sudo=""
-	elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
-		sudo="sudo"
-	else
-		echo "bench: missing ${missing[*]}; install with: sudo apt-get update && sudo apt-get install -y ${missing[*]}" >&2
-		exit 1
-	fi
-	echo "bench: installing ${missing[*]}" >&2
-	$sudo apt-get update -q
-	# Keep the package from starting the system nginx on port 80 (this benchmark runs its own):
-	# a policy-rc.d that refuses service starts, only for this install and only if none exists.
-	policy=""
-	if [ ! -e /usr/sbin/policy-rc.d ]; then
-		policy=/usr/sbin/policy-rc.d
-		printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null
-		$sudo chmod 755 "$policy"
-	fi
-	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}" ||
-		{ [ -z "$policy" ] || $sudo rm -f "$policy"; exit 1; }
-	[ -z "$policy" ] || $sudo rm -f "$policy"
-fi
+scripts/install-deps.sh wrk nginx curl python3
 scripts/install-deps.sh
 PATH=$PATH:/usr/sbin
 

@@ -1,18 +1,25 @@
 #!/bin/sh
-# Installs the Debian packages that building and testing need, when any is missing.
-# Runs as root or through sudo; otherwise prints the one command to run and fails.
+# Installs Debian packages when any is missing: the given ones, or with no arguments what
+# building and testing need. As root or through passwordless sudo; otherwise prints the
+# one command to run and fails. Used by `make test` and by every script that needs a tool
+# (bench, fuzz, analysis), since CI and new users start on a fresh machine.
+#   scripts/install-deps.sh [PACKAGE...]
 set -eu
 
-packages="build-essential pkg-config libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev \
+if [ $# -gt 0 ]; then
+	packages="$*"
+else
+	packages="build-essential pkg-config libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev \
 libcmocka-dev python3 python3-pytest curl shellcheck"
+	# The deployment tests validate against AWS's model with Node.js; any Node.js will do.
+	command -v node >/dev/null 2>&1 || packages="$packages nodejs npm"
+fi
 
 missing=""
 for p in $packages; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
 		missing="$missing $p"
 done
-# The deployment tests validate against AWS's model with Node.js; any Node.js will do.
-command -v node >/dev/null 2>&1 || missing="$missing nodejs npm"
 [ -z "$missing" ] && exit 0
 
 cmd="apt-get update && apt-get install -y --no-install-recommends$missing"
@@ -27,5 +34,18 @@ else
 fi
 echo "Installing:$missing" >&2
 $sudo apt-get update -q
+# Packages such as nginx would start their system service; the scripts here start what they
+# need themselves, so a policy-rc.d refuses service starts during this install (only when
+# there is none already, and removed afterwards).
+policy=""
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+	policy=/usr/sbin/policy-rc.d
+	printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null
+	$sudo chmod 755 "$policy"
+fi
+status=0
 # shellcheck disable=SC2086
-DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends $missing
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends $missing ||
+	status=$?
+[ -z "$policy" ] || $sudo rm -f "$policy"
+exit $status

@@ -10,7 +10,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 2
 
-tests/analysis/ensure-packages.sh cppcheck clang-tidy pkg-config libjansson-dev \
+scripts/install-deps.sh cppcheck clang-tidy pkg-config libjansson-dev \
 	libmicrohttpd-dev libcurl4-openssl-dev || exit 1
 
 dirs=(common caller responder)

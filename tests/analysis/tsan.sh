@@ -15,7 +15,7 @@ python=/usr/bin/python3
 passed=0
 failed=0
 
-tests/analysis/ensure-packages.sh clang make pkg-config libjansson-dev libmicrohttpd-dev \
+scripts/install-deps.sh clang make pkg-config libjansson-dev libmicrohttpd-dev \
 	libcurl4-openssl-dev python3 python3-pytest curl || exit 1
 
 # --- build ------------------------------------------------------------------------------------

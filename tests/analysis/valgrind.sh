@@ -16,7 +16,7 @@ failed=0
 pid_responder=
 pid_caller=
 
-tests/analysis/ensure-packages.sh valgrind curl python3 make pkg-config libjansson-dev \
+scripts/install-deps.sh valgrind curl python3 make pkg-config libjansson-dev \
 	libmicrohttpd-dev libcurl4-openssl-dev || exit 1
 if ! make -s all; then
 	echo "FAIL build"

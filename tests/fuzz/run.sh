@@ -23,12 +23,12 @@ passed=0
 failed=0
 
 # --- dependencies: clang with its libFuzzer runtime, the libraries' headers -------------------
-tests/analysis/ensure-packages.sh clang make pkg-config libjansson-dev libmicrohttpd-dev \
+scripts/install-deps.sh clang make pkg-config libjansson-dev libmicrohttpd-dev \
 	libcurl4-openssl-dev || exit 1
 fuzzer_lib="$(clang -print-resource-dir)/lib/linux/libclang_rt.fuzzer-x86_64.a"
 if [ ! -f "$fuzzer_lib" ]; then
 	major=$(clang -dumpversion | cut -d. -f1)
-	tests/analysis/ensure-packages.sh "libclang-rt-$major-dev" || exit 1
+	scripts/install-deps.sh "libclang-rt-$major-dev" || exit 1
 fi
 
 # --- build ------------------------------------------------------------------------------------
