@@ -34,8 +34,12 @@ function load() {
   return JSON.parse(fs.readFileSync(stateFile, 'utf8'));
 }
 
+// Written to a temporary file and renamed, so a stub running at the same time (the two ends of
+// `aws ecr get-login-password | docker login`) never reads a half-written file.
 function save(state) {
-  fs.writeFileSync(stateFile, JSON.stringify(state, null, 1));
+  const tmp = stateFile + '.' + process.pid + '.tmp';
+  fs.writeFileSync(tmp, JSON.stringify(state, null, 1));
+  fs.renameSync(tmp, stateFile);
 }
 
 function record(tool, argv, extra) {
