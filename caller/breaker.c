@@ -16,9 +16,14 @@ enter(struct breaker *b, enum breaker_state to, long long now_ms)
 		b->opened_at_ms = now_ms;
 	atomic_store(&b->state, to);
 	atomic_fetch_add(&b->transitions[to], 1);
-	log_msg(to == BREAKER_CLOSED ? LOG_INFO : LOG_WARN,
-	        "circuit breaker %s -> %s after %u failed calls in a row", state_names[from],
-	        state_names[to], b->failures);
+	if (to == BREAKER_OPEN)
+		log_msg(LOG_WARN, "circuit breaker %s -> open after %u failed calls in a row",
+		        state_names[from], b->failures);
+	else if (to == BREAKER_HALF_OPEN)
+		log_msg(LOG_WARN, "circuit breaker open -> half-open: one probe goes through");
+	else
+		log_msg(LOG_INFO, "circuit breaker %s -> closed: the probe succeeded",
+		        state_names[from]);
 }
 
 void
