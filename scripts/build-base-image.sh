@@ -56,7 +56,9 @@ ROOT="$WORK/rootfs"
 cleanup() {
     # unmount anything debootstrap left mounted before removing the tree
     for m in proc sys dev/pts dev; do
-        mountpoint -q "$ROOT/$m" 2>/dev/null && $SUDO umount -l "$ROOT/$m" 2>/dev/null || true
+        if mountpoint -q "$ROOT/$m" 2>/dev/null; then
+            $SUDO umount -l "$ROOT/$m" 2>/dev/null || true
+        fi
     done
     $SUDO rm -rf --one-file-system "$WORK"
 }
