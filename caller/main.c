@@ -48,7 +48,6 @@ upstream_config_load(struct upstream_config *c, char *url, size_t url_size)
 {
 	static const char *const url_vars[] = {"RESPONDER_URL", "SERVICE_B_URL", NULL};
 	const char *base = config_string(url_vars, "http://responder:5000");
-	long long v;
 	size_t n = strlen(base);
 
 	while (n > 0 && base[n - 1] == '/')
@@ -64,37 +63,18 @@ upstream_config_load(struct upstream_config *c, char *url, size_t url_size)
 	memcpy(url, base, n);
 	url[n] = '\0';
 	c->base_url = url;
-	if (config_integer("UPSTREAM_TIMEOUT_MS", 2000, 1, 600000, &v) < 0)
-		return -1;
-	c->timeout_ms = (long)v;
-	if (config_integer("UPSTREAM_CONNECT_TIMEOUT_MS", 1000, 1, 600000, &v) < 0)
-		return -1;
-	c->connect_timeout_ms = (long)v;
-	if (config_integer("UPSTREAM_DNS_CACHE_S", 2, 0, 3600, &v) < 0)
-		return -1;
-	c->dns_cache_s = (long)v;
-	if (config_integer("UPSTREAM_MAX_BYTES", 72LL << 20, 32, 64LL << 30, &v) < 0)
-		return -1;
-	c->max_bytes = (size_t)v;
+	CONFIG_READ_INTEGER("UPSTREAM_TIMEOUT_MS", 2000, 1, 600000, c->timeout_ms);
+	CONFIG_READ_INTEGER("UPSTREAM_CONNECT_TIMEOUT_MS", 1000, 1, 600000, c->connect_timeout_ms);
+	CONFIG_READ_INTEGER("UPSTREAM_DNS_CACHE_S", 2, 0, 3600, c->dns_cache_s);
+	CONFIG_READ_INTEGER("UPSTREAM_MAX_BYTES", 72LL << 20, 32, 64LL << 30, c->max_bytes);
 	/* One attempt may use the whole deadline unless told otherwise. */
-	if (config_integer("UPSTREAM_ATTEMPT_TIMEOUT_MS", c->timeout_ms, 1, 600000, &v) < 0)
-		return -1;
-	c->attempt_timeout_ms = (long)v;
-	if (config_integer("RETRY_MAX", 1, 0, 5, &v) < 0)
-		return -1;
-	c->retry_max = (unsigned int)v;
-	if (config_integer("RETRY_BACKOFF_MS", 50, 1, 10000, &v) < 0)
-		return -1;
-	c->retry_backoff_ms = v;
-	if (config_integer("RETRY_BUDGET_PERCENT", 20, 0, 100, &v) < 0)
-		return -1;
-	c->retry_budget_percent = (unsigned int)v;
-	if (config_integer("BREAKER_THRESHOLD", 5, 0, 1000, &v) < 0)
-		return -1;
-	c->breaker_threshold = (unsigned int)v;
-	if (config_integer("BREAKER_COOLDOWN_MS", 5000, 1, 600000, &v) < 0)
-		return -1;
-	c->breaker_cooldown_ms = v;
+	CONFIG_READ_INTEGER("UPSTREAM_ATTEMPT_TIMEOUT_MS", c->timeout_ms, 1, 600000,
+	                    c->attempt_timeout_ms);
+	CONFIG_READ_INTEGER("RETRY_MAX", 1, 0, 5, c->retry_max);
+	CONFIG_READ_INTEGER("RETRY_BACKOFF_MS", 50, 1, 10000, c->retry_backoff_ms);
+	CONFIG_READ_INTEGER("RETRY_BUDGET_PERCENT", 20, 0, 100, c->retry_budget_percent);
+	CONFIG_READ_INTEGER("BREAKER_THRESHOLD", 5, 0, 1000, c->breaker_threshold);
+	CONFIG_READ_INTEGER("BREAKER_COOLDOWN_MS", 5000, 1, 600000, c->breaker_cooldown_ms);
 	return 0;
 }
 

@@ -72,7 +72,7 @@ server_config_load(struct server_config *c)
 	static const char *const level_var[] = {"LOG_LEVEL", NULL};
 	static const char *const namespace_var[] = {"METRICS_EMF_NAMESPACE", NULL};
 	const char *level = config_string(level_var, "info");
-	long long cpus = sysconf(_SC_NPROCESSORS_ONLN), v;
+	long long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 
 	c->metrics_emf_namespace = config_string(namespace_var, "ServiceConnectDemo");
 	if (cpus < 1)
@@ -85,26 +85,19 @@ server_config_load(struct server_config *c)
 		        log_service_name(), level);
 		return -1;
 	}
-#define READ(name, def, min, max, field)                                                           \
-	do {                                                                                       \
-		if (config_integer(name, def, min, max, &v) < 0)                                   \
-			return -1;                                                                 \
-		c->field = v;                                                                      \
-	} while (0)
-	READ("PORT", 5000, 1, 65535, port);
-	READ("THREADS", cpus, 1, 64, threads);
-	READ("BODY_MAX_BYTES", 1048576, 2, 1LL << 30, body_max_bytes);
-	READ("STORE_MAX_ITEMS", 1000000, 1, 1LL << 32, store_max_items);
-	READ("STORE_MAX_BYTES", 64LL << 20, 2, 64LL << 30, store_max_bytes);
-	READ("CONNECTION_LIMIT", 1024, 1, 1000000, connection_limit);
-	READ("CONNECTION_TIMEOUT_S", 30, 1, 3600, connection_timeout_s);
-	READ("DRAIN_TIMEOUT_MS", 10000, 0, 120000, drain_timeout_ms);
-	READ("REQUEST_READ_TIMEOUT_S", 30, 1, 3600, request_read_timeout_s);
-	READ("METRICS_EMF", 0, 0, 1, metrics_emf);
-	READ("METRICS_EMF_INTERVAL_S", 60, 1, 3600, metrics_emf_interval_s);
-	READ("RATE_LIMIT_CLIENTS", 10000, 1, 10000000, rate_limit_clients);
-	READ("TRUST_FORWARDED_FOR", 0, 0, 1, trust_forwarded_for);
-#undef READ
+	CONFIG_READ_INTEGER("PORT", 5000, 1, 65535, c->port);
+	CONFIG_READ_INTEGER("THREADS", cpus, 1, 64, c->threads);
+	CONFIG_READ_INTEGER("BODY_MAX_BYTES", 1048576, 2, 1LL << 30, c->body_max_bytes);
+	CONFIG_READ_INTEGER("STORE_MAX_ITEMS", 1000000, 1, 1LL << 32, c->store_max_items);
+	CONFIG_READ_INTEGER("STORE_MAX_BYTES", 64LL << 20, 2, 64LL << 30, c->store_max_bytes);
+	CONFIG_READ_INTEGER("CONNECTION_LIMIT", 1024, 1, 1000000, c->connection_limit);
+	CONFIG_READ_INTEGER("CONNECTION_TIMEOUT_S", 30, 1, 3600, c->connection_timeout_s);
+	CONFIG_READ_INTEGER("DRAIN_TIMEOUT_MS", 10000, 0, 120000, c->drain_timeout_ms);
+	CONFIG_READ_INTEGER("REQUEST_READ_TIMEOUT_S", 30, 1, 3600, c->request_read_timeout_s);
+	CONFIG_READ_INTEGER("METRICS_EMF", 0, 0, 1, c->metrics_emf);
+	CONFIG_READ_INTEGER("METRICS_EMF_INTERVAL_S", 60, 1, 3600, c->metrics_emf_interval_s);
+	CONFIG_READ_INTEGER("RATE_LIMIT_CLIENTS", 10000, 1, 10000000, c->rate_limit_clients);
+	CONFIG_READ_INTEGER("TRUST_FORWARDED_FOR", 0, 0, 1, c->trust_forwarded_for);
 	if (config_number("RATE_LIMIT_RPS", 0, 0, 1e6, &c->rate_limit_rps) < 0 ||
 	    config_number("RATE_LIMIT_BURST", c->rate_limit_rps < 1 ? 1 : c->rate_limit_rps, 1, 1e6,
 	                  &c->rate_limit_burst) < 0)

@@ -38,6 +38,19 @@ struct server_config {
  */
 int config_integer(const char *name, long long def, long long min, long long max, long long *out);
 
+/*
+ * Reads an integer variable into lvalue, or returns -1 from the calling
+ * function after config_integer() has printed what is wrong. For the long
+ * lists of settings each daemon reads at start-up.
+ */
+#define CONFIG_READ_INTEGER(name, def, min, max, lvalue)                                           \
+	do {                                                                                       \
+		long long config_value_;                                                           \
+		if (config_integer(name, def, min, max, &config_value_) < 0)                       \
+			return -1;                                                                 \
+		(lvalue) = config_value_;                                                          \
+	} while (0)
+
 /* The same as config_integer() for a decimal number such as 0.25. */
 int config_number(const char *name, double def, double min, double max, double *out);
 

@@ -33,16 +33,11 @@ struct faults {
 int
 fault_config_load(struct fault_config *c)
 {
-	long long v;
-
 	if (config_number("FAULT_ERROR_RATE", 0, 0, 1, &c->error_rate) < 0 ||
-	    config_number("FAULT_DELAY_RATE", 1, 0, 1, &c->delay_rate) < 0 ||
-	    config_integer("FAULT_DELAY_MS", 0, 0, 60000, &v) < 0)
+	    config_number("FAULT_DELAY_RATE", 1, 0, 1, &c->delay_rate) < 0)
 		return -1;
-	c->delay_ms = (unsigned int)v;
-	if (config_integer("FAULT_SEED", 1, 1, INT64_MAX, &v) < 0)
-		return -1;
-	c->seed = (unsigned long long)v;
+	CONFIG_READ_INTEGER("FAULT_DELAY_MS", 0, 0, 60000, c->delay_ms);
+	CONFIG_READ_INTEGER("FAULT_SEED", 1, 1, INT64_MAX, c->seed);
 	return 0;
 }
 

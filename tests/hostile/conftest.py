@@ -2,7 +2,7 @@
 
 import pytest
 
-from hostile_util import READ_TIMEOUT_S, DaemonFactory, StoreGuard
+from hostile_util import READ_TIMEOUT_S, DaemonFactory, seeded_pair
 
 
 @pytest.fixture(scope="module")
@@ -28,13 +28,7 @@ def guarded(module_daemons):
     The caller points at the responder (only GET / uses it). REQUEST_READ_TIMEOUT_S
     is short, so a connection the daemon fails to close by itself is still
     closed quickly by the read deadline (and the cases can assert on that)."""
-    env = {"REQUEST_READ_TIMEOUT_S": READ_TIMEOUT_S}
-    responder = module_daemons.start("responder", env=env)
-    caller = module_daemons.start("caller", env=dict(env, RESPONDER_URL=responder.url))
-    guards = {"responder": StoreGuard(responder), "caller": StoreGuard(caller)}
-    for g in guards.values():
-        g.seed()
-    return guards
+    return seeded_pair(module_daemons, READ_TIMEOUT_S)
 
 
 @pytest.fixture(params=["responder", "caller"])

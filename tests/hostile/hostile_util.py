@@ -31,7 +31,7 @@ __all__ = [
     "BIN_DIR", "HOST", "UPSTREAM_ERROR_PREFIX", "DaemonFactory", "expect_error", "expect_json",
     "http_request", "parse_raw_response", "post_json", "wait_until",
     "MiB", "READ_TIMEOUT_S", "CLOSE_SLACK_S", "SANITIZED", "rss_bytes", "raise_nofile",
-    "Outcome", "raw_send", "assert_json_error_or_close", "assert_4xx_or_close",
+    "Outcome", "raw_send", "seeded_pair", "assert_json_error_or_close", "assert_4xx_or_close",
     "SEED_OBJECTS", "StoreGuard", "metric_value", "RawServer", "read_request_head",
 ]
 
@@ -365,3 +365,15 @@ def read_request_head(conn, limit=65536, timeout=5.0):
             break
         data += c
     return data
+
+
+def seeded_pair(factory, read_timeout_s):
+    """{'responder': StoreGuard, 'caller': StoreGuard}: both daemons started by factory with
+    REQUEST_READ_TIMEOUT_S=read_timeout_s, the caller pointed at the responder, both seeded."""
+    env = {"REQUEST_READ_TIMEOUT_S": read_timeout_s}
+    responder = factory.start("responder", env=env)
+    caller = factory.start("caller", env=dict(env, RESPONDER_URL=responder.url))
+    guards = {"responder": StoreGuard(responder), "caller": StoreGuard(caller)}
+    for g in guards.values():
+        g.seed()
+    return guards

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from hostile_util import HOST, StoreGuard, http_request, metric_value
+from hostile_util import HOST, http_request, metric_value, seeded_pair
 
 READ_TIMEOUT = 2
 EARLIEST = READ_TIMEOUT - 0.3     # a close before this is not the read deadline
@@ -19,13 +19,7 @@ LATEST = READ_TIMEOUT + 1.5       # the deadline watcher checks every 250 ms
 
 @pytest.fixture(scope="module")
 def slow_guards(module_daemons):
-    responder = module_daemons.start("responder", env={"REQUEST_READ_TIMEOUT_S": READ_TIMEOUT})
-    caller = module_daemons.start("caller", env={"REQUEST_READ_TIMEOUT_S": READ_TIMEOUT,
-                                                 "RESPONDER_URL": responder.url})
-    guards = {"responder": StoreGuard(responder), "caller": StoreGuard(caller)}
-    for g in guards.values():
-        g.seed()
-    return guards
+    return seeded_pair(module_daemons, READ_TIMEOUT)
 
 
 @pytest.fixture(params=["responder", "caller"])
