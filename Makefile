@@ -9,7 +9,7 @@
 #   make analysis   cppcheck + clang-tidy, valgrind leak check, ThreadSanitizer
 
 CC      ?= cc
-PKGS_COMMON := libmicrohttpd jansson
+PKGS_COMMON := libmicrohttpd jansson gnutls
 PKGS_CALLER := $(PKGS_COMMON) libcurl
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wstrict-prototypes -Wformat=2 -pthread -MMD -MP

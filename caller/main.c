@@ -6,6 +6,7 @@
 #include "../common/daemon.h"
 #include "../common/metrics.h"
 #include "../common/log.h"
+#include "../common/tls.h"
 #include "merge.h"
 #include "upstream.h"
 
@@ -87,10 +88,10 @@ stop_upstream(void *upstream)
 int
 main(int argc, char **argv)
 {
-	struct upstream_config ucfg;
+	struct upstream_config ucfg = {0};
 	struct upstream *upstream = NULL;
 	struct daemon d;
-	char url[URL_MAX];
+	char url[URL_MAX], err[TLS_ERROR_MAX];
 	int status;
 
 	if (daemon_init(&d, "caller", "Data stored successfully in Service A", argc, argv,
@@ -99,6 +100,15 @@ main(int argc, char **argv)
 	if (upstream_config_load(&ucfg, url, sizeof(url)) < 0) {
 		status = CONFIG_EXIT_STATUS;
 		goto out;
+	}
+	if (upstream_tls_load(&ucfg.tls, strncmp(url, "https:", 6) == 0, err, sizeof(err)) < 0) {
+		fprintf(stderr, "caller: %s\n", err);
+		status = CONFIG_EXIT_STATUS;
+		goto out;
+	}
+	if (ucfg.tls != NULL) {
+		d.reload = upstream_tls_reload;
+		d.reload_arg = ucfg.tls;
 	}
 	/* Before any thread starts: libcurl's global set-up is not thread-safe everywhere. */
 	if (curl_global_init(strncmp(url, "https:", 6) == 0 ? CURL_GLOBAL_DEFAULT
@@ -132,6 +142,7 @@ main(int argc, char **argv)
 cleanup_curl:
 	curl_global_cleanup();
 out:
+	upstream_tls_free(ucfg.tls);
 	daemon_destroy(&d);
 	return status;
 }

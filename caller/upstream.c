@@ -56,6 +56,7 @@ struct transfer {
 	unsigned int attempt;  /* 1 for the first */
 	long long started_ms;  /* when the call (its first attempt) started */
 	long long retry_at_ms; /* when a waiting transfer starts again */
+	unsigned int tls_seen; /* the TLS settings' generation the handle took */
 	char errbuf[CURL_ERROR_SIZE];
 	char served_by[SERVED_BY_MAX];
 };
@@ -152,6 +153,7 @@ transfer_get(struct upstream *u)
 	    curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)u->cfg.max_bytes) !=
 	        CURLE_OK ||
 	    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https") != CURLE_OK ||
+	    curl_easy_setopt(e, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2) != CURLE_OK ||
 	    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body) != CURLE_OK ||
 	    curl_easy_setopt(e, CURLOPT_WRITEDATA, t) != CURLE_OK ||
 	    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header) != CURLE_OK ||
@@ -208,7 +210,8 @@ attempt_start(struct upstream *u, struct transfer *t, long long now)
 
 	if (timeout < 1)
 		timeout = 1;
-	if (curl_easy_setopt(t->easy, CURLOPT_TIMEOUT_MS, timeout) != CURLE_OK ||
+	if (upstream_tls_apply(u->cfg.tls, t->easy, &t->tls_seen) != CURLE_OK ||
+	    curl_easy_setopt(t->easy, CURLOPT_TIMEOUT_MS, timeout) != CURLE_OK ||
 	    curl_easy_setopt(t->easy, CURLOPT_CONNECTTIMEOUT_MS,
 	                     timeout < u->cfg.connect_timeout_ms
 	                         ? timeout

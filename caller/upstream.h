@@ -10,6 +10,7 @@
 
 #include "../common/json_scan.h"
 #include "../common/trace.h"
+#include "upstream_tls.h"
 
 #define SERVED_BY_MAX 128
 
@@ -25,6 +26,7 @@ struct upstream_config {
 	unsigned int retry_budget_percent; /* RETRY_BUDGET_PERCENT */
 	unsigned int breaker_threshold;    /* BREAKER_THRESHOLD; 0 turns it off */
 	long long breaker_cooldown_ms;     /* BREAKER_COOLDOWN_MS */
+	struct upstream_tls *tls;          /* NULL without TLS settings; borrowed */
 };
 
 /* What one call gave. */

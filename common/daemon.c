@@ -11,6 +11,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "served_by.h"
+#include "tls.h"
 
 /* How long answers resumed at shutdown get to be sent. */
 #define RESUMED_FLUSH_MS 1000
@@ -18,42 +19,87 @@
 static void
 usage(const char *name)
 {
-	printf("usage: %s [--healthcheck]\n"
-	       "Serves the ECS Service Connect demo API on PORT (default 5000).\n"
-	       "Configuration comes from the environment; see README.md.\n"
-	       "  --healthcheck  probe http://127.0.0.1:$PORT/health, exit 0 when healthy\n",
-	       name);
+	printf(
+	    "usage: %s [--healthcheck]\n"
+	    "Serves the ECS Service Connect demo API on PORT (default 5000).\n"
+	    "Configuration comes from the environment; see README.md.\n"
+	    "  --healthcheck  probe http://127.0.0.1:$PORT/health (https:// with TLS_CERT_FILE),\n"
+	    "                 exit 0 when healthy\n",
+	    name);
 }
 
-/* The signals that stop a daemon, blocked in every thread so that only sigwait() sees them. */
+/*
+ * The signals that stop a daemon (SIGTERM, SIGINT) or reload its certificates
+ * (SIGHUP), blocked in every thread so that only sigwait() sees them.
+ */
 static void
-stop_signals_block(sigset_t *set)
+signals_block(sigset_t *set)
 {
 	sigemptyset(set);
 	sigaddset(set, SIGTERM);
 	sigaddset(set, SIGINT);
+	sigaddset(set, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, set, NULL);
 	signal(SIGPIPE, SIG_IGN);
+}
+
+static int
+config_error(const char *name, const char *err)
+{
+	fprintf(stderr, "%s: %s\n", name, err);
+	return CONFIG_EXIT_STATUS;
+}
+
+/* SIGHUP: reads every certificate and key again; on failure the old ones stay in use. */
+static void
+reload(struct daemon *d)
+{
+	char err[TLS_ERROR_MAX];
+	int ok = 1;
+
+	if (d->tls != NULL && tls_server_reload(d->tls, err, sizeof(err)) < 0) {
+		log_msg(LOG_ERROR, "TLS reload failed, still serving the old certificates: %s",
+		        err);
+		ok = 0;
+	}
+	if (ok && d->reload != NULL && d->reload(d->reload_arg, err, sizeof(err)) < 0) {
+		log_msg(LOG_ERROR, "TLS reload failed, still using the old certificates: %s", err);
+		ok = 0;
+	}
+	if (d->tls == NULL && d->reload == NULL) {
+		log_msg(LOG_INFO, "SIGHUP: no TLS settings to reload");
+		return;
+	}
+	if (ok)
+		log_msg(LOG_INFO, "reloaded TLS certificates");
+	tls_reload_count(ok);
 }
 
 int
 daemon_init(struct daemon *d, const char *name, const char *stored_message, int argc, char **argv,
             int *exit_status)
 {
-	sigset_t stop_signals;
+	char err[TLS_ERROR_MAX];
+	sigset_t signals;
 	long long port;
 
 	/* First of all, so that every thread started later inherits the mask. */
-	stop_signals_block(&stop_signals);
+	signals_block(&signals);
 
 	memset(d, 0, sizeof(*d));
 	d->name = name;
 	d->data.stored_message = stored_message;
 	log_init(name, LOG_INFO);
 	if (argc > 1 && strcmp(argv[1], "--healthcheck") == 0) {
-		*exit_status = config_integer("PORT", 5000, 1, 65535, &port) < 0
-		                   ? CONFIG_EXIT_STATUS
-		                   : healthcheck_run((unsigned int)port);
+		if (config_integer("PORT", 5000, 1, 65535, &port) < 0)
+			*exit_status = CONFIG_EXIT_STATUS;
+		else if (tls_server_load(&d->tls, err, sizeof(err)) < 0)
+			*exit_status = config_error(name, err);
+		else
+			*exit_status =
+			    healthcheck_run((unsigned int)port,
+			                    d->tls != NULL ? tls_server_credentials(d->tls) : NULL);
+		tls_server_free(d->tls);
 		return -1;
 	}
 	if (argc > 1) {
@@ -66,6 +112,10 @@ daemon_init(struct daemon *d, const char *name, const char *stored_message, int 
 		return -1;
 	}
 	log_init(name, d->config.log_level);
+	if (tls_server_load(&d->tls, err, sizeof(err)) < 0) {
+		*exit_status = config_error(name, err);
+		return -1;
+	}
 	if (store_init(&d->data.store, d->config.store_max_items, d->config.store_max_bytes) < 0) {
 		fprintf(stderr, "%s: STORE_MAX_BYTES=%zu cannot be reserved: %s\n", name,
 		        d->config.store_max_bytes, strerror(errno));
@@ -74,6 +124,7 @@ daemon_init(struct daemon *d, const char *name, const char *stored_message, int 
 	}
 	served_by_init();
 	data_metrics_register(&d->data);
+	tls_metrics_register();
 	return 0;
 }
 
@@ -82,26 +133,29 @@ daemon_serve(struct daemon *d, const struct http_route *routes, size_t route_cou
              void (*before_stop)(void *), void *arg)
 {
 	struct http_server *server;
-	sigset_t stop_signals;
+	sigset_t signals;
 	unsigned int left;
 	int sig = 0;
 
-	stop_signals_block(&stop_signals);
+	signals_block(&signals);
 
-	server = http_server_start(&d->config, routes, route_count);
+	server = http_server_start(&d->config, d->tls, routes, route_count);
 	if (server == NULL) {
 		if (before_stop != NULL)
 			before_stop(arg);
 		return 1;
 	}
-	log_msg(LOG_INFO, "listening on port %u with %u threads, serving as %s", d->config.port,
-	        d->config.threads, served_by());
+	log_msg(LOG_INFO, "listening on port %u (%s) with %u threads, serving as %s",
+	        d->config.port, d->tls != NULL ? "https" : "http", d->config.threads, served_by());
 	if (d->config.metrics_emf &&
 	    metrics_emf_start(d->config.metrics_emf_interval_s, d->config.metrics_emf_namespace,
 	                      d->name) < 0)
 		log_msg(LOG_ERROR, "cannot start the EMF thread; going on without EMF");
-	while (sigwait(&stop_signals, &sig) != 0)
-		;
+	while (sigwait(&signals, &sig) != 0 || sig == SIGHUP)
+		if (sig == SIGHUP) {
+			reload(d);
+			sig = 0;
+		}
 	log_msg(LOG_INFO, "signal %d: draining for up to %u ms", sig, d->config.drain_timeout_ms);
 	left = http_server_drain(server, d->config.drain_timeout_ms);
 	if (left > 0)
@@ -123,4 +177,5 @@ void
 daemon_destroy(struct daemon *d)
 {
 	store_destroy(&d->data.store);
+	tls_server_free(d->tls);
 }

@@ -12,6 +12,13 @@ struct daemon {
 	const char *name; /* "caller" or "responder"; borrowed */
 	struct server_config config;
 	struct data_service data;
+	struct tls_server *tls; /* NULL without TLS_CERT_FILE; owned */
+	/*
+	 * Set by the daemon's main before daemon_serve() when it has TLS settings
+	 * of its own to read again on SIGHUP: returns 0, or -1 with err filled.
+	 */
+	int (*reload)(void *arg, char *err, size_t errlen);
+	void *reload_arg;
 };
 
 /*
@@ -23,11 +30,10 @@ int daemon_init(struct daemon *d, const char *name, const char *stored_message, 
                 char **argv, int *exit_status);
 
 /*
- * Serves routes until SIGTERM or SIGINT, then stops accepting and lets
- * requests in flight finish within DRAIN_TIMEOUT_MS. before_stop, when not
- * NULL, runs after the drain and before the server closes its connections (the
- * caller uses it to end upstream calls still waiting); it runs even when the
- * server cannot start. Returns the exit status.
+ * Serves routes until SIGTERM or SIGINT, reloading certificates on SIGHUP, then stops accepting and
+ * lets requests in flight finish within DRAIN_TIMEOUT_MS. before_stop, when not NULL, runs after
+ * the drain and before the server closes its connections (the caller uses it to end upstream calls
+ * still waiting); it runs even when the server cannot start. Returns the exit status.
  */
 int daemon_serve(struct daemon *d, const struct http_route *routes, size_t route_count,
                  void (*before_stop)(void *), void *arg);

@@ -1,4 +1,4 @@
-/* A small blocking HTTP/1.0 client over one socket, with an overall deadline. */
+/* A small blocking HTTP/1.0 client over one socket, plain or TLS, with an overall deadline. */
 #include "http_get.h"
 
 #include <arpa/inet.h>
@@ -18,27 +18,101 @@
 #define HEALTHCHECK_TIMEOUT_MS 1500
 #define HEAD_MAX               8192
 
-/* Waits until fd is ready for events or the deadline (in clock_ms() time) passes; returns 1 when
- * ready. */
+/* One connection: a socket and, over TLS, its session. */
+struct link {
+	int fd;
+	gnutls_session_t tls; /* NULL for plain HTTP */
+	long long deadline;   /* in clock_ms() time */
+};
+
+/* Waits until fd is ready for events or the deadline passes; returns 1 when ready. */
 static int
-wait_for(int fd, short events, long long deadline)
+wait_for(const struct link *l, short events)
 {
-	struct pollfd p = {.fd = fd, .events = events};
-	long long left = deadline - clock_ms();
+	struct pollfd p = {.fd = l->fd, .events = events};
+	long long left = l->deadline - clock_ms();
 
 	return left > 0 && poll(&p, 1, (int)left) == 1;
 }
 
+/* Waits for what the TLS session is blocked on: reading or writing. */
+static int
+tls_wait(const struct link *l)
+{
+	return wait_for(l, gnutls_record_get_direction(l->tls) ? POLLOUT : POLLIN);
+}
+
+/* Starts TLS on the connected socket; the server is not verified (it is our own, on loopback). */
+static int
+tls_open(struct link *l, gnutls_certificate_credentials_t creds)
+{
+	int rc;
+
+	if (gnutls_init(&l->tls, GNUTLS_CLIENT | GNUTLS_NONBLOCK | GNUTLS_NO_SIGNAL) < 0) {
+		l->tls = NULL;
+		return -1;
+	}
+	if (gnutls_set_default_priority(l->tls) < 0 ||
+	    gnutls_credentials_set(l->tls, GNUTLS_CRD_CERTIFICATE, creds) < 0)
+		return -1;
+	gnutls_transport_set_int(l->tls, l->fd);
+	do
+		rc = gnutls_handshake(l->tls);
+	while (rc < 0 && !gnutls_error_is_fatal(rc) && tls_wait(l));
+	return rc < 0 ? -1 : 0;
+}
+
+static int
+send_all(const struct link *l, const char *data, size_t len)
+{
+	ssize_t n;
+
+	while (len > 0) {
+		if (l->tls != NULL)
+			n = gnutls_record_send(l->tls, data, len);
+		else
+			n = send(l->fd, data, len, MSG_NOSIGNAL);
+		if (n > 0) {
+			data += n;
+			len -= (size_t)n;
+		} else if (!(l->tls != NULL
+		                 ? (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED) && tls_wait(l)
+		                 : n < 0 && errno == EAGAIN && wait_for(l, POLLOUT))) {
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* Reads until the server closes (HTTP/1.0 without keep-alive), the deadline or the limit. */
+static void
+receive_all(const struct link *l, struct buffer *answer)
+{
+	char chunk[4096];
+	ssize_t n;
+
+	for (;;) {
+		if (l->tls != NULL) {
+			n = gnutls_record_recv(l->tls, chunk, sizeof(chunk));
+			if ((n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED) && tls_wait(l))
+				continue;
+		} else {
+			n = wait_for(l, POLLIN) ? recv(l->fd, chunk, sizeof(chunk), 0) : -1;
+		}
+		if (n <= 0 || buffer_append(answer, chunk, (size_t)n) != BUFFER_OK)
+			return;
+	}
+}
+
 int
-http_get(const char *ipv4, unsigned int port, const char *path, int timeout_ms, size_t max_bytes,
-         char **body)
+http_get(const char *ipv4, unsigned int port, const char *path, int timeout_ms,
+         gnutls_certificate_credentials_t tls, size_t max_bytes, char **body)
 {
 	struct sockaddr_in addr = {.sin_family = AF_INET};
-	long long deadline = clock_ms() + timeout_ms;
+	struct link l = {.fd = -1, .tls = NULL, .deadline = clock_ms() + timeout_ms};
 	struct buffer answer;
-	char request[1024], chunk[4096], *head_end, *text;
-	int fd = -1, status = -1, len;
-	ssize_t n;
+	char request[1024], *head_end, *text;
+	int status = -1, len;
 
 	buffer_init(&answer, max_bytes + HEAD_MAX);
 	len = snprintf(request, sizeof(request), "GET %s HTTP/1.0\r\nHost: %s\r\n\r\n", path, ipv4);
@@ -46,22 +120,15 @@ http_get(const char *ipv4, unsigned int port, const char *path, int timeout_ms, 
 	if (len <= 0 || (size_t)len >= sizeof(request) ||
 	    inet_pton(AF_INET, ipv4, &addr.sin_addr) != 1)
 		goto out;
-	fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0)
+	l.fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (l.fd < 0)
 		goto out;
-	if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 && errno != EINPROGRESS)
+	if (connect(l.fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 && errno != EINPROGRESS)
 		goto out;
-	if (!wait_for(fd, POLLOUT, deadline) ||
-	    send(fd, request, (size_t)len, MSG_NOSIGNAL) != (ssize_t)len)
+	if (!wait_for(&l, POLLOUT) || (tls != NULL && tls_open(&l, tls) < 0) ||
+	    send_all(&l, request, (size_t)len) < 0)
 		goto out;
-	/* HTTP/1.0 without keep-alive: the answer ends when the server closes. */
-	while (wait_for(fd, POLLIN, deadline)) {
-		n = recv(fd, chunk, sizeof(chunk), 0);
-		if (n <= 0)
-			break;
-		if (buffer_append(&answer, chunk, (size_t)n) != BUFFER_OK)
-			break;
-	}
+	receive_all(&l, &answer);
 	if (buffer_append(&answer, "", 1) != BUFFER_OK ||
 	    sscanf(answer.data, "HTTP/1.%*[01] %3d", &status) != 1)
 		goto out;
@@ -75,18 +142,22 @@ http_get(const char *ipv4, unsigned int port, const char *path, int timeout_ms, 
 		*body = text;
 	}
 out:
-	if (fd >= 0)
-		close(fd);
+	if (l.tls != NULL)
+		gnutls_deinit(l.tls);
+	if (l.fd >= 0)
+		close(l.fd);
 	buffer_free(&answer);
 	return status;
 }
 
 int
-healthcheck_run(unsigned int port)
+healthcheck_run(unsigned int port, gnutls_certificate_credentials_t tls)
 {
-	int status = http_get("127.0.0.1", port, "/health", HEALTHCHECK_TIMEOUT_MS, 1024, NULL);
+	int status =
+	    http_get("127.0.0.1", port, "/health", HEALTHCHECK_TIMEOUT_MS, tls, 1024, NULL);
 
-	fprintf(status == 200 ? stdout : stderr, "healthcheck: port %u %s (status %d)\n", port,
-	        status == 200 ? "healthy" : "unhealthy", status);
+	fprintf(status == 200 ? stdout : stderr, "healthcheck: %s://127.0.0.1:%u %s (status %d)\n",
+	        tls != NULL ? "https" : "http", port, status == 200 ? "healthy" : "unhealthy",
+	        status);
 	return status == 200 ? 0 : 1;
 }

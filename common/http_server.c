@@ -21,6 +21,7 @@
 #include "rate_limit.h"
 #include "read_deadline.h"
 #include "served_by.h"
+#include "tls_server.h"
 #include "trace.h"
 
 #define REQUEST_ID_MAX 64
@@ -39,6 +40,7 @@ struct http_server {
 	struct http_metrics *metrics; /* owned */
 	struct rate_limiter *limiter; /* NULL when RATE_LIMIT_RPS is unset; owned */
 	struct read_deadline *reader; /* REQUEST_READ_TIMEOUT_S; owned */
+	struct tls_server *tls;       /* NULL without TLS; borrowed */
 	MHD_socket listener;          /* quiesced listening socket, closed at stop */
 	int trust_forwarded_for;
 	double rate_limit_rps;
@@ -65,6 +67,12 @@ struct http_exchange {
 	char method[16];
 	char path[PATH_LOG_MAX];
 	char request_id[REQUEST_ID_MAX + 1];
+};
+
+/* What a connection holds from open to close. */
+struct connection_state {
+	struct read_clock *clock;      /* its read deadline */
+	struct tls_credentials *creds; /* the TLS credentials it took; NULL without TLS */
 };
 
 static void record_request(struct http_exchange *ex);
@@ -127,7 +135,8 @@ exchange_new(struct http_server *s, struct MHD_Connection *c, const char *url, c
 		snprintf(ex->request_id, sizeof(ex->request_id), "%016lx%08lx", s->id_prefix,
 		         atomic_fetch_add(&s->next_id, 1) & 0xffffffffUL);
 	info = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-	ex->clock = info != NULL ? info->socket_context : NULL;
+	if (info != NULL && info->socket_context != NULL)
+		ex->clock = ((struct connection_state *)info->socket_context)->clock;
 	trace_begin(&ex->trace, MHD_lookup_connection_value(c, MHD_HEADER_KIND, "traceparent"),
 	            MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Amzn-Trace-Id"));
 	atomic_fetch_add(&s->in_flight, 1);
@@ -574,22 +583,52 @@ on_completed(void *cls, struct MHD_Connection *connection, void **con_cls,
 	atomic_fetch_sub(&s->in_flight, 1);
 }
 
-/* Tracks each connection for the read deadline, from open to close. */
+static void
+connection_state_free(struct http_server *s, struct connection_state *state)
+{
+	if (state == NULL)
+		return;
+	read_deadline_closed(s->reader, state->clock);
+	tls_server_session_end(state->creds);
+	free(state);
+}
+
+/*
+ * Tracks each connection from open to close: its read deadline and, with TLS,
+ * the credentials its handshake uses. A connection that cannot be tracked is
+ * shut down at once rather than served without its deadline or its client
+ * verification.
+ */
 static void
 on_connection(void *cls, struct MHD_Connection *connection, void **socket_context,
               enum MHD_ConnectionNotificationCode code)
 {
 	struct http_server *s = cls;
-	const union MHD_ConnectionInfo *info;
+	struct connection_state *state = *socket_context;
+	const union MHD_ConnectionInfo *fd, *session;
 
-	if (code == MHD_CONNECTION_NOTIFY_STARTED) {
-		info = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CONNECTION_FD);
-		*socket_context =
-		    info != NULL ? read_deadline_opened(s->reader, info->connect_fd) : NULL;
-	} else {
-		read_deadline_closed(s->reader, *socket_context);
+	if (code != MHD_CONNECTION_NOTIFY_STARTED) {
+		connection_state_free(s, state);
 		*socket_context = NULL;
+		return;
 	}
+	fd = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CONNECTION_FD);
+	if (fd == NULL)
+		return;
+	state = calloc(1, sizeof(*state));
+	if (state != NULL && s->tls != NULL) {
+		session = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+		state->creds =
+		    session != NULL ? tls_server_session_start(s->tls, session->tls_session) : NULL;
+	}
+	if (state != NULL)
+		state->clock = read_deadline_opened(s->reader, fd->connect_fd);
+	if (state == NULL || state->clock == NULL || (s->tls != NULL && state->creds == NULL)) {
+		shutdown(fd->connect_fd, SHUT_RDWR);
+		connection_state_free(s, state);
+		state = NULL;
+	}
+	*socket_context = state;
 }
 
 static void
@@ -604,7 +643,22 @@ daemon_start(struct http_server *s, const struct server_config *cfg, unsigned in
 {
 	unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
 	                     MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | family_flag;
+	struct MHD_OptionItem tls[] = {
+	    {MHD_OPTION_HTTPS_MEM_CERT, 0, NULL},
+	    {MHD_OPTION_HTTPS_MEM_KEY, 0, NULL},
+	    {MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)TLS_SERVER_PRIORITIES},
+	    {MHD_OPTION_END, 0, NULL},
+	};
 
+	if (s->tls != NULL) {
+		/* libmicrohttpd needs a certificate to start; each connection then takes the
+		 * current one (tls_server_session_start), so reloads need no restart. */
+		flags |= MHD_USE_TLS;
+		tls[0].ptr_value = (void *)tls_server_cert_pem(s->tls);
+		tls[1].ptr_value = (void *)tls_server_key_pem(s->tls);
+	} else {
+		tls[0].option = MHD_OPTION_END;
+	}
 	/* The logger comes first so that libmicrohttpd reports even its option errors through it.
 	 */
 	return MHD_start_daemon(
@@ -614,18 +668,20 @@ daemon_start(struct http_server *s, const struct server_config *cfg, unsigned in
 	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)cfg->connection_timeout_s,
 	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_NOTIFY_CONNECTION,
 	    on_connection, s, MHD_OPTION_UNESCAPE_CALLBACK, unescape_path, NULL,
-	    MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int)1, MHD_OPTION_END);
+	    MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int)1, MHD_OPTION_ARRAY, tls,
+	    MHD_OPTION_END);
 }
 
 struct http_server *
-http_server_start(const struct server_config *cfg, const struct http_route *routes,
-                  size_t route_count)
+http_server_start(const struct server_config *cfg, struct tls_server *tls,
+                  const struct http_route *routes, size_t route_count)
 {
 	struct http_server *s = calloc(1, sizeof(*s));
 
 	if (s == NULL)
 		goto fail;
 	s->listener = MHD_INVALID_SOCKET;
+	s->tls = tls;
 	s->routes = routes;
 	s->route_count = route_count;
 	s->body_max_bytes = cfg->body_max_bytes;

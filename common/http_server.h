@@ -11,6 +11,7 @@
 #include <microhttpd.h>
 
 #include "config.h"
+#include "tls_server.h"
 #include "trace.h"
 
 struct http_server;
@@ -32,10 +33,11 @@ struct http_route {
 };
 
 /*
- * Starts serving routes (borrowed: they must outlive the server) on cfg->port.
+ * Starts serving routes (borrowed: they must outlive the server) on cfg->port,
+ * over TLS when tls is not NULL (borrowed: it must outlive the server).
  * Returns NULL after logging why it failed.
  */
-struct http_server *http_server_start(const struct server_config *cfg,
+struct http_server *http_server_start(const struct server_config *cfg, struct tls_server *tls,
                                       const struct http_route *routes, size_t route_count);
 
 /*

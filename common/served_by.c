@@ -55,7 +55,7 @@ task_id_from_metadata(const char *base)
 		        base);
 		return -1;
 	}
-	if (http_get(host, port, path, METADATA_TIMEOUT, METADATA_MAX, &body) != 200) {
+	if (http_get(host, port, path, METADATA_TIMEOUT, NULL, METADATA_MAX, &body) != 200) {
 		log_msg(LOG_WARN, "task metadata at %s did not answer 200", base);
 		goto out;
 	}

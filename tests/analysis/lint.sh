@@ -18,7 +18,7 @@ sources=()
 for d in "${dirs[@]}"; do
 	for f in "$d"/*.c; do sources+=("$f"); done
 done
-read -r -a cflags <<<"-std=c11 -D_GNU_SOURCE -pthread $(pkg-config --cflags libmicrohttpd jansson libcurl)"
+read -r -a cflags <<<"-std=c11 -D_GNU_SOURCE -pthread $(pkg-config --cflags libmicrohttpd jansson gnutls libcurl)"
 tmp=$(mktemp -d /tmp/lint.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 passed=0

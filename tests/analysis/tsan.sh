@@ -20,9 +20,9 @@ scripts/install-deps.sh clang make pkg-config libjansson-dev libmicrohttpd-dev \
 
 # --- build ------------------------------------------------------------------------------------
 read -r -a cflags <<<"-g -O1 -fno-omit-frame-pointer -fsanitize=thread -std=c11 -D_GNU_SOURCE \
--Wall -Wextra -pthread $(pkg-config --cflags libmicrohttpd jansson libcurl)"
-read -r -a libs_common <<<"$(pkg-config --libs libmicrohttpd jansson) -pthread"
-read -r -a libs_caller <<<"$(pkg-config --libs libmicrohttpd jansson libcurl) -pthread"
+-Wall -Wextra -pthread $(pkg-config --cflags libmicrohttpd jansson gnutls libcurl)"
+read -r -a libs_common <<<"$(pkg-config --libs libmicrohttpd jansson gnutls) -pthread"
+read -r -a libs_caller <<<"$(pkg-config --libs libmicrohttpd jansson gnutls libcurl) -pthread"
 rm -rf "${out:?}/obj" "${out:?}/bin" "${out:?}/reports"
 mkdir -p "$out/bin" "$out/reports"
 build() {

@@ -3,6 +3,8 @@
 The daemons are started from BIN_DIR (env, default <repo>/bin) on free
 loopback ports, with a minimal environment, and stopped by PID at teardown.
 All traffic goes to 127.0.0.1 only; every network call has a timeout.
+Requests go over HTTPS when given tls=<ssl.SSLContext> (a daemon started with
+TLS settings is given one too, for its readiness wait).
 """
 
 import http.client
@@ -95,18 +97,27 @@ class Response:
         return f"<Response {self.status} {self.header_list} {self.body[:200]!r}>"
 
 
+def http_connection(port, timeout=REQUEST_TIMEOUT_S, tls=None):
+    """An (unconnected) HTTPConnection to 127.0.0.1:port, or HTTPSConnection with tls
+    (an ssl.SSLContext; the host name it checks is "127.0.0.1")."""
+    if tls is not None:
+        return http.client.HTTPSConnection(HOST, port, timeout=timeout, context=tls)
+    return http.client.HTTPConnection(HOST, port, timeout=timeout)
+
+
 def http_request(port, method, path, body=None, headers=None, timeout=REQUEST_TIMEOUT_S,
-                 conn=None):
+                 conn=None, tls=None):
     """One HTTP request to 127.0.0.1:port; returns Response.
 
     http.client adds Host, Accept-Encoding and (for a body) Content-Length,
-    never a Content-Type. Pass conn to reuse a keep-alive connection.
+    never a Content-Type. Pass conn to reuse a keep-alive connection, tls (an
+    ssl.SSLContext) to use HTTPS on a new one.
     """
     if isinstance(body, str):
         body = body.encode("utf-8")
     own = conn is None
     if own:
-        conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
+        conn = http_connection(port, timeout=timeout, tls=tls)
     t0 = time.perf_counter()
     try:
         conn.request(method, path, body=body, headers=headers or {})
@@ -120,7 +131,7 @@ def http_request(port, method, path, body=None, headers=None, timeout=REQUEST_TI
 
 
 def post_json(port, obj_or_bytes, path="/data", content_type="application/json",
-              headers=None, timeout=REQUEST_TIMEOUT_S):
+              headers=None, timeout=REQUEST_TIMEOUT_S, tls=None):
     if isinstance(obj_or_bytes, (bytes, str)):
         body = obj_or_bytes
     else:
@@ -128,7 +139,7 @@ def post_json(port, obj_or_bytes, path="/data", content_type="application/json",
     h = dict(headers or {})
     if content_type is not None:
         h["Content-Type"] = content_type
-    return http_request(port, "POST", path, body=body, headers=h, timeout=timeout)
+    return http_request(port, "POST", path, body=body, headers=h, timeout=timeout, tls=tls)
 
 
 def media_type(content_type):
@@ -234,10 +245,11 @@ def wait_until(pred, timeout, interval=0.02):
 # --------------------------------------------------------------------------
 
 class Daemon:
-    def __init__(self, name, port, env, logdir):
+    def __init__(self, name, port, env, logdir, tls=None):
         self.name = name
         self.port = port
         self.env = env
+        self.tls = tls          # ssl.SSLContext of the readiness wait when serving HTTPS
         self.logdir = Path(logdir)
         self.proc = None
         self.stopped_by_teardown = False
@@ -246,7 +258,8 @@ class Daemon:
 
     @property
     def url(self):
-        return f"http://{HOST}:{self.port}"
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://{HOST}:{self.port}"
 
     @property
     def pid(self):
@@ -266,20 +279,25 @@ class Daemon:
         return self
 
     def wait_ready(self, timeout=READY_TIMEOUT_S):
-        """Poll GET /health until 200; returns True, or False if the process died."""
+        """Poll GET /health until 200 (over HTTPS with self.tls); returns True, or False
+        if the process died."""
         deadline = time.monotonic() + timeout
+        last = None
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 return False
             try:
-                r = http_request(self.port, "GET", "/health", timeout=0.5)
+                r = http_request(self.port, "GET", "/health", timeout=0.5, tls=self.tls)
                 if r.status == 200:
                     return True
-            except (OSError, http.client.HTTPException):
-                pass
+                last = r
+            except (OSError, http.client.HTTPException) as e:
+                last = e
             time.sleep(0.02)
+        scheme = "HTTPS" if self.tls is not None else "HTTP"
         raise AssertionError(f"{self.name} on port {self.port} did not answer GET /health "
-                             f"with 200 within {timeout} s; stderr: {self.stderr()!r}")
+                             f"over {scheme} with 200 within {timeout} s (last: {last!r}); "
+                             f"stderr: {self.stderr()!r}")
 
     def running(self):
         return self.proc is not None and self.proc.poll() is None
@@ -351,14 +369,17 @@ class DaemonFactory:
         self.logdir = logdir
         self.daemons = []
 
-    def start(self, name, env=None, port=None, wait=True):
-        """Start bin/<name> with PORT and extra env; wait for /health unless wait=False."""
+    def start(self, name, env=None, port=None, wait=True, tls=None):
+        """Start bin/<name> with PORT and extra env; wait for /health unless wait=False.
+
+        tls: an ssl.SSLContext for a daemon started with TLS settings; the readiness
+        wait then speaks HTTPS with it, and the daemon's url is https://."""
         attempts = 1 if port is not None else 3
         last = None
         for _ in range(attempts):
             p = port if port is not None else free_port()
             e = base_env(PORT=p, **(env or {}))
-            d = Daemon(name, p, e, self.logdir).start()
+            d = Daemon(name, p, e, self.logdir, tls=tls).start()
             self.daemons.append(d)
             if not wait:
                 return d
