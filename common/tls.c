@@ -108,7 +108,8 @@ tls_pem_read(const char *setting, struct tls_pem *pem, char *err, size_t errlen)
 			snprintf(err, errlen, "%s=%s cannot be read: %s", setting, path,
 			         strerror(errno));
 		else
-			snprintf(err, errlen, "%s is larger than 1 MiB", text != NULL ? twin : setting);
+			snprintf(err, errlen, "%s is larger than 1 MiB",
+			         text != NULL ? twin : setting);
 		buffer_free(&b);
 		return -1;
 	}
