@@ -20,6 +20,10 @@ Usage: deploy/deploy.sh [options]
   --emf                  daemons also write CloudWatch Embedded Metric Format lines (METRICS_EMF=1)
   --fault-error-rate R   share (0 to 1) of the responder's GET /data answered 503, for the
                          failure walkthrough (default: $SCD_FAULT_ERROR_RATE or 0)
+  --mtls                 mutual TLS between the daemons and to you, certificates from Secrets
+                         Manager (default: $MTLS, 0 or 1; docs/deploy-aws.md#mutual-tls)
+  --mtls-dir DIR         where the certificates are kept, made by scripts/gen-certs.sh when
+                         missing (default: $SCD_MTLS_DIR, else ~/.scdemo/PREFIX/mtls)
   --no-smoke-test        do not run the curl flow after deploying
   --dry-run              print every AWS and Docker call that would be made, make none
   -h, --help             this text
@@ -33,6 +37,8 @@ TLS_KMS_KEY=${SCD_TLS_KMS_KEY:-}
 SMOKE_TEST=1
 METRICS_EMF=0
 FAULT_ERROR_RATE=${SCD_FAULT_ERROR_RATE:-0}
+MTLS=${MTLS:-0}
+MTLS_DIR=${SCD_MTLS_DIR:-}
 REGION=${AWS_REGION:-${AWS_DEFAULT_REGION:-}}
 PREFIX=${SCD_PREFIX:-scdemo}
 IAM_PROPAGATION_SECONDS=${SCD_IAM_PROPAGATION_SECONDS:-10}
@@ -50,6 +56,8 @@ while [[ $# -gt 0 ]]; do
 	--no-smoke-test) SMOKE_TEST=0; shift ;;
 	--emf) METRICS_EMF=1; shift ;;
 	--fault-error-rate) need_value "$@"; FAULT_ERROR_RATE=$2; shift 2 ;;
+	--mtls) MTLS=1; shift ;;
+	--mtls-dir) need_value "$@"; MTLS_DIR=$2; shift 2 ;;
 	--dry-run) DRY_RUN=1; shift ;;
 	-h | --help) usage; exit 0 ;;
 	*) usage >&2; die "unknown argument: $1" ;;
@@ -76,6 +84,11 @@ preflight() {
 	fi
 	if [[ -n $TLS_KMS_KEY && -z $TLS_PCA_ARN ]]; then
 		die "--tls-kms-key only makes sense with --tls"
+	fi
+	[[ $MTLS =~ ^[01]$ ]] || die "MTLS=$MTLS: expected 0 or 1"
+	if ((MTLS)); then
+		MTLS_DIR=${MTLS_DIR:-${HOME:?}/.scdemo/$PREFIX/mtls}
+		[[ -f $SCD_ROOT/scripts/gen-certs.sh ]] || die "$SCD_ROOT/scripts/gen-certs.sh not found: MTLS=1 makes its certificates with it"
 	fi
 	local f
 	for f in Dockerfile.caller Dockerfile.responder; do
@@ -234,6 +247,142 @@ ensure_role() {
 	aws_write iam tag-role --role-name "$name" --tags "Key=SpecSha256,Value=$hash"
 }
 
+# ---------------------------------------------------------------- mutual TLS (MTLS=1)
+
+# Which PEM file of MTLS_DIR goes under which JSON key of each service's secret. The keys are
+# the daemons' *_PEM settings, which the -mtls task definitions' "secrets" fill from them.
+MTLS_KEYS_RESPONDER="TLS_CERT_PEM=responder.pem TLS_KEY_PEM=responder-key.pem TLS_CLIENT_CA_PEM=ca.pem"
+MTLS_KEYS_CALLER="TLS_CERT_PEM=caller.pem TLS_KEY_PEM=caller-key.pem TLS_CLIENT_CA_PEM=ca.pem RESPONDER_CA_PEM=ca.pem CLIENT_CERT_PEM=caller.pem CLIENT_KEY_PEM=caller-key.pem"
+# What deploy needs from scripts/gen-certs.sh: the above, and the operator's client pair for curl.
+MTLS_FILES="ca.pem responder.pem responder-key.pem caller.pem caller-key.pem client.pem client-key.pem"
+POLICY_CHANGED=0
+CALLER_SECRET_ARN=""
+RESPONDER_SECRET_ARN=""
+MTLS_CERTS_SHA256=""
+
+# ensure_certs: the certificates in MTLS_DIR, made by scripts/gen-certs.sh when any is missing
+# (existing ones are reused, so a second deploy changes nothing). Sets MTLS_CERTS_SHA256, the
+# sha256 of the certificates (public) and the key layout: kept as a tag on the secrets and on
+# the task definitions, so new certificates mean new secret values and new task definition
+# revisions, i.e. a rolling deployment that starts tasks with the new environment.
+ensure_certs() {
+	local f missing=""
+	for f in $MTLS_FILES; do
+		[[ -s $MTLS_DIR/$f ]] || missing="$missing $f"
+	done
+	if ((DRY_RUN)); then
+		[[ -z $missing ]] || log "dry run: would run scripts/gen-certs.sh $MTLS_DIR (missing:$missing)"
+		MTLS_CERTS_SHA256="<sha256-of-the-certificates>"
+		return 0
+	fi
+	if [[ -n $missing ]]; then
+		log "making certificates in $MTLS_DIR with scripts/gen-certs.sh (missing:$missing)"
+		sh "$SCD_ROOT/scripts/gen-certs.sh" "$MTLS_DIR" || die "scripts/gen-certs.sh $MTLS_DIR failed"
+	else
+		log "using the certificates in $MTLS_DIR"
+	fi
+	for f in $MTLS_FILES; do
+		[[ -s $MTLS_DIR/$f ]] || die "$MTLS_DIR/$f is missing after scripts/gen-certs.sh"
+		# PEM text is base64 lines and "-----BEGIN ...-----" lines: nothing to escape in JSON.
+		if LC_ALL=C grep -q '[^A-Za-z0-9+/= -]' "$MTLS_DIR/$f"; then
+			die "$MTLS_DIR/$f has characters a PEM file does not (CR line ends?)"
+		fi
+	done
+	MTLS_CERTS_SHA256=$({ printf '%s\n' "$MTLS_KEYS_RESPONDER" "$MTLS_KEYS_CALLER"; cat "$MTLS_DIR/ca.pem" \
+		"$MTLS_DIR/responder.pem" "$MTLS_DIR/caller.pem"; } | sha256_file -)
+}
+
+# secret_document KEYS OUT: {"TLS_CERT_PEM": "-----BEGIN ...\n", ...}, readable by this user only.
+# A dry run writes placeholders instead of PEM text (its work directory is kept).
+secret_document() {
+	local keys=$1 out=$2 kv sep="" value
+	(
+		umask 077
+		printf '{' >"$out"
+		for kv in $keys; do
+			if ((DRY_RUN)); then
+				value="<contents of ${kv#*=}>"
+			else
+				value=$(awk '{ printf "%s\\n", $0 }' "$MTLS_DIR/${kv#*=}")
+			fi
+			printf '%s"%s": "%s"' "$sep" "${kv%%=*}" "$value" >>"$out"
+			sep=", "
+		done
+		printf '}\n' >>"$out"
+	)
+}
+
+# ensure_secret NAME KEYS: create the secret, or give it a new value when the certificates
+# changed. Sets SECRET_ARN (the full ARN, with Secrets Manager's random suffix). The value
+# reaches the CLI as file://, never on a command line.
+ensure_secret() {
+	local name=$1 keys=$2 doc="$WORK_DIR/secret-${1//\//-}.json" errfile="$WORK_DIR/secret-stderr" found arn current deleted i
+	secret_document "$keys" "$doc"
+	for ((i = 0; i < 24; i++)); do
+		if found=$(aws_lookup 'ResourceNotFoundException' secretsmanager describe-secret --secret-id "$name" \
+			--query "[ARN, Tags[?Key=='SpecSha256'].Value | [0], DeletedDate]" --output text); then
+			IFS=$'\t' read -r arn current deleted <<<"$found"
+			if [[ $deleted != None ]]; then
+				log "secret $name is being deleted; waiting (aws secretsmanager restore-secret --secret-id $name would keep it)"
+				sleep "$POLL_SECONDS"
+				continue
+			fi
+			SECRET_ARN=$arn
+			if [[ $current == "$MTLS_CERTS_SHA256" ]]; then
+				log "secret $name is up to date"
+			else
+				aws_write secretsmanager put-secret-value --secret-id "$arn" --secret-string "file://$doc" \
+					--query VersionId --output text >/dev/null
+				aws_write secretsmanager tag-resource --secret-id "$arn" --tags "Key=SpecSha256,Value=$MTLS_CERTS_SHA256"
+			fi
+			((DRY_RUN)) || rm -f "$doc"
+			return 0
+		fi
+		if SECRET_ARN=$(aws_write secretsmanager create-secret --name "$name" \
+			--description "ECS Service Connect demo ($PREFIX): mutual TLS certificates and key" \
+			--secret-string "file://$doc" --tags "Key=Project,Value=$PREFIX" "Key=SpecSha256,Value=$MTLS_CERTS_SHA256" \
+			--query ARN --output text 2>"$errfile"); then
+			cat "$errfile" >&2
+			((DRY_RUN)) && SECRET_ARN="arn:aws:secretsmanager:$REGION:$ACCOUNT_ID:secret:$name-<random>"
+			((DRY_RUN)) || rm -f "$doc"
+			return 0
+		fi
+		# Right after a teardown the old secret may still be going away in the background.
+		grep -Eq 'InvalidRequestException|ResourceExistsException' "$errfile" || {
+			cat "$errfile" >&2
+			die "create-secret $name failed"
+		}
+		log "cannot create $name yet ($(grep -v '^==>' "$errfile" | tr '\n' ' ')); retrying in ${POLL_SECONDS}s"
+		sleep "$POLL_SECONDS"
+	done
+	die "secret $name could not be created: a secret of that name is still being deleted; retry in a few minutes"
+}
+
+# ensure_mtls_policy: the execution role's inline policy allows secretsmanager:GetSecretValue on
+# exactly the two secrets' full ARNs. Written when missing or when the ARNs changed.
+ensure_mtls_policy() {
+	local doc="$WORK_DIR/$POLICY_MTLS.json" current want
+	render "$SCD_DEPLOY_DIR/iam/mtls-secrets-policy.json" "$doc" \
+		"CALLER_SECRET_ARN=$CALLER_SECRET_ARN" "RESPONDER_SECRET_ARN=$RESPONDER_SECRET_ARN"
+	want="secretsmanager:GetSecretValue"$'\t'"$CALLER_SECRET_ARN,$RESPONDER_SECRET_ARN"
+	if current=$(aws_lookup 'NoSuchEntity' iam get-role-policy --role-name "$ROLE_EXECUTION" --policy-name "$POLICY_MTLS" \
+		--query "PolicyDocument.Statement[0].[Action, join(',', to_array(Resource))]" --output text) && [[ $current == "$want" ]]; then
+		log "inline policy $POLICY_MTLS of $ROLE_EXECUTION is up to date"
+		return 0
+	fi
+	aws_write iam put-role-policy --role-name "$ROLE_EXECUTION" --policy-name "$POLICY_MTLS" --policy-document "file://$doc"
+	POLICY_CHANGED=1
+}
+
+ensure_mtls() {
+	ensure_certs
+	ensure_secret "$SECRET_RESPONDER" "$MTLS_KEYS_RESPONDER"
+	RESPONDER_SECRET_ARN=$SECRET_ARN
+	ensure_secret "$SECRET_CALLER" "$MTLS_KEYS_CALLER"
+	CALLER_SECRET_ARN=$SECRET_ARN
+	ensure_mtls_policy
+}
+
 # ---------------------------------------------------------------- Cloud Map and cluster
 
 ensure_namespace() {
@@ -338,13 +487,16 @@ ensure_network() {
 # revision only when the rendered definition differs from the latest active one.
 register_task_definition() {
 	local svc=$1 image=$2 log_group=$3 family="$PREFIX-$1" out="$WORK_DIR/taskdef-$1.json" upper hash found current
+	local template="$SCD_ROOT/task-definitions/$svc.json"
+	((MTLS)) && template="$SCD_ROOT/task-definitions/$svc-mtls.json"
 	upper=$(printf '%s' "$svc" | tr '[:lower:]' '[:upper:]')
 	local vars=("PREFIX=$PREFIX" "REGION=$REGION" "TASK_ROLE_ARN=$TASK_ROLE_ARN"
 		"EXECUTION_ROLE_ARN=$EXECUTION_ROLE_ARN" "${upper}_IMAGE=$image" "${upper}_LOG_GROUP=$log_group"
-		"METRICS_EMF=$METRICS_EMF" "FAULT_ERROR_RATE=$FAULT_ERROR_RATE")
-	render "$SCD_ROOT/task-definitions/$svc.json" "$out" "${vars[@]}" "SPEC_SHA256=0"
+		"METRICS_EMF=$METRICS_EMF" "FAULT_ERROR_RATE=$FAULT_ERROR_RATE" "CALLER_SECRET_ARN=$CALLER_SECRET_ARN"
+		"RESPONDER_SECRET_ARN=$RESPONDER_SECRET_ARN" "MTLS_CERTS_SHA256=$MTLS_CERTS_SHA256")
+	render "$template" "$out" "${vars[@]}" "SPEC_SHA256=0"
 	hash=$(sha256_file "$out")
-	render "$SCD_ROOT/task-definitions/$svc.json" "$out" "${vars[@]}" "SPEC_SHA256=$hash"
+	render "$template" "$out" "${vars[@]}" "SPEC_SHA256=$hash"
 	if found=$(aws_lookup 'ClientException|Unable to describe task definition' ecs describe-task-definition \
 		--task-definition "$family" --include TAGS \
 		--query "[taskDefinition.taskDefinitionArn, tags[?key=='SpecSha256'].value | [0]]" --output text); then
@@ -399,25 +551,46 @@ insert_tls() {
 	mv "$file.tls" "$file"
 }
 
+# app_protocol_changes TASK_DEFINITION_ARN: true when the responder's port mapping would change
+# appProtocol (http without mTLS, none, i.e. TCP, with it). A Service Connect service cannot
+# take that in an update: it has to be deleted and created again.
+app_protocol_changes() {
+	local current want=http
+	((MTLS)) && want=None
+	current=$(aws_read ecs describe-task-definition --task-definition "$1" \
+		--query 'taskDefinition.containerDefinitions[0].portMappings[0].appProtocol' --output text)
+	[[ $current != "$want" ]]
+}
+
 # deploy_service SVC TASK_DEFINITION_ARN: create or update; sets SERVICE_CHANGED. Waits for
 # the service to be stable.
 deploy_service() {
 	local svc=$1 td=$2 name="$PREFIX-$1" out="$WORK_DIR/service-$1.json" upd="$WORK_DIR/service-$1-update.json"
-	local hash found status arn current
+	local hash found status arn current current_td template="$SCD_DEPLOY_DIR/services/$1.json"
+	[[ $MTLS -eq 1 && -f $SCD_DEPLOY_DIR/services/$svc-mtls.json ]] && template="$SCD_DEPLOY_DIR/services/$svc-mtls.json"
 	local vars=("PREFIX=$PREFIX" "REGION=$REGION" "CLUSTER=$CLUSTER" "NAMESPACE_ARN=$NAMESPACE_ARN"
 		"@SUBNETS=$SUBNETS" "SECURITY_GROUP_ID=$SG_ID" "PROXY_LOG_GROUP=$LOG_GROUP_PROXY"
 		"CALLER_TASK_DEFINITION=$td" "RESPONDER_TASK_DEFINITION=$td")
-	render "$SCD_DEPLOY_DIR/services/$svc.json" "$out" "${vars[@]}" "SPEC_SHA256=0"
+	render "$template" "$out" "${vars[@]}" "SPEC_SHA256=0"
 	[[ $svc == responder && -n $TLS_PCA_ARN ]] && insert_tls "$out"
 	hash=$(sha256_file "$out")
-	render "$SCD_DEPLOY_DIR/services/$svc.json" "$out" "${vars[@]}" "SPEC_SHA256=$hash"
+	render "$template" "$out" "${vars[@]}" "SPEC_SHA256=$hash"
 	[[ $svc == responder && -n $TLS_PCA_ARN ]] && insert_tls "$out"
 	SERVICE_CHANGED=0
 
 	found=$(aws_read ecs describe-services --cluster "$CLUSTER" --services "$name" \
-		--query "services[?status!='INACTIVE'] | [0].[status, serviceArn]" --output text)
+		--query "services[?status!='INACTIVE'] | [0].[status, serviceArn, taskDefinition]" --output text)
 	status=$(printf '%s\n' "$found" | awk -F '\t' '{print $1}')
 	arn=$(printf '%s\n' "$found" | awk -F '\t' '{print $2}')
+	current_td=$(printf '%s\n' "$found" | awk -F '\t' '{print $3}')
+	if [[ $status == ACTIVE && $svc == responder ]] && app_protocol_changes "$current_td"; then
+		log "mTLS switched $( ((MTLS)) && echo on || echo off): the responder's appProtocol changes, so $name is deleted and created again"
+		aws_write ecs delete-service --cluster "$CLUSTER" --service "$name" --force \
+			--query service.serviceArn --output text >/dev/null
+		aws_read ecs wait services-inactive --cluster "$CLUSTER" --services "$name" >/dev/null ||
+			die "$name did not become inactive; run deploy again in a few minutes"
+		status=RECREATE
+	fi
 	case $status in
 	ACTIVE)
 		current=$(aws_read ecs list-tags-for-resource --resource-arn "$arn" \
@@ -472,25 +645,36 @@ public_ip() {
 	printf '%s\n' "$ip"
 }
 
+# smoke_test CALLER_IP RESPONDER_IP: the original demo's curl flow. With MTLS=1 it is https with
+# the dev CA and the operator's client certificate, and --resolve, because the certificates
+# name "caller" and "responder", not the tasks' addresses.
 smoke_test() {
 	local caller=$1 responder=$2 answer i
-	local post=(curl -fsS --max-time 10 -X POST -H "Content-Type: application/json" -d '{"key": "value"}')
+	local c=(curl -fsS --max-time 10) r=(curl -fsS --max-time 10) c_url="http://$caller:5000" r_url="http://$responder:5000"
+	local post=(-X POST -H "Content-Type: application/json" -d '{"key": "value"}')
+	if ((MTLS)); then
+		local tls=(--cacert "$MTLS_DIR/ca.pem" --cert "$MTLS_DIR/client.pem" --key "$MTLS_DIR/client-key.pem")
+		c+=("${tls[@]}" --resolve "caller:5000:$caller")
+		r+=("${tls[@]}" --resolve "responder:5000:$responder")
+		c_url=https://caller:5000
+		r_url=https://responder:5000
+	fi
 	if ((DRY_RUN)); then
-		printf 'DRY-RUN (curl): %s\n' "$(show_cmd "${post[@]}" "http://$caller:5000/data")" >&3
-		printf 'DRY-RUN (curl): %s\n' "$(show_cmd "${post[@]}" "http://$responder:5000/data")" >&3
-		printf 'DRY-RUN (curl): %s\n' "$(show_cmd curl -fsS "http://$responder:5000/data")" >&3
-		printf 'DRY-RUN (curl): %s\n' "$(show_cmd curl -fsS "http://$caller:5000/")" >&3
+		printf 'DRY-RUN (curl): %s\n' "$(show_cmd "${c[@]}" "${post[@]}" "$c_url/data")" >&3
+		printf 'DRY-RUN (curl): %s\n' "$(show_cmd "${r[@]}" "${post[@]}" "$r_url/data")" >&3
+		printf 'DRY-RUN (curl): %s\n' "$(show_cmd "${r[@]}" "$r_url/data")" >&3
+		printf 'DRY-RUN (curl): %s\n' "$(show_cmd "${c[@]}" "$c_url/")" >&3
 		return 0
 	fi
-	log "smoke test: the original demo's curl flow"
-	"${post[@]}" "http://$caller:5000/data" || die "POST to the caller failed"
+	log "smoke test: the original demo's curl flow$( ((MTLS)) && printf ', over mutual TLS')"
+	"${c[@]}" "${post[@]}" "$c_url/data" || die "POST to the caller failed"
 	echo
-	"${post[@]}" "http://$responder:5000/data" || die "POST to the responder failed"
+	"${r[@]}" "${post[@]}" "$r_url/data" || die "POST to the responder failed"
 	echo
-	curl -fsS --max-time 10 "http://$responder:5000/data" || die "GET /data on the responder failed"
+	"${r[@]}" "$r_url/data" || die "GET /data on the responder failed"
 	echo
 	for ((i = 0; i < 10; i++)); do
-		answer=$(curl -fsS --max-time 10 "http://$caller:5000/" || true)
+		answer=$("${c[@]}" "$c_url/" || true)
 		if printf '%s' "$answer" | grep -Eq '"responder_service_data":[[:space:]]*\['; then
 			printf '%s\n' "$answer"
 			log "smoke test passed: the caller reached the responder through Service Connect"
@@ -528,8 +712,9 @@ main() {
 		ensure_role "$ROLE_TLS" "$SCD_DEPLOY_DIR/iam/ecs-infrastructure-trust.json" "managed:$TLS_MANAGED_POLICY_ARN"
 		TLS_ROLE_ARN=$ROLE_ARN
 	fi
-	if ((ROLES_CREATED && !DRY_RUN)); then
-		log "waiting ${IAM_PROPAGATION_SECONDS}s for the new IAM roles to propagate"
+	((MTLS)) && ensure_mtls
+	if (((ROLES_CREATED || POLICY_CHANGED) && !DRY_RUN)); then
+		log "waiting ${IAM_PROPAGATION_SECONDS}s for the new IAM roles and policies to propagate"
 		sleep "$IAM_PROPAGATION_SECONDS"
 	fi
 
@@ -556,7 +741,14 @@ main() {
 	local caller_ip responder_ip
 	responder_ip=$(public_ip "$SERVICE_RESPONDER")
 	caller_ip=$(public_ip "$SERVICE_CALLER")
-	printf 'caller    http://%s:5000\nresponder http://%s:5000\n' "$caller_ip" "$responder_ip"
+	if ((MTLS)); then
+		printf 'caller    https://caller:5000     at %s\nresponder https://responder:5000  at %s\n' "$caller_ip" "$responder_ip"
+		printf 'try:      curl --cacert %s --cert %s --key %s --resolve caller:5000:%s https://caller:5000/\n' \
+			"$(printf '%q' "$MTLS_DIR/ca.pem")" "$(printf '%q' "$MTLS_DIR/client.pem")" \
+			"$(printf '%q' "$MTLS_DIR/client-key.pem")" "$caller_ip"
+	else
+		printf 'caller    http://%s:5000\nresponder http://%s:5000\n' "$caller_ip" "$responder_ip"
+	fi
 	if ((SMOKE_TEST)); then
 		smoke_test "$caller_ip" "$responder_ip"
 	fi

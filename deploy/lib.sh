@@ -204,6 +204,12 @@ set_names() {
 	FAMILY_CALLER="$PREFIX-caller"
 	FAMILY_RESPONDER="$PREFIX-responder"
 	TLS_MANAGED_POLICY_ARN="arn:aws:iam::aws:policy/service-role/AmazonECSInfrastructureRolePolicyForServiceConnectTransportLayerSecurity"
+	# Mutual TLS (MTLS=1): one Secrets Manager secret per service, read by the execution role
+	# through one inline policy. No name ends in "-" and six characters, which Secrets Manager
+	# would take for the random suffix of a full ARN.
+	SECRET_CALLER="$PREFIX/mtls/caller"
+	SECRET_RESPONDER="$PREFIX/mtls/responder"
+	POLICY_MTLS="$PREFIX-mtls-secrets"
 }
 
 # wait_cloudmap_operation OPERATION_ID: poll until SUCCESS, die on FAIL.

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Delete everything deploy/deploy.sh created, in dependency order, and nothing else: every
-# resource is found by its fixed, prefixed name (IAM roles and the security group must also
-# carry the Project=<prefix> tag). Safe to run twice.
+# resource is found by its fixed, prefixed name (IAM roles, the security group and the mTLS
+# secrets must also carry the Project=<prefix> tag). Safe to run twice.
 set -euo pipefail
 
 # shellcheck source=deploy/lib.sh
@@ -159,6 +159,27 @@ delete_repositories() {
 	done
 }
 
+# The MTLS=1 certificate secrets, when tagged Project=<prefix>. Deleted without a recovery
+# window: they hold dev certificates that deploy makes again from the local copies in
+# ~/.scdemo/<prefix>/mtls, and a secret in its recovery window (7 to 30 days) would still be
+# there, scheduled for deletion, when deploy runs next. The execution role's inline policy
+# that reads them goes with the role (delete_roles).
+delete_secrets() {
+	local name found arn project
+	for name in "$SECRET_CALLER" "$SECRET_RESPONDER"; do
+		found=$(aws_lookup 'ResourceNotFoundException' secretsmanager describe-secret --secret-id "$name" \
+			--query "[ARN, Tags[?Key=='Project'].Value | [0]]" --output text) || continue
+		arn=${found%%$'\t'*}
+		project=${found#*$'\t'}
+		if [[ $project != "$PREFIX" ]]; then
+			warn "secret $name has no Project=$PREFIX tag: not created by deploy.sh, left alone"
+			continue
+		fi
+		aws_write secretsmanager delete-secret --secret-id "$arn" --force-delete-without-recovery \
+			--query Name --output text >/dev/null
+	done
+}
+
 delete_roles() {
 	local name project policies p attached a
 	for name in "$ROLE_EXECUTION" "$ROLE_TASK" "$ROLE_TLS"; do
@@ -198,6 +219,7 @@ main() {
 	delete_security_groups
 	delete_log_groups
 	delete_repositories
+	delete_secrets
 	delete_roles
 	log "teardown of $PREFIX complete"
 }

@@ -59,7 +59,7 @@ if [[ $SDK_VERSION == 2.1693.0 ]]; then pass "aws-sdk model version is the pinne
 
 # ------------------------------------------------------------------ shellcheck
 if command -v shellcheck >/dev/null 2>&1; then
-	for f in deploy/deploy.sh deploy/teardown.sh deploy/lib.sh tests/deploy/run.sh; do
+	for f in deploy/deploy.sh deploy/teardown.sh deploy/lib.sh tests/deploy/run.sh tests/deploy/stubs/gen-certs.sh; do
 		check "shellcheck $f" shellcheck -x -P "$ROOT" "$ROOT/$f"
 	done
 else
@@ -102,6 +102,9 @@ new_state() {
 FAKE_ROOT="$TMP/repo"
 mkdir -p "$FAKE_ROOT"
 cp -R "$ROOT/deploy" "$ROOT/task-definitions" "$FAKE_ROOT/"
+# MTLS=1 makes its certificates with scripts/gen-certs.sh: here a fast stand-in without openssl.
+mkdir -p "$FAKE_ROOT/scripts"
+cp "$HERE/stubs/gen-certs.sh" "$FAKE_ROOT/scripts/gen-certs.sh"
 printf 'FROM scratch\n# caller\n' >"$FAKE_ROOT/Dockerfile.caller"
 printf 'FROM scratch\n# responder\n' >"$FAKE_ROOT/Dockerfile.responder"
 
@@ -199,7 +202,7 @@ expect_ok "$rc" "teardown succeeds"
 left=$(node -e '
 	const s = JSON.parse(require("fs").readFileSync(process.argv[1] + "/state.json", "utf8"));
 	const left = [];
-	for (const k of ["repos", "logGroups", "roles", "namespaces", "cloudmapServices", "securityGroups"]) for (const n of Object.keys(s[k])) left.push(k + ":" + n);
+	for (const k of ["repos", "logGroups", "roles", "namespaces", "cloudmapServices", "securityGroups", "secrets"]) for (const n of Object.keys(s[k] || {})) left.push(k + ":" + n);
 	for (const [n, c] of Object.entries(s.clusters)) if (c.status === "ACTIVE") left.push("cluster:" + n);
 	for (const [n, v] of Object.entries(s.services)) if (v.status !== "INACTIVE") left.push("service:" + n);
 	for (const revs of Object.values(s.taskDefs)) for (const r of revs) if (r.status === "ACTIVE" || r.status === "INACTIVE") left.push("taskdef:" + r.arn);
@@ -261,6 +264,151 @@ node "$HERE/validate.js" --captured "$STATE/inputs" >"$TMP/captured3.out" 2>&1 |
 absorb <"$TMP/captured3.out"
 rc=0; run_script teardown.sh --region eu-west-1 || rc=$?
 check "teardown after --tls also removes the infrastructure role" bash -c "[[ $rc -eq 0 ]] && node -e 'process.exit(Object.keys(JSON.parse(require(\"fs\").readFileSync(\"$STATE/state.json\",\"utf8\")).roles).length ? 1 : 0)'"
+
+# ------------------------------------------------------------------ 7b. mutual TLS (MTLS=1)
+new_state mtls
+CERTS="$TMP/.scdemo/scdemo/mtls"
+rc=0; EXTRA_ENV="MTLS=1" run_script deploy.sh --region eu-west-1 || rc=$?
+expect_ok "$rc" "MTLS=1: deploy succeeds on the stubs"
+cp "$OUT" "$TMP/mtls-deploy.out"
+calls >"$TMP/mtls.calls"
+check "MTLS=1: certificates made by scripts/gen-certs.sh in ~/.scdemo/<prefix>/mtls, directory 700, keys 600" bash -c "
+	for f in ca.pem responder.pem responder-key.pem caller.pem caller-key.pem client.pem client-key.pem; do [[ -s '$CERTS/'\$f ]] || exit 1; done
+	[[ \$(stat -c %a '$CERTS') == 700 && \$(stat -c %a '$CERTS/caller-key.pem') == 600 ]]"
+# The order of the AWS calls: secrets, then the policy on them, then the task definitions that
+# read them, then the services.
+s_resp=$(line_of '^aws secretsmanager create-secret --name scdemo/mtls/responder')
+s_call=$(line_of '^aws secretsmanager create-secret --name scdemo/mtls/caller')
+p_put=$(line_of '^aws iam put-role-policy --role-name scdemo-task-execution --policy-name scdemo-mtls-secrets')
+t_reg=$(line_of '^aws ecs register-task-definition')
+c_svc=$(line_of '^aws ecs create-service')
+if [[ -n $s_resp && -n $s_call && -n $p_put && -n $t_reg && -n $c_svc && $s_resp -lt $s_call && $s_call -lt $p_put && $p_put -lt $t_reg && $t_reg -lt $c_svc ]]; then
+	pass "MTLS=1: create-secret (responder, caller), put-role-policy, register-task-definition, create-service, in that order"
+else
+	fail "MTLS=1 call order" "secrets $s_resp $s_call, policy $p_put, taskdef $t_reg, service $c_svc"
+fi
+check "MTLS=1: secret values go to the CLI as file://, no PEM text on any command line" bash -c "
+	grep -q 'create-secret --name scdemo/mtls/caller .*--secret-string file://' '$TMP/mtls.calls' && ! grep -q 'BEGIN' '$STATE/calls.log'"
+# Cross-checks over what the stubs recorded: the secrets' JSON keys, the task definitions'
+# valueFroms and the policy's Resource list.
+check "MTLS=1: each secret holds exactly the JSON keys its task definition reads, as PEM text from the certificates" node -e '
+	const fs = require("fs"), dir = process.argv[1], certs = process.argv[2];
+	const s = JSON.parse(fs.readFileSync(dir + "/state.json", "utf8"));
+	const files = { responder: { TLS_CERT_PEM: "responder.pem", TLS_KEY_PEM: "responder-key.pem", TLS_CLIENT_CA_PEM: "ca.pem" },
+	  caller: { TLS_CERT_PEM: "caller.pem", TLS_KEY_PEM: "caller-key.pem", TLS_CLIENT_CA_PEM: "ca.pem", RESPONDER_CA_PEM: "ca.pem", CLIENT_CERT_PEM: "caller.pem", CLIENT_KEY_PEM: "caller-key.pem" } };
+	for (const svc of ["responder", "caller"]) {
+	  const sec = s.secrets["scdemo/mtls/" + svc], doc = JSON.parse(sec.value);
+	  const td = s.taskDefs["scdemo-" + svc].slice(-1)[0].input.containerDefinitions[0];
+	  const keys = td.secrets.map((x) => x.valueFrom.split(":").slice(-3)[0]).sort();
+	  if (JSON.stringify(Object.keys(doc).sort()) !== JSON.stringify(keys)) throw new Error(svc + ": secret keys " + Object.keys(doc) + " vs valueFrom keys " + keys);
+	  for (const [k, f] of Object.entries(files[svc])) if (doc[k] !== fs.readFileSync(certs + "/" + f, "utf8")) throw new Error(svc + ": " + k + " is not " + f);
+	  if (sec.tags.Project !== "scdemo") throw new Error(svc + ": no Project tag");
+	}' "$STATE" "$CERTS"
+check "MTLS=1: the policy's Resource list and the task definitions' valueFrom ARNs name the same two secrets, exactly" node -e '
+	const s = JSON.parse(require("fs").readFileSync(process.argv[1] + "/state.json", "utf8"));
+	const arns = Object.values(s.secrets).map((x) => x.arn).sort();
+	const pol = s.roles["scdemo-task-execution"].inline["scdemo-mtls-secrets"];
+	const res = [].concat(pol.Statement[0].Resource).sort();
+	const from = new Set();
+	for (const f of ["scdemo-caller", "scdemo-responder"]) for (const x of s.taskDefs[f].slice(-1)[0].input.containerDefinitions[0].secrets) from.add(x.valueFrom.replace(/:[A-Z_]+::$/, ""));
+	const a = JSON.stringify(arns), b = JSON.stringify(res), c = JSON.stringify([...from].sort());
+	if (arns.length !== 2 || a !== b || a !== c) throw new Error("secrets " + a + ", policy " + b + ", valueFrom " + c);
+	if (JSON.stringify([].concat(pol.Statement[0].Action)) !== "[\"secretsmanager:GetSecretValue\"]") throw new Error("action");' "$STATE"
+check "MTLS=1: registered task definitions have no appProtocol, https RESPONDER_URL; responder service no perRequestTimeout" node -e '
+	const fs = require("fs"), dir = process.argv[1] + "/inputs";
+	for (const f of fs.readdirSync(dir)) {
+	  const d = JSON.parse(fs.readFileSync(dir + "/" + f, "utf8"));
+	  if (f.includes("register-task-definition")) {
+	    const c = d.containerDefinitions[0];
+	    if (c.portMappings.some((p) => "appProtocol" in p)) throw new Error(f + ": appProtocol");
+	    if (c.name === "caller" && !c.environment.some((e) => e.name === "RESPONDER_URL" && e.value === "https://responder:5000")) throw new Error(f + ": RESPONDER_URL");
+	  }
+	  if (f.includes("create-service") && JSON.stringify(d).includes("perRequestTimeoutSeconds")) throw new Error(f + ": perRequestTimeoutSeconds");
+	}' "$STATE"
+node "$HERE/validate.js" --captured "$STATE/inputs" >"$TMP/captured-mtls.out" 2>&1 || true
+absorb <"$TMP/captured-mtls.out"
+check "MTLS=1: the smoke test uses https://caller:5000 with --cacert/--cert/--key and --resolve to the task's address" bash -c "
+	grep -q \"^curl -fsS --max-time 10 --cacert $CERTS/ca.pem --cert $CERTS/client.pem --key $CERTS/client-key.pem --resolve caller:5000:203.0.113.10 https://caller:5000/\$\" '$TMP/mtls.calls' &&
+	grep -q 'resolve responder:5000:203.0.113.20 https://responder:5000/data' '$TMP/mtls.calls' &&
+	! grep -q '^curl .*http://203' '$TMP/mtls.calls' && grep -q 'smoke test passed' '$TMP/mtls-deploy.out'"
+check "MTLS=1: prints the https addresses and a ready curl line" bash -c "
+	grep -q '^caller    https://caller:5000 *at 203.0.113.10' '$TMP/mtls-deploy.out' &&
+	grep -q '^try: *curl --cacert .*ca.pem --cert .*client.pem --key .*client-key.pem --resolve caller:5000:203.0.113.10 https://caller:5000/' '$TMP/mtls-deploy.out'"
+
+: >"$STATE/calls.log"
+rc=0; EXTRA_ENV="MTLS=1" run_script deploy.sh --region eu-west-1 || rc=$?
+muts=$(calls | grep -E "$MUTATING|^aws secretsmanager (create|put|tag|delete)" || true)
+if [[ $rc -eq 0 && -z $muts ]]; then pass "MTLS=1: a second deploy makes no mutating call (certificates and secrets reused)"; else fail "MTLS=1 second deploy (rc $rc)" "$muts"; fi
+
+# Rotation: new leaf certificates (gen-certs.sh again keeps the CA), then deploy.
+: >"$STATE/calls.log"
+sh "$FAKE_ROOT/scripts/gen-certs.sh" "$CERTS" 2>/dev/null
+rc=0; EXTRA_ENV="MTLS=1" run_script deploy.sh --region eu-west-1 --no-smoke-test || rc=$?
+calls >"$TMP/rotate.calls"
+check "MTLS=1 rotation: put-secret-value on both secrets (no new secret, same policy), new task definition revisions, both services updated" bash -c "
+	[[ $rc -eq 0 ]] && [[ \$(grep -c '^aws secretsmanager put-secret-value --secret-id arn:aws:secretsmanager:' '$TMP/rotate.calls') -eq 2 ]] &&
+	! grep -q 'create-secret\|put-role-policy' '$TMP/rotate.calls' &&
+	[[ \$(grep -c '^aws ecs register-task-definition' '$TMP/rotate.calls') -eq 2 && \$(grep -c '^aws ecs update-service --cli-input-json' '$TMP/rotate.calls') -eq 2 ]]"
+
+rc=0; run_script teardown.sh --region eu-west-1 || rc=$?
+calls >"$TMP/mtls-teardown.calls"
+check "MTLS=1 teardown: both secrets deleted without a recovery window, the inline policy and the role removed" bash -c "
+	[[ $rc -eq 0 ]] && [[ \$(grep -c '^aws secretsmanager delete-secret --secret-id arn:aws:secretsmanager:.* --force-delete-without-recovery' '$TMP/mtls-teardown.calls') -eq 2 ]] &&
+	grep -q '^aws iam delete-role-policy --role-name scdemo-task-execution --policy-name scdemo-mtls-secrets' '$TMP/mtls-teardown.calls' &&
+	node -e 'const s = JSON.parse(require(\"fs\").readFileSync(\"$STATE/state.json\", \"utf8\")); process.exit(Object.keys(s.secrets).length || Object.keys(s.roles).length ? 1 : 0)'"
+
+# Switching an existing plain deployment to mTLS: the responder's appProtocol changes, which
+# Service Connect only takes from a new service.
+new_state mtls-switch
+rc=0; run_script deploy.sh --region eu-west-1 --no-smoke-test || rc=$?
+: >"$STATE/calls.log"
+rc=0; run_script deploy.sh --region eu-west-1 --mtls --mtls-dir "$TMP/other-certs" || rc=$?
+d_resp=$(line_of '^aws ecs delete-service --cluster scdemo --service scdemo-responder')
+w_inac=$(line_of '^aws ecs wait services-inactive --cluster scdemo --services scdemo-responder')
+c_resp=$(line_of '^aws ecs create-service')
+u_call=$(line_of '^aws ecs update-service --cli-input-json')
+if [[ $rc -eq 0 && -n $d_resp && -n $w_inac && -n $c_resp && -n $u_call && $d_resp -lt $w_inac && $w_inac -lt $c_resp && $c_resp -lt $u_call ]] &&
+	[[ -s $TMP/other-certs/ca.pem ]] && grep -q 'smoke test passed' "$OUT"; then
+	pass "--mtls on a plain deployment: responder deleted, waited for, created again (appProtocol), then the caller updated"
+else
+	fail "switch to mTLS (rc $rc)" "delete $d_resp wait $w_inac create $c_resp update $u_call"
+fi
+
+# Both: the daemons' mutual TLS inside Service Connect TLS.
+new_state mtls-tls
+rc=0; run_script deploy.sh --region eu-west-1 --mtls --tls "$PCA" --no-smoke-test || rc=$?
+check "--mtls with --tls: the responder's TCP Service Connect service gets tls and no perRequestTimeout" bash -c "
+	[[ $rc -eq 0 ]] && f=\$(grep -l '\"serviceName\": \"scdemo-responder\"' '$STATE'/inputs/*create-service*.json) &&
+	grep -q '\"awsPcaAuthorityArn\": \"$PCA\"' \"\$f\" && ! grep -q perRequestTimeoutSeconds \"\$f\""
+node "$HERE/validate.js" --captured "$STATE/inputs" >"$TMP/captured-mtls-tls.out" 2>&1 || true
+absorb <"$TMP/captured-mtls-tls.out"
+
+new_state mtls-dry
+rc=0; EXTRA_ENV="MTLS=1" run_script deploy.sh --region eu-west-1 --dry-run || rc=$?
+sent=$(calls | grep -v -E '^aws --version$' || true)
+if [[ $rc -eq 0 && -z $sent ]] && grep -q 'DRY-RUN (write): aws --region eu-west-1 secretsmanager create-secret --name scdemo/mtls/responder' "$OUT" &&
+	grep -q 'DRY-RUN (write): .*iam put-role-policy --role-name scdemo-task-execution --policy-name scdemo-mtls-secrets' "$OUT" &&
+	grep -q 'DRY-RUN (curl): .*--resolve caller:5000:' "$OUT" && [[ ! -e $TMP/.scdemo/scdemo/mtls-dry ]]; then
+	pass "MTLS=1 --dry-run: prints the secret, policy and https curl calls, sends nothing"
+else
+	fail "MTLS=1 --dry-run (rc $rc)" "$sent"
+fi
+rc=0; EXTRA_ENV="MTLS=2" run_script deploy.sh --region eu-west-1 --dry-run || rc=$?
+check "MTLS=2: refused" bash -c "[[ $rc -ne 0 ]] && grep -q 'MTLS=2: expected 0 or 1' '$OUT'"
+
+# The real scripts/gen-certs.sh, when openssl is here: its files are the ones deploy reads,
+# and its PEM text passes deploy's checks on the stubs.
+if [[ -f $ROOT/scripts/gen-certs.sh ]] && command -v openssl >/dev/null 2>&1; then
+	new_state mtls-real
+	sh "$ROOT/scripts/gen-certs.sh" "$TMP/real-certs" 2>"$TMP/gen-certs.err" || true
+	rc=0; run_script deploy.sh --region eu-west-1 --mtls --mtls-dir "$TMP/real-certs" --no-smoke-test || rc=$?
+	check "the real scripts/gen-certs.sh makes every file deploy reads, and deploy stores its PEMs" bash -c "[[ $rc -eq 0 ]] && node -e '
+		const s = JSON.parse(require(\"fs\").readFileSync(\"$STATE/state.json\", \"utf8\"));
+		const d = JSON.parse(s.secrets[\"scdemo/mtls/caller\"].value);
+		process.exit(/^-----BEGIN CERTIFICATE-----\n/.test(d.TLS_CERT_PEM) && /PRIVATE KEY-----\n\$/.test(d.CLIENT_KEY_PEM) ? 0 : 1)'"
+else
+	printf 'SKIP: the real scripts/gen-certs.sh (missing, or no openssl)\n'
+fi
 
 # ------------------------------------------------------------------ 8. failing fast
 new_state fail

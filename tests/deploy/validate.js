@@ -158,6 +158,10 @@ const SAMPLES = {
   TLS_PCA_ARN: 'arn:aws:acm-pca:eu-west-1:123456789012:certificate-authority/11111111-2222-3333-4444-555555555555',
   TLS_ROLE_ARN: 'arn:aws:iam::123456789012:role/scdemo-ecs-infrastructure-tls',
   TLS_KMS_KEY: 'arn:aws:kms:eu-west-1:123456789012:key/66666666-7777-8888-9999-000000000000',
+  // Secrets Manager appends "-" and six random characters to the name in a secret's ARN.
+  CALLER_SECRET_ARN: 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:scdemo/mtls/caller-AbC123',
+  RESPONDER_SECRET_ARN: 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:scdemo/mtls/responder-xYz789',
+  MTLS_CERTS_SHA256: 'd'.repeat(64),
 };
 function fill(file) {
   const text = fs.readFileSync(path.join(ROOT, file), 'utf8').replace(/\$\{([A-Za-z0-9_]+)\}/g, (m, name) => {
@@ -229,7 +233,7 @@ for (const f of ['tls.json', 'tls-kms.json']) {
 }
 
 // ------------------------------------------------------------------ project rules
-function rules(name, t) {
+function rules(name, t, mtls) {
   const e = [];
   const c = t.containerDefinitions[0];
   const cpu = Number(t.cpu), mem = Number(t.memory);
@@ -239,7 +243,9 @@ function rules(name, t) {
   if (mem - (c.memory || c.memoryReservation || 0) < 64) e.push('task memory leaves less than 64 MiB for the Service Connect proxy');
   if (t.networkMode !== 'awsvpc' || JSON.stringify(t.requiresCompatibilities) !== '["FARGATE"]') e.push('not Fargate/awsvpc');
   const pm = c.portMappings || [];
-  if (!(pm.length === 1 && pm[0].name === 'http' && pm[0].containerPort === 5000 && pm[0].appProtocol === 'http')) e.push('portMappings must be one {name: http, containerPort: 5000, appProtocol: http}');
+  if (!mtls && !(pm.length === 1 && pm[0].name === 'http' && pm[0].containerPort === 5000 && pm[0].appProtocol === 'http')) e.push('portMappings must be one {name: http, containerPort: 5000, appProtocol: http}');
+  // With mutual TLS the proxy carries TLS it cannot read: no appProtocol, i.e. TCP.
+  if (mtls && !(pm.length === 1 && pm[0].name === 'http' && pm[0].containerPort === 5000 && !('appProtocol' in pm[0]))) e.push('portMappings must be one {name: http, containerPort: 5000} without appProtocol');
   const hc = c.healthCheck || {};
   if (JSON.stringify(hc.command) !== JSON.stringify(['CMD', `/usr/local/bin/${name}`, '--healthcheck'])) e.push('healthCheck must run the daemon with --healthcheck');
   if (!(hc.interval >= 5 && hc.interval <= 300 && hc.timeout >= 2 && hc.timeout <= 60 && hc.retries >= 1 && hc.retries <= 10 && hc.startPeriod >= 0 && hc.startPeriod <= 300)) e.push('healthCheck values outside the ranges ECS accepts');
@@ -249,7 +255,8 @@ function rules(name, t) {
   const env = Object.fromEntries((c.environment || []).map((x) => [x.name, x.value]));
   const drain = Number(env.DRAIN_TIMEOUT_MS || 10000) / 1000;
   if (!(c.stopTimeout > drain && c.stopTimeout <= 120)) e.push(`stopTimeout ${c.stopTimeout} must exceed the ${drain}s drain and be at most 120`);
-  if (name === 'caller' && env.RESPONDER_URL !== 'http://responder:5000') e.push('caller needs RESPONDER_URL=http://responder:5000');
+  const url = mtls ? 'https://responder:5000' : 'http://responder:5000';
+  if (name === 'caller' && env.RESPONDER_URL !== url) e.push(`caller needs RESPONDER_URL=${url}`);
   return e;
 }
 for (const s of ['caller', 'responder']) check(`task-definitions/${s}.json follows the project rules`, rules(s, td[s]));
@@ -289,6 +296,91 @@ for (const f of fs.readdirSync(path.join(ROOT, 'deploy', 'iam')).sort()) {
   })());
 }
 
+// ------------------------------------------------------------------ the mutual TLS variant (MTLS=1)
+// task-definitions/*-mtls.json fill the daemons' *_PEM settings from one Secrets Manager secret
+// per service, through "secrets" with valueFrom ARN:JSON_KEY:: (version stage and id left
+// empty: the current version). The policy deploy/iam/mtls-secrets-policy.json must name the
+// same two secrets and nothing else.
+const MTLS_SECRETS = {
+  caller: ['TLS_CERT_PEM', 'TLS_KEY_PEM', 'TLS_CLIENT_CA_PEM', 'RESPONDER_CA_PEM', 'CLIENT_CERT_PEM', 'CLIENT_KEY_PEM'],
+  responder: ['TLS_CERT_PEM', 'TLS_KEY_PEM', 'TLS_CLIENT_CA_PEM'],
+};
+const SECRET_ARN = /^arn:aws:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+-[A-Za-z0-9]{6}$/;
+const tdm = { caller: fill('task-definitions/caller-mtls.json'), responder: fill('task-definitions/responder-mtls.json') };
+const svcm = fill('deploy/services/responder-mtls.json');
+// The secret ARNs a task definition's valueFroms name, or errors.
+function mtlsSecrets(name, t) {
+  const e = [], arns = new Set();
+  const c = t.containerDefinitions[0];
+  const got = (c.secrets || []).map((x) => x.name);
+  if (JSON.stringify([...got].sort()) !== JSON.stringify([...MTLS_SECRETS[name]].sort())) e.push(`secrets must be exactly ${MTLS_SECRETS[name].join(', ')} (got ${got.join(', ') || 'none'})`);
+  for (const x of c.secrets || []) {
+    const m = /^(.*):([A-Za-z0-9_]+):([^:]*):([^:]*)$/.exec(x.valueFrom || '');
+    if (!m || !SECRET_ARN.test(m[1])) { e.push(`${x.name}: valueFrom ${x.valueFrom} is not SECRET_ARN:JSON_KEY:: (a full secret ARN, with its 6-character suffix)`); continue; }
+    if (m[2] !== x.name) e.push(`${x.name}: valueFrom reads JSON key ${m[2]}, not ${x.name}`);
+    if (m[3] || m[4]) e.push(`${x.name}: valueFrom pins a version (${m[3]}${m[4]}); rotation relies on the current one`);
+    arns.add(m[1]);
+  }
+  if (arns.size !== 1) e.push(`all secrets of ${name} must come from one secret (got ${arns.size})`);
+  for (const v of c.environment || []) if (/_(PEM|FILE)$/.test(v.name)) e.push(`${v.name} is a plain environment variable; certificates come from "secrets" only`);
+  return { e, arns: [...arns] };
+}
+// The variant minus its allowed differences must be the base task definition, so the two
+// cannot drift apart.
+function mtlsDrift(name, variant, base) {
+  const x = clone(variant);
+  const c = x.containerDefinitions[0];
+  delete c.secrets;
+  for (const pm of c.portMappings || []) pm.appProtocol = 'http';
+  for (const v of c.environment || []) {
+    if (v.name === 'RESPONDER_URL') v.value = 'http://responder:5000';
+    if (v.name === 'RETRY_MAX') v.value = '0'; // the proxy cannot see (and retry) 503s inside TLS
+  }
+  x.tags = (x.tags || []).filter((t) => t.key !== 'MtlsCertsSha256');
+  const a = JSON.stringify(x, null, 1).split('\n'), b = JSON.stringify(base, null, 1).split('\n');
+  const i = a.findIndex((l, k) => l !== b[k]);
+  return i < 0 && a.length === b.length ? [] : [`differs from task-definitions/${name}.json beyond secrets/appProtocol/RESPONDER_URL/RETRY_MAX/MtlsCertsSha256, near: ${a[i]} vs ${b[i]}`];
+}
+const mtlsArns = [];
+for (const s of ['caller', 'responder']) {
+  check(`task-definitions/${s}-mtls.json is a valid RegisterTaskDefinitionRequest`, validateOp('RegisterTaskDefinition', tdm[s]));
+  check(`task-definitions/${s}-mtls.json follows the project rules (no appProtocol: TCP)`, rules(s, tdm[s], true));
+  const r = mtlsSecrets(s, tdm[s]);
+  mtlsArns.push(...r.arns);
+  check(`task-definitions/${s}-mtls.json reads ${MTLS_SECRETS[s].join(', ')} from one secret as ARN:KEY::`, r.e);
+  check(`task-definitions/${s}-mtls.json is task-definitions/${s}.json plus mTLS only`, mtlsDrift(s, tdm[s], td[s]));
+}
+check('deploy/services/responder-mtls.json is a valid CreateServiceRequest', validateOp('CreateService', svcm));
+{
+  const withTls = clone(svcm);
+  withTls.serviceConnectConfiguration.services[0].tls = fill('deploy/services/tls.json');
+  check('responder-mtls service with tls.json (Service Connect TLS on top) is a valid CreateServiceRequest', validateOp('CreateService', withTls));
+}
+check('deploy/services/responder-mtls.json: no perRequestTimeout (TCP), otherwise deploy/services/responder.json', (() => {
+  const e = [], x = clone(svcm), t = x.serviceConnectConfiguration.services[0].timeout || {};
+  if ('perRequestTimeoutSeconds' in t) e.push('perRequestTimeoutSeconds is set, but appProtocol is TCP');
+  t.perRequestTimeoutSeconds = svc.responder.serviceConnectConfiguration.services[0].timeout.perRequestTimeoutSeconds;
+  if (JSON.stringify(x) !== JSON.stringify(svc.responder)) e.push('differs from deploy/services/responder.json beyond the timeout');
+  return e;
+})());
+// What the pinned model's own documentation says about the two facts the variant rests on.
+check('the ECS model documents appProtocol absent = TCP, and no perRequestTimeout for TCP', (() => {
+  const e = [];
+  if (!/If you don't set a value for this parameter, then TCP is used/.test(dts)) e.push('PortMapping.appProtocol: "then TCP is used" not found');
+  if (!/perRequestTimeout can only be set if Service Connect appProtocol isn't TCP/.test(dts)) e.push('TimeoutConfiguration: perRequestTimeout/TCP sentence not found');
+  return e;
+})());
+check('deploy/iam/mtls-secrets-policy.json: GetSecretValue on exactly the secrets the task definitions read', (() => {
+  const doc = fill('deploy/iam/mtls-secrets-policy.json'), e = [];
+  if (doc.Statement.length !== 1) e.push('one statement expected');
+  const st = doc.Statement[0] || {};
+  if (st.Effect !== 'Allow' || JSON.stringify([].concat(st.Action)) !== '["secretsmanager:GetSecretValue"]') e.push('Allow secretsmanager:GetSecretValue only');
+  const res = [].concat(st.Resource || []);
+  for (const r of res) if (!SECRET_ARN.test(r)) e.push(`${r} is not a full secret ARN (no wildcards)`);
+  if (JSON.stringify([...res].sort()) !== JSON.stringify([...new Set(mtlsArns)].sort())) e.push(`Resource ${res.join(', ')} != valueFrom secrets ${[...new Set(mtlsArns)].join(', ')}`);
+  return e;
+})());
+
 // ------------------------------------------------------------------ negative tests
 const tlsOk = fill('deploy/services/tls.json');
 function svcWith(mut) {
@@ -321,6 +413,11 @@ expectRejected('wrong type: enableExecuteCommand as a string', svcWith((x) => { 
 expectRejected('wrong type: timeout seconds as a string', svcWith((x) => { x.serviceConnectConfiguration.services[0].timeout.perRequestTimeoutSeconds = '5'; }), /perRequestTimeoutSeconds: expected an integer/);
 expectRejected('wrong type: subnets as a string', svcWith((x) => { x.networkConfiguration.awsvpcConfiguration.subnets = 'subnet-0aaa'; }), /subnets: expected a list/);
 expectRejected('unknown container member', tdWith((x) => { x.containerDefinitions[0].healthcheck = {}; }), /unknown member 'healthcheck'/);
+expectRejected('mTLS variant with appProtocol http', rules('caller', (() => { const x = clone(tdm.caller); x.containerDefinitions[0].portMappings[0].appProtocol = 'http'; return x; })(), true), /without appProtocol/);
+expectRejected('mTLS valueFrom without the trailing "::"', mtlsSecrets('responder', (() => { const x = clone(tdm.responder); x.containerDefinitions[0].secrets[0].valueFrom = SAMPLES.RESPONDER_SECRET_ARN + ':TLS_CERT_PEM'; return x; })()).e, /is not SECRET_ARN:JSON_KEY::/);
+expectRejected('mTLS valueFrom with a wildcard suffix', mtlsSecrets('responder', (() => { const x = clone(tdm.responder); x.containerDefinitions[0].secrets[0].valueFrom = SAMPLES.RESPONDER_SECRET_ARN.replace(/-\w{6}$/, '-??????') + ':TLS_CERT_PEM::'; return x; })()).e, /is not SECRET_ARN:JSON_KEY::/);
+expectRejected('mTLS key read from the wrong JSON key', mtlsSecrets('caller', (() => { const x = clone(tdm.caller); x.containerDefinitions[0].secrets[1].valueFrom = SAMPLES.CALLER_SECRET_ARN + ':TLS_CERT_PEM::'; return x; })()).e, /reads JSON key TLS_CERT_PEM, not TLS_KEY_PEM/);
+expectRejected('mTLS variant drifting from the base', mtlsDrift('caller', (() => { const x = clone(tdm.caller); x.containerDefinitions[0].stopTimeout = 20; return x; })(), td.caller), /differs from task-definitions\/caller.json/);
 expectRejected('create-only member in UpdateServiceRequest', (() => { const x = clone(svc.responder); x.service = x.serviceName; delete x.serviceName; return validateOp('UpdateService', x); })(), /unknown member '(launchType|schedulingStrategy|deploymentController|tags)'/);
 
 process.exit(failed ? 1 : 0);

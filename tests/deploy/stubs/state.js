@@ -26,6 +26,7 @@ function empty() {
     services: {}, // name -> { status, arn, taskDefinition, tags: {}, input, deployments }
     tasks: {}, // arn -> { service, eni, ip }
     docker: { images: {} }, // local tag -> id
+    secrets: {}, // name -> { arn, value, tags: {k: v}, versions }
   };
 }
 
