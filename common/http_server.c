@@ -16,6 +16,7 @@
 #include <netinet/in.h>
 
 #include "buffer.h"
+#include "clock.h"
 #include "log.h"
 #include "http_metrics.h"
 #include "rate_limit.h"
@@ -27,6 +28,9 @@
 #define REQUEST_ID_MAX 64
 #define PATH_LOG_MAX   256
 #define ERROR_BODY_MAX 1024
+
+/* libmicrohttpd warnings written a second at most. */
+#define MHD_LOG_PER_SECOND 10
 
 struct http_server {
 	struct MHD_Daemon *daemon;
@@ -631,11 +635,45 @@ on_connection(void *cls, struct MHD_Connection *connection, void **socket_contex
 	*socket_context = state;
 }
 
+/*
+ * libmicrohttpd's warnings, at most MHD_LOG_PER_SECOND a second: anyone who
+ * can connect can cause one (a refused TLS handshake), and the log is not
+ * theirs to fill. The next line written says how many were dropped.
+ */
 static void
 on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
+	static atomic_llong second;
+	static atomic_uint written, dropped;
+	long long now = clock_ms() / 1000;
+	unsigned int earlier;
+	char line[512];
+	size_t n;
+
 	(void)cls;
-	log_vmsg(LOG_WARN, fmt, ap);
+	if (atomic_exchange(&second, now) != now)
+		atomic_store(&written, 0);
+	if (atomic_fetch_add(&written, 1) >= MHD_LOG_PER_SECOND) {
+		atomic_fetch_add(&dropped, 1);
+		return;
+	}
+	/* What libmicrohttpd 0.9.75 says of every failed handshake, whatever failed. */
+	if (strcmp(fmt, "Error: received handshake message out of context.\n") == 0)
+		snprintf(
+		    line, sizeof(line),
+		    "TLS handshake failed (not TLS, TLS older than 1.2, or a client certificate "
+		    "missing or refused: see tls_client_certificates_refused_total)");
+	else
+		vsnprintf(line, sizeof(line), fmt, ap);
+	n = strlen(line);
+	while (n > 0 && line[n - 1] == '\n')
+		line[--n] = '\0';
+	earlier = atomic_exchange(&dropped, 0);
+	if (earlier > 0)
+		log_msg(LOG_WARN, "%s (%u more libmicrohttpd warnings were dropped)", line,
+		        earlier);
+	else
+		log_msg(LOG_WARN, "%s", line);
 }
 
 static struct MHD_Daemon *

@@ -22,6 +22,9 @@ static struct {
 } expiries[EXPIRY_MAX];
 static atomic_size_t expiry_count;
 static atomic_ullong reloads[2]; /* failed, ok */
+static atomic_ullong refusals[TLS_REFUSED_COUNT];
+static const char *const refusal_names[TLS_REFUSED_COUNT] = {"expired", "not_yet_valid",
+                                                             "untrusted", "other"};
 
 /* Writes the _PEM twin of a _FILE setting's name into twin; returns 0, or -1 when it has none. */
 static int
@@ -173,6 +176,12 @@ tls_expiry_publish(const char *setting, time_t not_after)
 }
 
 void
+tls_refusal_count(enum tls_refusal why)
+{
+	atomic_fetch_add(&refusals[why], 1);
+}
+
+void
 tls_reload_count(int ok)
 {
 	atomic_fetch_add(&reloads[ok ? 1 : 0], 1);
@@ -199,6 +208,12 @@ render_tls(struct buffer *out, void *unused)
 	               "tls_reloads_total{result=\"ok\"} %llu\n"
 	               "tls_reloads_total{result=\"failed\"} %llu\n",
 	               atomic_load(&reloads[1]), atomic_load(&reloads[0]));
+	metrics_printf(out, "# HELP tls_client_certificates_refused_total Client certificates "
+	                    "refused at the handshake, by reason.\n"
+	                    "# TYPE tls_client_certificates_refused_total counter\n");
+	for (i = 0; i < TLS_REFUSED_COUNT; i++)
+		metrics_printf(out, "tls_client_certificates_refused_total{reason=\"%s\"} %llu\n",
+		               refusal_names[i], atomic_load(&refusals[i]));
 }
 
 void

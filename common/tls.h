@@ -46,6 +46,18 @@ int tls_pem_expiry(const struct tls_pem *pem, time_t *not_after, char *err, size
 /* Publishes the expiry of setting's certificates in /metrics (setting is static). */
 void tls_expiry_publish(const char *setting, time_t not_after);
 
+/* Why a client certificate was refused, for /metrics. */
+enum tls_refusal {
+	TLS_REFUSED_EXPIRED,
+	TLS_REFUSED_NOT_YET_VALID,
+	TLS_REFUSED_UNTRUSTED, /* not signed by TLS_CLIENT_CA_FILE's CAs */
+	TLS_REFUSED_OTHER,
+	TLS_REFUSED_COUNT
+};
+
+/* Counts one client certificate refused at the handshake. */
+void tls_refusal_count(enum tls_refusal why);
+
 /* Counts one SIGHUP reload in /metrics: ok is 1 when every certificate was read again. */
 void tls_reload_count(int ok);
 

@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "log.h"
+
 struct tls_credentials {
 	atomic_uint refs; /* the server's, plus one per connection using them */
 	gnutls_certificate_credentials_t x509;
@@ -18,6 +20,34 @@ struct tls_server {
 	struct tls_credentials *current;
 	struct tls_pem cert, key; /* as first read, for libmicrohttpd's start */
 };
+
+/*
+ * Verifies a client's certificate during the handshake (a non-zero return
+ * fails it), counting why it was refused. The reason is logged at debug level
+ * only: anyone who can connect can cause one, and the log is not theirs to fill.
+ */
+static int
+verify_client(gnutls_session_t session)
+{
+	unsigned int status = 0;
+	gnutls_datum_t why;
+	enum tls_refusal reason;
+
+	if (gnutls_certificate_verify_peers3(session, NULL, &status) < 0)
+		status = GNUTLS_CERT_INVALID;
+	if (status == 0)
+		return 0;
+	reason = status & GNUTLS_CERT_EXPIRED            ? TLS_REFUSED_EXPIRED
+	         : status & GNUTLS_CERT_NOT_ACTIVATED    ? TLS_REFUSED_NOT_YET_VALID
+	         : status & GNUTLS_CERT_SIGNER_NOT_FOUND ? TLS_REFUSED_UNTRUSTED
+	                                                 : TLS_REFUSED_OTHER;
+	tls_refusal_count(reason);
+	if (gnutls_certificate_verification_status_print(status, GNUTLS_CRT_X509, &why, 0) == 0) {
+		log_msg(LOG_DEBUG, "client certificate refused: %s", (const char *)why.data);
+		gnutls_free(why.data);
+	}
+	return GNUTLS_E_CERTIFICATE_ERROR;
+}
 
 static void
 credentials_release(struct tls_credentials *c)
@@ -89,6 +119,7 @@ credentials_load(struct tls_pem *cert, struct tls_pem *key, char *err, size_t er
 			goto fail;
 		}
 		c->verify_clients = 1;
+		gnutls_certificate_set_verify_function(c->x509, verify_client);
 		tls_expiry_publish("TLS_CLIENT_CA_FILE", ca_expiry);
 	}
 	tls_expiry_publish("TLS_CERT_FILE", cert_expiry);
@@ -164,9 +195,9 @@ tls_server_session_start(struct tls_server *t, gnutls_session_t session)
 		return NULL;
 	}
 	if (c->verify_clients) {
-		/* The handshake fails unless the client sends a certificate our CA verifies. */
+		/* The handshake fails unless the client sends a certificate verify_client()
+		 * accepts. */
 		gnutls_certificate_server_set_request(session, GNUTLS_CERT_REQUIRE);
-		gnutls_session_set_verify_cert(session, NULL, 0);
 	}
 	return c;
 }

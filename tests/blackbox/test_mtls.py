@@ -497,6 +497,9 @@ def test_client_cert_from_other_ca_refused_at_handshake(daemons, certs, tls_max)
     d = start_tls(daemons, certs)
     ctx = client_ctx(certs, certs.other_client, certs.other_client_key)
     expect_refused(d, ctx, "a client certificate from another CA", good_ctx(certs), tls_max)
+    refused = get_metrics(d, good_ctx(certs)).value("tls_client_certificates_refused_total",
+                                                    reason="untrusted")
+    assert refused >= 1, f"a certificate from another CA must count as untrusted, got {refused}"
 
 
 @TLS_MAX
@@ -505,6 +508,12 @@ def test_expired_client_cert_refused_at_handshake(daemons, certs, tls_max):
     ctx = client_ctx(certs, certs.expired_client, certs.expired_client_key)
     expect_refused(d, ctx, "an expired client certificate from the right CA", good_ctx(certs),
                    tls_max)
+    m = get_metrics(d, good_ctx(certs))
+    expired = m.value("tls_client_certificates_refused_total", reason="expired")
+    untrusted = m.value("tls_client_certificates_refused_total", reason="untrusted")
+    assert expired >= 1 and untrusted == 0, \
+        f"an expired certificate must count as expired, got expired={expired} " \
+        f"untrusted={untrusted}"
 
 
 @TLS_MAX
