@@ -35,7 +35,10 @@ while [ "$cport" = "$rport" ]; do cport=$(free_port); done
 ok() { echo "PASS $*"; passed=$((passed + 1)); }
 ko() { echo "FAIL $*"; failed=$((failed + 1)); }
 
-# start NAME PORT ENV... : runs bin/NAME under memcheck; its pid in pid_NAME
+# start NAME PORT ENV... : runs bin/NAME under memcheck; its pid in pid_NAME. $scheme and
+# $health_args say how to reach its /health.
+scheme=http
+health_args=()
 start() {
 	local name=$1 port=$2 i
 	shift 2
@@ -47,7 +50,8 @@ start() {
 		>"$out/$name.stdout" 2>"$out/$name.stderr" &
 	printf -v "pid_$name" '%s' $!
 	for i in $(seq 1 120); do
-		curl -s -o /dev/null --max-time 2 "http://127.0.0.1:$port/health" && return 0
+		curl -s -o /dev/null --max-time 2 "${health_args[@]}" "$scheme://127.0.0.1:$port/health" &&
+			return 0
 		sleep 0.5
 	done
 	echo "    $name did not answer /health on port $port within 60 s"
@@ -178,6 +182,38 @@ req "caller GET /health (responder down)" 200 '"ok"' "$c/health"
 req "caller GET /metrics (responder down)" 200 'upstream_breaker_state 1' "$c/metrics"
 sleep 1.5 # one more EMF record
 stop caller
+
+# --- mutual TLS: handshakes, refusals and a SIGHUP reload ------------------------------------
+certs="$out/certs"
+scripts/gen-certs.sh "$certs" >/dev/null
+scheme=https
+health_args=(--cacert "$certs/ca.pem" --cert "$certs/client.pem" --key "$certs/client-key.pem")
+tls_server=(TLS_CERT_FILE="$certs/responder.pem" TLS_KEY_FILE="$certs/responder-key.pem"
+	TLS_CLIENT_CA_FILE="$certs/ca.pem")
+if ! start responder "$rport" "${tls_server[@]}" ||
+	! start caller "$cport" RESPONDER_URL="https://localhost:$rport" \
+		RESPONDER_CA_FILE="$certs/ca.pem" CLIENT_CERT_FILE="$certs/caller.pem" \
+		CLIENT_KEY_FILE="$certs/caller-key.pem" UPSTREAM_TIMEOUT_MS=15000 \
+		UPSTREAM_CONNECT_TIMEOUT_MS=5000 TLS_CERT_FILE="$certs/caller.pem" \
+		TLS_KEY_FILE="$certs/caller-key.pem" TLS_CLIENT_CA_FILE="$certs/ca.pem"; then
+	ko "mTLS pair: start under valgrind"
+	kill -KILL "$pid_caller" "$pid_responder" 2>/dev/null
+	echo "$passed passed, $failed failed"
+	exit 1
+fi
+r="https://localhost:$rport"
+c="https://localhost:$cport"
+req "mTLS responder POST /data" 201 'Service B' "${health_args[@]}" "${json[@]}" -d '{"t": 1}' "$r/data"
+req "mTLS caller GET / over mTLS to the responder" 200 '"responder_service_data":[{"t":1}]' \
+	"${health_args[@]}" "$c/"
+req "mTLS responder refuses a client without a certificate" 000 '' --cacert "$certs/ca.pem" "$r/data"
+kill -HUP "$pid_responder" "$pid_caller"
+sleep 2
+req "mTLS caller GET / after SIGHUP" 200 '"responder_service_data":[{"t":1}]' "${health_args[@]}" "$c/"
+req "mTLS responder /metrics after SIGHUP" 200 'tls_reloads_total{result="ok"} 1' \
+	"${health_args[@]}" "$r/metrics"
+stop caller
+stop responder
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -512,4 +512,7 @@ else
     fail "compose stop responder (final)"
 fi
 
+# ------------------------------------------------------ 8. mutual TLS ------
+. "$ROOT/tests/e2e/mtls.sh"
+
 exit 0

@@ -29,7 +29,6 @@ import struct
 import subprocess
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
@@ -38,98 +37,14 @@ from hostile_util import (
     wait_until,
 )
 from test_observability import Metrics
+from tls_certs import Certs
 
 READ_TIMEOUT = 2                    # REQUEST_READ_TIMEOUT_S of both daemons here
 EARLIEST = READ_TIMEOUT - 0.5       # a close before this is not the read deadline
 LATEST = READ_TIMEOUT + 3           # the deadline watcher checks every 250 ms; margin
 SLOW = 2 if SANITIZED else 1        # time bounds that are not the deadline scale with this
-OPENSSL_TIMEOUT_S = 30
 SEED = 20240601                     # fixed: every run sends the same "random" bytes
 RELOADED_LINE = "reloaded TLS certificates"
-
-
-# ---------------------------------------------------------------- certificates
-
-_REQ_CNF = """\
-[req]
-distinguished_name = dn
-prompt = no
-[dn]
-CN = placeholder
-[v3_ca]
-basicConstraints = critical,CA:TRUE
-keyUsage = critical,keyCertSign,cRLSign
-subjectKeyIdentifier = hash
-"""
-
-_EXT_CNF = """\
-[server]
-basicConstraints = critical,CA:FALSE
-keyUsage = critical,digitalSignature
-extendedKeyUsage = serverAuth,clientAuth
-subjectAltName = DNS:responder,DNS:localhost,IP:127.0.0.1
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid
-[client]
-basicConstraints = critical,CA:FALSE
-keyUsage = critical,digitalSignature
-extendedKeyUsage = clientAuth
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid
-"""
-
-
-def openssl(*args, cwd=None):
-    p = subprocess.run(["openssl", *[str(a) for a in args]], cwd=cwd, stdin=subprocess.DEVNULL,
-                       capture_output=True, timeout=OPENSSL_TIMEOUT_S)
-    if p.returncode != 0:
-        raise RuntimeError(f"openssl {' '.join(str(a) for a in args)} failed "
-                           f"({p.returncode}): {p.stderr.decode('utf-8', 'replace')}")
-    return p.stdout
-
-
-class Certs:
-    """A CA, a server certificate (SAN 127.0.0.1; serverAuth+clientAuth, like
-    scripts/gen-certs.sh) and a client certificate; EC P-256 keys."""
-
-    def __init__(self, directory):
-        self.dir = Path(directory).resolve()
-        (self.dir / "req.cnf").write_text(_REQ_CNF)
-        (self.dir / "ext.cnf").write_text(_EXT_CNF)
-        self.ca_key = self._key("ca")
-        self.ca = self.dir / "ca.pem"
-        openssl("req", "-x509", "-new", "-config", "req.cnf", "-extensions", "v3_ca",
-                "-key", self.ca_key, "-subj", "/CN=hostile tls test CA", "-days", 30,
-                "-sha256", "-set_serial", 1, "-out", self.ca, cwd=self.dir)
-        self.server, self.server_key = self._leaf("server", "responder", "server", 2)
-        self.client, self.client_key = self._leaf("client", "operator", "client", 3)
-
-    def _key(self, name):
-        path = self.dir / f"{name}-key.pem"
-        openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
-                "-out", path, cwd=self.dir)
-        return path
-
-    def _leaf(self, name, cn, profile, serial):
-        key = self._key(name)
-        csr = self.dir / f"{name}.csr"
-        cert = self.dir / f"{name}.pem"
-        openssl("req", "-new", "-config", "req.cnf", "-key", key, "-subj", f"/CN={cn}",
-                "-out", csr, cwd=self.dir)
-        openssl("x509", "-req", "-in", csr, "-CA", self.ca, "-CAkey", self.ca_key,
-                "-set_serial", serial, "-days", 30, "-sha256", "-extfile", "ext.cnf",
-                "-extensions", profile, "-out", cert, cwd=self.dir)
-        return cert, key
-
-    def ctx(self, cert=None, key=None, tls_max=None):
-        """A client context trusting the CA (and checking the name 127.0.0.1), presenting
-        cert/key (default the good client certificate)."""
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.load_verify_locations(cafile=str(self.ca))
-        ctx.load_cert_chain(str(cert or self.client), str(key or self.client_key))
-        if tls_max is not None:
-            ctx.maximum_version = ssl.TLSVersion[tls_max]
-        return ctx
 
 
 @pytest.fixture(scope="module")
