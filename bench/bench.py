@@ -10,6 +10,9 @@ What it does, all on 127.0.0.1 and on free ports:
   - for each workload: a 2 s warm-up of the daemon and of nginx, then REPS (5) rounds of
     `wrk -t2 -c32 -dSECS --latency` (4 s), alternating daemon and nginx; the medians are reported and
     every req/s figure is a ratio to nginx measured minutes apart in the same run;
+  - the caller's GET / with its hop to the responder over mutual TLS (certificates from
+    scripts/gen-certs.sh; wrk to the caller stays plain HTTP), measured in the same rounds as the
+    plain caller GET / and reported as a ratio to nginx and to that plain row;
   - resident memory idle and after 100,000 objects, time from exec to the first 200 on /health,
     and the image sizes when Docker has them;
   - prints one table and writes BENCH.md.
@@ -21,6 +24,10 @@ starts is stopped by its PID on the way out; run.sh's EXIT trap catches the ones
 Environment knobs (defaults in brackets): BENCH_SECS [4], BENCH_REPS [5], BENCH_WARMUP [2],
 BENCH_CONNECTIONS [32], BENCH_THREADS [2], BENCH_BIG [100000], BENCH_STARTS [7],
 BENCH_NGINX_WORKERS [2], BENCH_DEADLINE_S [840].
+BENCH_ONLY: comma-separated workload keys to run alone (get10, get10info, caller10, caller10mtls,
+post10, get10k, caller10k, post10k, get100k, startup, images; caller10mtls brings caller10, its
+baseline); the table is printed and BENCH.md left unchanged. E.g. a short check of the mTLS row:
+  BENCH_ONLY=caller10mtls BENCH_SECS=2 BENCH_REPS=2 bench/run.sh
 """
 
 import argparse
@@ -34,6 +41,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
@@ -57,6 +65,9 @@ BIG = env_int("BENCH_BIG", 100000)
 STARTS = env_int("BENCH_STARTS", 7)
 NGINX_WORKERS = env_int("BENCH_NGINX_WORKERS", 2)
 DEADLINE_S = env_int("BENCH_DEADLINE_S", 840)
+ONLY = set(filter(None, (k.strip() for k in os.environ.get("BENCH_ONLY", "").split(","))))
+WORKLOADS = {"get10", "get10info", "caller10", "caller10mtls", "post10", "get10k", "caller10k",
+             "post10k", "get100k", "startup", "images"}
 MID = 10000
 SMALL = 10
 LARGE_BODY = 64 * 1024  # bodies at least this big go to nginx's sendfile location
@@ -169,12 +180,23 @@ def free_port():
         s.close()
 
 
-def health_status(port, timeout=1.0):
-    """Status code of GET /health over a fresh raw socket, or None when nothing listens yet."""
+def want(*keys):
+    """Whether BENCH_ONLY (when set) names one of these workloads."""
+    return not ONLY or bool(ONLY & set(keys))
+
+
+def health_status(port, timeout=1.0, ctx=None):
+    """Status code of GET /health over a fresh raw socket (TLS with ctx), or None when nothing
+    listens yet."""
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     s.settimeout(timeout)
     try:
         s.connect(("127.0.0.1", port))
+        if ctx is not None:
+            try:
+                s = ctx.wrap_socket(s, server_hostname="127.0.0.1")
+            except (ssl.SSLError, OSError):
+                return 0
         s.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
         buf = b""
         while b"\r\n" not in buf:
@@ -201,8 +223,14 @@ def read_status(pid):
 
 
 class Daemon:
-    def __init__(self, procs, tmp, bindir, kind, name, log_level="warn", extra_env=None):
+    def __init__(self, procs, tmp, bindir, kind, name, log_level="warn", extra_env=None,
+                 tls=None):
+        """tls: when the daemon serves mutual TLS, the (ca, cert, key) files a client uses."""
         self.kind, self.name, self.port = kind, name, free_port()
+        self.tls, self.ctx = tls, None
+        if tls:
+            self.ctx = ssl.create_default_context(cafile=tls[0])
+            self.ctx.load_cert_chain(tls[1], tls[2])
         env = dict(os.environ)
         env.update(DAEMON_ENV)
         env.update({"PORT": str(self.port), "LOG_LEVEL": log_level})
@@ -216,7 +244,7 @@ class Daemon:
 
     def wait_ready(self, limit=10.0):
         while True:
-            st = health_status(self.port)
+            st = health_status(self.port, ctx=self.ctx)
             if st == 200:
                 return time.perf_counter() - self.t0
             if self.p.poll() is not None:
@@ -229,7 +257,7 @@ class Daemon:
 
     @property
     def url(self):
-        return "http://127.0.0.1:%d" % self.port
+        return "%s://127.0.0.1:%d" % ("https" if self.tls else "http", self.port)
 
     def rss(self):
         return read_status(self.p.pid)
@@ -325,8 +353,10 @@ class Nginx:
 # HTTP helpers
 
 
-def curl(url, post=None):
+def curl(url, post=None, tls=None):
     argv = ["curl", "-sS", "--fail", "--max-time", "30", "-o", "-"]
+    if tls:
+        argv += ["--cacert", tls[0], "--cert", tls[1], "--key", tls[2]]
     if post is not None:
         argv += ["-H", "Content-Type: application/json", "--data-binary", post]
     argv.append(url)
@@ -344,7 +374,10 @@ def obj(i):
 def fill(d, n, start=0, workers=4):
     """POST n objects into daemon d over `workers` keep-alive connections; returns stored bytes."""
     def run(lo, hi):
-        c = http.client.HTTPConnection("127.0.0.1", d.port, timeout=30)
+        if d.ctx:
+            c = http.client.HTTPSConnection("127.0.0.1", d.port, timeout=30, context=d.ctx)
+        else:
+            c = http.client.HTTPConnection("127.0.0.1", d.port, timeout=30)
         try:
             for i in range(lo, hi):
                 c.request("POST", "/data", body=obj(i), headers={"Content-Type": "application/json"})
@@ -364,7 +397,7 @@ def fill(d, n, start=0, workers=4):
 
 
 def stored_count(d):
-    body = json.loads(curl(d.url + "/data"))
+    body = json.loads(curl(d.url + "/data", tls=d.tls))
     return len(body["stored_data"])
 
 
@@ -450,7 +483,8 @@ class Bench:
     def workload(self, key, label, daemon_url, nginx_url, body_len, ratio_target, p99_target,
                  script=None, note="", also=None):
         """Warm-up, then REPS rounds of: daemon, [the `also` daemon,] nginx. `also` is
-        (key, label, url, note) for a second daemon measured in the same rounds (no target)."""
+        (key, label, url, note, what) for a second daemon measured in the same rounds (no target),
+        reported as a ratio to this one too: `what` it adds costs that share of req/s."""
         log("%s: %d s warm-up, %d x %d s, alternating with nginx%s" % (
             label, WARMUP, REPS, SECS, " and " + also[1] if also else ""))
         t0 = time.time()
@@ -486,6 +520,9 @@ class Bench:
             per_round = [1 - a["rps"] / b["rps"] for a, b in zip(other["d"]["runs"], base["d"]["runs"])]
             other["overhead"] = statistics.median(per_round)
             other["overhead_rounds"] = per_round
+            other["overhead_what"] = also[4]
+            log("  %s: %.2f of the req/s of %s" % (other["label"], 1 - other["overhead"],
+                                                   base["label"]))
         return rows[0]
 
     def check_runs(self, label, runs, summ, nginx_summ, p99_target=None):
@@ -517,7 +554,7 @@ class Bench:
             other = curl(also[2].url + path)
             if len(other) != len(body):  # same objects; the order may differ (parallel fill)
                 raise BenchError("%s and %s answer different sizes" % (label, also[1]))
-            also = (also[0], also[1], also[2].url + path, also[3])
+            also = (also[0], also[1], also[2].url + path, also[3], also[4])
         nurl = self.nginx.put(key + ".json", body)
         return self.workload(key, label, d.url + path, nurl, len(body), ratio_target, p99_target,
                              note=note, also=also)
@@ -538,6 +575,30 @@ class Bench:
                    extra_env={"RESPONDER_URL": r.url})
         return r, c
 
+    def mtls_pair(self, n, tag):
+        """A responder serving mutual TLS and a caller reaching it with its client certificate;
+        the caller itself serves plain HTTP (the hop measured is caller to responder)."""
+        d = os.path.join(self.tmp, "certs")
+        if not os.path.exists(os.path.join(d, "ca.pem")):
+            r = subprocess.run(["sh", os.path.join(REPO, "scripts", "gen-certs.sh"), d],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
+            if r.returncode != 0:
+                raise BenchError("scripts/gen-certs.sh failed: %s" % r.stdout.decode(errors="replace"))
+
+        def f(name):
+            return os.path.join(d, name)
+
+        r = Daemon(self.procs, self.tmp, self.bindir, "responder", "responder-" + tag,
+                   extra_env={"TLS_CERT_FILE": f("responder.pem"),
+                              "TLS_KEY_FILE": f("responder-key.pem"),
+                              "TLS_CLIENT_CA_FILE": f("ca.pem")},
+                   tls=(f("ca.pem"), f("client.pem"), f("client-key.pem")))
+        c = Daemon(self.procs, self.tmp, self.bindir, "caller", "caller-" + tag,
+                   extra_env={"RESPONDER_URL": r.url, "RESPONDER_CA_FILE": f("ca.pem"),
+                              "CLIENT_CERT_FILE": f("caller.pem"),
+                              "CLIENT_KEY_FILE": f("caller-key.pem")})
+        return r, c
+
     def fill_pair(self, r, c, n):
         t0 = time.time()
         with concurrent.futures.ThreadPoolExecutor(2) as ex:
@@ -552,35 +613,62 @@ class Bench:
         return sr, sc
 
     def phase_small(self):
+        if not want("get10", "get10info", "caller10", "caller10mtls", "post10"):
+            return
         r, c = self.pair(SMALL, "10")
-        ri = Daemon(self.procs, self.tmp, self.bindir, "responder", "responder-10-info",
-                    log_level="info")
         self.fill_pair(r, c, SMALL)
-        fill(ri, SMALL)
-        self.get_workload("get10", "responder GET /data, 10 objects", r, "/data", 0.50, P99_MAX_MS,
-                          also=("get10info", "responder GET /data, 10 objects, LOG_LEVEL=info", ri,
-                                "request log lines written to /dev/null"))
-        ri.stop()
-        self.get_workload("caller10", "caller GET /, 10 + 10 objects (two hops)", c, "/", 0.25,
-                          P99_MAX_MS)
-        self.post_workload("post10", "responder POST /data, store from 10 objects", r, 0.40,
-                           P99_MAX_MS)
+        if want("get10", "get10info"):
+            ri = Daemon(self.procs, self.tmp, self.bindir, "responder", "responder-10-info",
+                        log_level="info")
+            fill(ri, SMALL)
+            self.get_workload("get10", "responder GET /data, 10 objects", r, "/data", 0.50,
+                              P99_MAX_MS,
+                              also=("get10info", "responder GET /data, 10 objects, LOG_LEVEL=info",
+                                    ri, "request log lines written to /dev/null", "logging on"))
+            ri.stop()
+        if want("caller10", "caller10mtls"):
+            also, mr, mc = None, None, None
+            if want("caller10mtls"):
+                mr, mc = self.mtls_pair(SMALL, "10-mtls")
+                self.fill_pair(mr, mc, SMALL)
+                got = json.loads(curl(mc.url + "/")).get("responder_service_data")
+                if not isinstance(got, list) or len(got) != SMALL:
+                    raise BenchError("caller over mTLS: responder_service_data is %s"
+                                     % json.dumps(got)[:300])
+                also = ("caller10mtls", "caller GET /, 10 + 10 objects, mTLS caller to responder",
+                        mc, "wrk to the caller plain HTTP; the caller's kept-alive connections to "
+                        "the responder use mutual TLS", "mTLS to the responder")
+            self.get_workload("caller10", "caller GET /, 10 + 10 objects (two hops)", c, "/", 0.25,
+                              P99_MAX_MS, also=also)
+            for d in (mc, mr):
+                if d:
+                    d.stop()
+        if want("post10"):
+            self.post_workload("post10", "responder POST /data, store from 10 objects", r, 0.40,
+                               P99_MAX_MS)
         c.stop()
         r.stop()
 
     def phase_mid(self):
+        if not want("get10k", "caller10k", "post10k"):
+            return
         r, c = self.pair(MID, "10k")
         self.fill_pair(r, c, MID)
-        self.get_workload("get10k", "responder GET /data, 10,000 objects", r, "/data", 0.50,
-                          P99_MAX_MS)
-        self.get_workload("caller10k", "caller GET /, 10,000 + 10,000 objects (two hops)", c, "/",
-                          0.25, P99_MAX_MS)
-        self.post_workload("post10k", "responder POST /data, store from 10,000 objects", r, 0.40,
-                           P99_MAX_MS)
+        if want("get10k"):
+            self.get_workload("get10k", "responder GET /data, 10,000 objects", r, "/data", 0.50,
+                              P99_MAX_MS)
+        if want("caller10k"):
+            self.get_workload("caller10k", "caller GET /, 10,000 + 10,000 objects (two hops)", c,
+                              "/", 0.25, P99_MAX_MS)
+        if want("post10k"):
+            self.post_workload("post10k", "responder POST /data, store from 10,000 objects", r,
+                               0.40, P99_MAX_MS)
         c.stop()
         r.stop()
 
     def phase_big(self):
+        if not want("get100k"):
+            return
         r, c = self.pair(BIG, "big")
         time.sleep(0.3)
         idle = {"responder": r.rss()["VmRSS"], "caller": c.rss()["VmRSS"]}
@@ -609,6 +697,8 @@ class Bench:
         r.stop()
 
     def phase_startup(self):
+        if not want("startup"):
+            return
         for kind in ("responder", "caller"):
             samples = []
             for i in range(STARTS):
@@ -625,6 +715,8 @@ class Bench:
                 "target": "<= 50 ms", "pass": med <= 50.0})
 
     def images(self):
+        if not want("images"):
+            return
         docker = shutil.which("docker")
         names = {
             "caller": [os.environ.get("CALLER_IMAGE"), "ecs-sc-demo-caller",
@@ -712,7 +804,8 @@ class Bench:
                     ok = False
                     why.append("p99")
             if "overhead" in r:
-                tgt = ["report: logging on costs %.0f%% of req/s" % (r["overhead"] * 100)]
+                tgt = ["report: %.2f of the row above (%s costs %.0f%% of req/s)" % (
+                    1 - r["overhead"], r["overhead_what"], r["overhead"] * 100)]
             result = ("pass" if ok else "FAIL (%s)" % ", ".join(why)) if r["ratio_target"] is not None \
                 or r["p99_target"] is not None else "-"
             if not tgt:
@@ -792,9 +885,9 @@ class Bench:
                 r["label"], rounds(r["d"]["runs"]), rounds(r["n"]["runs"]),
                 ", ".join("%.2f" % x for x in r["paired"])))
             if "overhead" in r:
-                md.append("  - logging overhead per round (1 - info / warn req/s, measured "
-                          "back to back): %s" % ", ".join("%.0f%%" % (x * 100)
-                                                          for x in r["overhead_rounds"]))
+                md.append("  - cost of %s per round (1 - its req/s / the row above's, measured "
+                          "back to back): %s" % (r["overhead_what"], ", ".join("%.0f%%" % (x * 100)
+                                                          for x in r["overhead_rounds"])))
         md.append("")
         if hasattr(self, "mem"):
             a = self.mem.get("after_get_big", {})
@@ -861,7 +954,11 @@ def main():
     signal.signal(signal.SIGALRM, on_alarm)
     signal.alarm(DEADLINE_S)
 
-    for tool in ("wrk", "nginx", "curl"):
+    if ONLY - WORKLOADS:
+        log("BENCH_ONLY: unknown %s (known: %s)" % (", ".join(sorted(ONLY - WORKLOADS)),
+                                                     ", ".join(sorted(WORKLOADS))))
+        return 1
+    for tool in ("wrk", "nginx", "curl", "openssl"):
         if not shutil.which(tool) and not os.path.exists("/usr/sbin/" + tool):
             log("%s is missing (bench/run.sh installs it)" % tool)
             return 1
@@ -908,6 +1005,8 @@ def main():
                 sys.stderr.write(f.read()[-4000:])
         except OSError:
             pass
+    elif ONLY:
+        log("BENCH_ONLY=%s: a partial run; %s left unchanged" % (",".join(sorted(ONLY)), args.out))
     else:
         with open(args.out, "w") as f:
             f.write(md + "\n")

@@ -7,12 +7,14 @@
 # BENCH_DEADLINE_S (default 840 s). Only 127.0.0.1 traffic. Every process started is stopped by PID
 # (bench.py does it; the EXIT trap here catches what a crash leaves behind).
 # Exit status 0 when everything ran, whether or not the targets were met; 1 when something failed.
-# Knobs: see bench/bench.py (BENCH_SECS, BENCH_REPS, BENCH_WARMUP, ...).
+# Knobs: see bench/bench.py (BENCH_SECS, BENCH_REPS, BENCH_WARMUP, ...); BENCH_ONLY=caller10mtls runs
+# only the mutual-TLS row and its plain baseline (certificates from scripts/gen-certs.sh in the
+# temporary directory) and leaves BENCH.md unchanged.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PY=/usr/bin/python3
-scripts/install-deps.sh wrk nginx curl python3
+scripts/install-deps.sh wrk nginx curl python3 openssl
 scripts/install-deps.sh
 PATH=$PATH:/usr/sbin
 

@@ -566,7 +566,13 @@ upstream_start(const struct upstream_config *cfg, upstream_done done, void *cont
 		goto fail;
 	snprintf(u->url, n, "%s/data", cfg->base_url);
 	u->multi = curl_multi_init();
-	if (u->multi == NULL)
+	/*
+	 * libcurl's own cache size follows the number of transfers added, and when
+	 * calls come and go it closes connections that the next call then opens again
+	 * (a new TLS handshake each time over https).
+	 */
+	if (u->multi == NULL ||
+	    curl_multi_setopt(u->multi, CURLMOPT_MAXCONNECTS, cfg->keepalive_max) != CURLM_OK)
 		goto fail;
 	pthread_mutex_init(&u->lock, NULL);
 	if (pthread_create(&u->thread, NULL, upstream_loop, u) != 0) {

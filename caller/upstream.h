@@ -26,6 +26,7 @@ struct upstream_config {
 	unsigned int retry_budget_percent; /* RETRY_BUDGET_PERCENT */
 	unsigned int breaker_threshold;    /* BREAKER_THRESHOLD; 0 turns it off */
 	long long breaker_cooldown_ms;     /* BREAKER_COOLDOWN_MS */
+	long keepalive_max;                /* UPSTREAM_KEEPALIVE_MAX: connections kept for reuse */
 	struct upstream_tls *tls;          /* NULL without TLS settings; borrowed */
 };
 

@@ -23,7 +23,7 @@ static struct {
 static atomic_size_t expiry_count;
 static atomic_ullong reloads[2]; /* failed, ok */
 static atomic_ullong refusals[TLS_REFUSED_COUNT];
-static const char *const refusal_names[TLS_REFUSED_COUNT] = {"expired", "not_yet_valid",
+static const char *const refusal_names[TLS_REFUSED_COUNT] = {"missing", "expired", "not_yet_valid",
                                                              "untrusted", "other"};
 
 /* Writes the _PEM twin of a _FILE setting's name into twin; returns 0, or -1 when it has none. */

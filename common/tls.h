@@ -48,6 +48,7 @@ void tls_expiry_publish(const char *setting, time_t not_after);
 
 /* Why a client certificate was refused, for /metrics. */
 enum tls_refusal {
+	TLS_REFUSED_MISSING, /* the client sent none */
 	TLS_REFUSED_EXPIRED,
 	TLS_REFUSED_NOT_YET_VALID,
 	TLS_REFUSED_UNTRUSTED, /* not signed by TLS_CLIENT_CA_FILE's CAs */

@@ -32,8 +32,15 @@ verify_client(gnutls_session_t session)
 	unsigned int status = 0;
 	gnutls_datum_t why;
 	enum tls_refusal reason;
+	int rc;
 
-	if (gnutls_certificate_verify_peers3(session, NULL, &status) < 0)
+	rc = gnutls_certificate_verify_peers3(session, NULL, &status);
+	if (rc == GNUTLS_E_NO_CERTIFICATE_FOUND) {
+		tls_refusal_count(TLS_REFUSED_MISSING);
+		log_msg(LOG_DEBUG, "client certificate refused: the client sent none");
+		return GNUTLS_E_CERTIFICATE_ERROR;
+	}
+	if (rc < 0)
 		status = GNUTLS_CERT_INVALID;
 	if (status == 0)
 		return 0;
@@ -195,9 +202,13 @@ tls_server_session_start(struct tls_server *t, gnutls_session_t session)
 		return NULL;
 	}
 	if (c->verify_clients) {
-		/* The handshake fails unless the client sends a certificate verify_client()
-		 * accepts. */
-		gnutls_certificate_server_set_request(session, GNUTLS_CERT_REQUIRE);
+		/*
+		 * The handshake fails unless the client sends a certificate verify_client()
+		 * accepts. GNUTLS_CERT_REQUIRE would refuse a client that sends none before
+		 * verify_client() runs, so the refusal would go uncounted; verify_client()
+		 * refuses it instead.
+		 */
+		gnutls_certificate_server_set_request(session, GNUTLS_CERT_REQUEST);
 	}
 	return c;
 }

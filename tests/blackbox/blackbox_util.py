@@ -437,7 +437,8 @@ class FakeResponder:
     """A stand-in responder whose answer can be configured per test.
 
     configure(delay=seconds, status=int, body=bytes|str|obj, content_type=str,
-              chunked=bool). Records every request (method, path, headers).
+              chunked=bool). Records every request (method, path, headers, peer: the caller's
+    address and port, one per connection).
     """
 
     def __init__(self):
@@ -482,7 +483,8 @@ class FakeResponder:
     def _handle(self, h):
         with self._lock:
             self.requests.append({"method": h.command, "path": h.path,
-                                  "headers": {k.lower(): v for k, v in h.headers.items()}})
+                                  "headers": {k.lower(): v for k, v in h.headers.items()},
+                                  "peer": h.client_address})
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
             self._lock.notify_all()

@@ -1,6 +1,7 @@
 """The caller's GET / against a misbehaving responder (a fake one, or none at all)."""
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -230,3 +231,30 @@ def test_recovery_after_many_consecutive_failures(caller_with_fake, fake_respond
         time.sleep(0.1)
     assert last == [{"healed": 1}], \
         f"caller still failing 10 s after the responder recovered: {last!r}"
+
+
+@pytest.mark.parametrize("keepalive_max,reused", [(None, True), (1, False)])
+def test_connections_to_responder_are_kept_and_reused(caller_with_fake, fake_responder,
+                                                       keepalive_max, reused):
+    """Waves of concurrent GET / reuse the connections of the waves before: libcurl keeps
+    UPSTREAM_KEEPALIVE_MAX (64) of them. With 1, the control case, most calls open a new
+    one, which shows the test can tell."""
+    concurrent, waves = 12, 5
+    fake_responder.configure(delay=0.05)
+    env = {} if keepalive_max is None else {"UPSTREAM_KEEPALIVE_MAX": keepalive_max}
+    c = caller_with_fake(**env)
+    with ThreadPoolExecutor(concurrent) as pool:
+        for _ in range(waves):
+            answers = list(pool.map(lambda _: http_request(c.port, "GET", "/"),
+                                    range(concurrent)))
+            assert all(a.status == 200 for a in answers), answers
+    peers = {r["peer"] for r in fake_responder.requests}
+    calls = len(fake_responder.requests)
+    assert calls == concurrent * waves
+    if reused:
+        assert len(peers) <= concurrent + 2, \
+            f"{calls} calls used {len(peers)} connections; at most {concurrent} are ever " \
+            f"needed at once, so the rest should have been reused"
+    else:
+        assert len(peers) > 2 * concurrent, \
+            f"with UPSTREAM_KEEPALIVE_MAX=1, {calls} calls used only {len(peers)} connections"

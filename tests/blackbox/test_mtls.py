@@ -332,6 +332,9 @@ def test_no_client_cert_refused_at_handshake(daemons, certs, name, tls_max):
     d = start_tls(daemons, certs, name=name)
     expect_refused(d, client_ctx(certs), "a client without a certificate", good_ctx(certs),
                    tls_max)
+    missing = get_metrics(d, good_ctx(certs)).value("tls_client_certificates_refused_total",
+                                                    reason="missing")
+    assert missing >= 1, f"a client without a certificate must count as missing, got {missing}"
 
 
 @TLS_MAX
