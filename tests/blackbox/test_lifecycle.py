@@ -180,6 +180,7 @@ def test_sigterm_right_after_ready_exits_0(daemons, name):
     be a clean drain and exit 0, never the default action of the signal. The window is
     short, so the start/stop is repeated."""
     outcomes = {}
+    errors = []
     for _ in range(60):
         d = daemons.start(name, env={"RESPONDER_URL": "http://127.0.0.1:9"}, wait=False)
         deadline = time.monotonic() + 5
@@ -193,9 +194,12 @@ def test_sigterm_right_after_ready_exits_0(daemons, name):
         d.signal(signal.SIGTERM)
         rc = d.wait_exit(5)
         outcomes[rc] = outcomes.get(rc, 0) + 1
+        if rc != 0 and len(errors) < 3:
+            errors.append(d.stderr()[-1500:])
     assert outcomes == {0: 60}, \
         f"exit statuses of 60 {name}s sent SIGTERM right after readiness: {outcomes} " \
-        f"(-15 = killed by the signal's default action: some thread does not block SIGTERM)"
+        f"(-15 = killed by the signal's default action: some thread does not block SIGTERM); " \
+        f"stderr of the first: {errors!r}"
 
 
 def test_drain_timeout_exit_is_clean_repeatedly(daemons):

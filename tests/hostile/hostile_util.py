@@ -377,3 +377,39 @@ def seeded_pair(factory, read_timeout_s):
     for g in guards.values():
         g.seed()
     return guards
+
+
+def drip(port, data, interval=1.0, limit_s=10.0, first_delay=0.0):
+    """Sends data one byte every interval until the server closes; returns (seconds, how, sent).
+
+    how: "closed" (EOF or reset), "answered" (an HTTP answer came), "server sent ..." (other
+    bytes, such as a TLS record) or "timeout"."""
+    s = socket.create_connection((HOST, port), timeout=limit_s)
+    t0 = time.monotonic()
+    sent = 0
+    try:
+        s.settimeout(0.05)
+        deadline = t0 + limit_s
+        next_send = t0 + first_delay
+        while time.monotonic() < deadline:
+            if sent < len(data) and time.monotonic() >= next_send:
+                try:
+                    s.send(data[sent:sent + 1])
+                    sent += 1
+                except (BrokenPipeError, ConnectionResetError):
+                    return time.monotonic() - t0, "closed", sent
+                next_send += interval
+            try:
+                c = s.recv(4096)
+            except socket.timeout:
+                continue
+            except ConnectionResetError:
+                return time.monotonic() - t0, "closed", sent
+            if not c:
+                return time.monotonic() - t0, "closed", sent
+            if c.startswith(b"HTTP/"):
+                return time.monotonic() - t0, "answered", sent
+            return time.monotonic() - t0, f"server sent {c[:20]!r}", sent
+        return time.monotonic() - t0, "timeout", sent
+    finally:
+        s.close()

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from hostile_util import HOST, http_request, metric_value, seeded_pair
+from hostile_util import HOST, drip, http_request, metric_value, seeded_pair
 
 READ_TIMEOUT = 2
 EARLIEST = READ_TIMEOUT - 0.3     # a close before this is not the read deadline
@@ -28,40 +28,6 @@ def slow_target(request, slow_guards):
     g.check("before the case")
     yield g
     g.check("after the case")
-
-
-def drip(port, data, interval=1.0, limit_s=10.0, first_delay=0.0):
-    """Sends data one byte every interval until the server closes; returns (seconds, how, sent).
-
-    how: "closed" (EOF or reset), "answered" (an HTTP answer came) or "timeout"."""
-    s = socket.create_connection((HOST, port), timeout=limit_s)
-    t0 = time.monotonic()
-    sent = 0
-    try:
-        s.settimeout(0.05)
-        deadline = t0 + limit_s
-        next_send = t0 + first_delay
-        while time.monotonic() < deadline:
-            if sent < len(data) and time.monotonic() >= next_send:
-                try:
-                    s.send(data[sent:sent + 1])
-                    sent += 1
-                except (BrokenPipeError, ConnectionResetError):
-                    return time.monotonic() - t0, "closed", sent
-                next_send += interval
-            try:
-                c = s.recv(4096)
-            except socket.timeout:
-                continue
-            except ConnectionResetError:
-                return time.monotonic() - t0, "closed", sent
-            if not c:
-                return time.monotonic() - t0, "closed", sent
-            if c.startswith(b"HTTP/"):
-                return time.monotonic() - t0, "answered", sent
-        return time.monotonic() - t0, "timeout", sent
-    finally:
-        s.close()
 
 
 REQUEST = (b"POST /data HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"

@@ -33,7 +33,7 @@ import time
 import pytest
 
 from hostile_util import (
-    HOST, SANITIZED, StoreGuard, http_request, parse_raw_response, post_json, raw_send,
+    HOST, SANITIZED, StoreGuard, drip, http_request, parse_raw_response, post_json, raw_send,
     wait_until,
 )
 from test_observability import Metrics
@@ -307,36 +307,6 @@ def test_client_hello_twice(target):
 
 
 # ---------------------------------------------------------------- slow handshakes
-
-def drip(port, data, interval, limit_s):
-    """Sends data one byte every interval until the server closes; returns (seconds, how, sent)."""
-    s = socket.create_connection((HOST, port), timeout=limit_s)
-    t0 = time.monotonic()
-    sent = 0
-    try:
-        s.settimeout(0.05)
-        next_send = t0
-        while time.monotonic() - t0 < limit_s:
-            if sent < len(data) and time.monotonic() >= next_send:
-                try:
-                    s.send(data[sent:sent + 1])
-                    sent += 1
-                except (BrokenPipeError, ConnectionResetError):
-                    return time.monotonic() - t0, "closed", sent
-                next_send += interval
-            try:
-                c = s.recv(4096)
-            except socket.timeout:
-                continue
-            except ConnectionResetError:
-                return time.monotonic() - t0, "closed", sent
-            if not c:
-                return time.monotonic() - t0, "closed", sent
-            return time.monotonic() - t0, f"server sent {c[:20]!r}", sent
-        return time.monotonic() - t0, "timeout", sent
-    finally:
-        s.close()
-
 
 def test_client_hello_byte_by_byte_is_closed_by_the_deadline(target):
     """One ClientHello byte every 0.2 s would take minutes: closed by REQUEST_READ_TIMEOUT_S."""
