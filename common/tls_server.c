@@ -44,10 +44,14 @@ verify_client(gnutls_session_t session)
 		status = GNUTLS_CERT_INVALID;
 	if (status == 0)
 		return 0;
-	reason = status & GNUTLS_CERT_EXPIRED            ? TLS_REFUSED_EXPIRED
-	         : status & GNUTLS_CERT_NOT_ACTIVATED    ? TLS_REFUSED_NOT_YET_VALID
-	         : status & GNUTLS_CERT_SIGNER_NOT_FOUND ? TLS_REFUSED_UNTRUSTED
-	                                                 : TLS_REFUSED_OTHER;
+	if (status & GNUTLS_CERT_EXPIRED)
+		reason = TLS_REFUSED_EXPIRED;
+	else if (status & GNUTLS_CERT_NOT_ACTIVATED)
+		reason = TLS_REFUSED_NOT_YET_VALID;
+	else if (status & GNUTLS_CERT_SIGNER_NOT_FOUND)
+		reason = TLS_REFUSED_UNTRUSTED;
+	else
+		reason = TLS_REFUSED_OTHER;
 	tls_refusal_count(reason);
 	if (gnutls_certificate_verification_status_print(status, GNUTLS_CRT_X509, &why, 0) == 0) {
 		log_msg(LOG_DEBUG, "client certificate refused: %s", (const char *)why.data);
