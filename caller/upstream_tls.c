@@ -35,8 +35,7 @@ static int
 key_pair_check(const struct material *m, char *err, size_t errlen)
 {
 	gnutls_certificate_credentials_t creds;
-	gnutls_datum_t cd = {(unsigned char *)m->cert.text, (unsigned int)m->cert.len};
-	gnutls_datum_t kd = {(unsigned char *)m->key.text, (unsigned int)m->key.len};
+	gnutls_datum_t cd = tls_pem_datum(&m->cert), kd = tls_pem_datum(&m->key);
 	int rc;
 
 	if (gnutls_certificate_allocate_credentials(&creds) < 0) {

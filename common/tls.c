@@ -123,6 +123,14 @@ tls_pem_read(const char *setting, struct tls_pem *pem, char *err, size_t errlen)
 	return 0;
 }
 
+gnutls_datum_t
+tls_pem_datum(const struct tls_pem *pem)
+{
+	gnutls_datum_t d = {(unsigned char *)pem->text, (unsigned int)pem->len};
+
+	return d;
+}
+
 void
 tls_pem_free(struct tls_pem *pem)
 {
@@ -134,7 +142,7 @@ tls_pem_free(struct tls_pem *pem)
 int
 tls_pem_expiry(const struct tls_pem *pem, time_t *not_after, char *err, size_t errlen)
 {
-	gnutls_datum_t data = {(unsigned char *)pem->text, (unsigned int)pem->len};
+	gnutls_datum_t data = tls_pem_datum(pem);
 	gnutls_x509_crt_t *certs = NULL;
 	unsigned int count = 0, i;
 	time_t t;

@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <time.h>
 
+#include <gnutls/gnutls.h>
+
 /* The largest PEM text a setting may hold: far above any certificate chain. */
 #define TLS_PEM_MAX_BYTES (1 << 20)
 
@@ -33,6 +35,9 @@ int tls_pem_is_set(const char *setting);
  * with err saying what is wrong (both set, unreadable, too large).
  */
 int tls_pem_read(const char *setting, struct tls_pem *pem, char *err, size_t errlen);
+
+/* The text of pem as GnuTLS takes it; borrows pem's memory. */
+gnutls_datum_t tls_pem_datum(const struct tls_pem *pem);
 
 /* Frees what tls_pem_read() read; pem stays usable for another read. */
 void tls_pem_free(struct tls_pem *pem);

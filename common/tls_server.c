@@ -69,14 +69,6 @@ credentials_release(struct tls_credentials *c)
 	free(c);
 }
 
-static gnutls_datum_t
-datum(const struct tls_pem *pem)
-{
-	gnutls_datum_t d = {(unsigned char *)pem->text, (unsigned int)pem->len};
-
-	return d;
-}
-
 /*
  * Reads the certificate, key and client CA into cert, key (kept for the
  * caller) and fresh credentials. Expiry figures are published only when all
@@ -112,8 +104,8 @@ credentials_load(struct tls_pem *cert, struct tls_pem *key, char *err, size_t er
 		goto fail;
 	}
 	atomic_init(&c->refs, 1);
-	cd = datum(cert);
-	kd = datum(key);
+	cd = tls_pem_datum(cert);
+	kd = tls_pem_datum(key);
 	rc = gnutls_certificate_set_x509_key_mem2(c->x509, &cd, &kd, GNUTLS_X509_FMT_PEM, NULL, 0);
 	if (rc < 0) {
 		snprintf(err, errlen, "TLS_KEY_FILE cannot serve TLS_CERT_FILE's certificate: %s",
@@ -121,7 +113,7 @@ credentials_load(struct tls_pem *cert, struct tls_pem *key, char *err, size_t er
 		goto fail;
 	}
 	if (ca.text != NULL) {
-		ad = datum(&ca);
+		ad = tls_pem_datum(&ca);
 		rc = gnutls_certificate_set_x509_trust_mem(c->x509, &ad, GNUTLS_X509_FMT_PEM);
 		if (rc <= 0) {
 			snprintf(err, errlen,
