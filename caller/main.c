@@ -12,12 +12,13 @@
 
 #define URL_MAX 2048
 
-/* GET /: holds the request while the upstream thread asks the responder. */
+/* GET /: holds the request while this server thread's loop asks the responder. */
 static void
-root_get(struct http_exchange *ex, void *upstream)
+root_get(struct http_exchange *ex, void *unused)
 {
+	(void)unused;
 	http_suspend(ex);
-	upstream_fetch(upstream, http_request_id(ex), http_trace(ex), ex);
+	upstream_fetch(http_loop_state(ex), http_request_id(ex), http_trace(ex), ex);
 }
 
 /* Called when the responder's answer (or the reason there is none) is known: answers GET /. */
@@ -80,12 +81,6 @@ upstream_config_load(struct upstream_config *c, char *url, size_t url_size)
 	return 0;
 }
 
-static void
-stop_upstream(void *upstream)
-{
-	upstream_stop(upstream);
-}
-
 int
 main(int argc, char **argv)
 {
@@ -118,15 +113,16 @@ main(int argc, char **argv)
 		status = 1;
 		goto out;
 	}
-	upstream = upstream_start(&ucfg, on_fetched, &d.data);
+	upstream = upstream_new(&ucfg, on_fetched, &d.data);
 	if (upstream == NULL) {
 		status = 1;
 		goto cleanup_curl;
 	}
+	d.loop = upstream_loop(upstream);
 	log_msg(LOG_INFO, "responder at %s", url);
 	{
 		const struct http_route routes[] = {
-		    {.path = "/", .get = root_get, .arg = upstream},
+		    {.path = "/", .get = root_get},
 		    {.path = "/data",
 		     .get = data_get,
 		     .post = data_post,
@@ -136,8 +132,7 @@ main(int argc, char **argv)
 		    {.path = "/metrics", .get = metrics_get},
 		};
 
-		status = daemon_serve(&d, routes, sizeof(routes) / sizeof(routes[0]), stop_upstream,
-		                      upstream);
+		status = daemon_serve(&d, routes, sizeof(routes) / sizeof(routes[0]), NULL, NULL);
 	}
 	upstream_free(upstream);
 cleanup_curl:

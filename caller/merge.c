@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../common/http_server.h"
 #include "../common/log.h"
 
 #define HEAD   "{\"caller_service_data\":["
@@ -50,18 +51,9 @@ merge_answer(const char *caller_items, size_t caller_len, struct upstream_result
              size_t *size)
 {
 	struct MHD_IoVec parts[MERGE_PARTS];
-	struct MHD_Response *response;
 	char *owned;
-	size_t i;
 
 	if (merge_parts(caller_items, caller_len, result, parts, &owned) < 0)
 		return NULL;
-	response = MHD_create_response_from_iovec(parts, MERGE_PARTS, free, owned);
-	if (response == NULL) {
-		free(owned);
-		return NULL;
-	}
-	for (*size = 0, i = 0; i < MERGE_PARTS; i++)
-		*size += parts[i].iov_len;
-	return response;
+	return http_response_from_parts(parts, MERGE_PARTS, free, owned, size);
 }

@@ -1,14 +1,17 @@
-/* The libcurl multi loop that calls the responder for every GET / in flight. */
+/* The calls to the responder for every GET / in flight, in each server thread's event loop. */
 #include "upstream.h"
 
 #include <curl/curl.h>
+#include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/epoll.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "../common/buffer.h"
 #include "../common/clock.h"
@@ -17,7 +20,8 @@
 #include "breaker.h"
 #include "retry.h"
 
-#define POLL_MS 1000
+/* Socket events taken from the thread's epoll set per turn of its loop. */
+#define EVENTS_PER_TURN 32
 
 /* How a call ended, for /metrics. */
 enum outcome {
@@ -38,14 +42,8 @@ static const char *const outcome_names[OUTCOME_COUNT] = {
     "invalid_body", "too_large", "breaker_open", "error",
 };
 
-/* A call asked for by a server thread, waiting for the upstream thread to start it. */
-struct request {
-	struct request *next;
-	void *arg;
-	struct curl_slist *headers; /* request id and trace context; owned */
-};
-
-/* A call in flight (or waiting to retry); owned by the upstream thread, reused for later calls. */
+/* A call in flight (or waiting to retry); owned by one server thread, reused for its later calls.
+ */
 struct transfer {
 	struct transfer *next; /* in the active, waiting or idle list */
 	CURL *easy;
@@ -61,21 +59,14 @@ struct transfer {
 	char served_by[SERVED_BY_MAX];
 };
 
+/* What every server thread shares. */
 struct upstream {
 	struct upstream_config cfg;
 	char *url; /* base_url + "/data"; owned */
 	upstream_done done;
 	void *context;
-	CURLM *multi;
-	pthread_t thread;
-	pthread_mutex_t lock;  /* guards queue and stopping */
-	struct request *queue; /* newest first */
-	int stopping;
-	int aborting;             /* upstream thread only: ending every call at shutdown */
-	struct transfer *active;  /* upstream thread only */
-	struct transfer *waiting; /* upstream thread only; backing off, soonest first */
-	struct transfer *idle;    /* upstream thread only */
-	uint64_t rng;             /* upstream thread only; backoff jitter */
+	struct http_loop loop;
+	pthread_mutex_t lock; /* guards breaker and budget, which every thread uses */
 	struct breaker breaker;
 	struct retry_budget budget;
 	atomic_ullong outcomes[OUTCOME_COUNT];
@@ -83,14 +74,27 @@ struct upstream {
 	unsigned long long emf_last[2]; /* calls and failures at the last EMF record */
 };
 
+/* One server thread's calls; touched by that thread only. */
+struct upstream_worker {
+	struct upstream *u;
+	CURLM *multi;
+	int epoll_fd;             /* the sockets libcurl asked to watch */
+	long long timer_at_ms;    /* when libcurl wants its timeout action; -1 for never */
+	int aborting;             /* ending every call at shutdown; later calls fail at once */
+	struct transfer *active;  /* in the multi handle */
+	struct transfer *waiting; /* backing off, soonest first */
+	struct transfer *idle;
+	uint64_t rng; /* backoff jitter */
+};
+
 /* A number in [0, 1) for backoff jitter (xorshift64*). */
 static double
-next_uniform(struct upstream *u)
+next_uniform(struct upstream_worker *w)
 {
-	u->rng ^= u->rng >> 12;
-	u->rng ^= u->rng << 25;
-	u->rng ^= u->rng >> 27;
-	return (double)((u->rng * 0x2545F4914F6CDD1DULL) >> 11) / 9007199254740992.0;
+	w->rng ^= w->rng >> 12;
+	w->rng ^= w->rng << 25;
+	w->rng ^= w->rng >> 27;
+	return (double)((w->rng * 0x2545F4914F6CDD1DULL) >> 11) / 9007199254740992.0;
 }
 
 /* libcurl's write callback: keeps the answer, up to UPSTREAM_MAX_BYTES. */
@@ -127,13 +131,14 @@ on_header(char *line, size_t size, size_t count, void *arg)
 
 /* Gives a transfer with an easy handle set up for the responder, reusing an idle one. */
 static struct transfer *
-transfer_get(struct upstream *u)
+transfer_get(struct upstream_worker *w)
 {
-	struct transfer *t = u->idle;
+	struct upstream *u = w->u;
+	struct transfer *t = w->idle;
 	CURL *e;
 
 	if (t != NULL) {
-		u->idle = t->next;
+		w->idle = t->next;
 		return t;
 	}
 	t = calloc(1, sizeof(*t));
@@ -203,8 +208,9 @@ list_remove(struct transfer **list, struct transfer *t)
  * call's deadline. Returns 0, or -1 when libcurl refuses it.
  */
 static int
-attempt_start(struct upstream *u, struct transfer *t, long long now)
+attempt_start(struct upstream_worker *w, struct transfer *t, long long now)
 {
+	struct upstream *u = w->u;
 	long long left = t->started_ms + u->cfg.timeout_ms - now;
 	long timeout = (long)(left < u->cfg.attempt_timeout_ms ? left : u->cfg.attempt_timeout_ms);
 
@@ -216,10 +222,10 @@ attempt_start(struct upstream *u, struct transfer *t, long long now)
 	                     timeout < u->cfg.connect_timeout_ms
 	                         ? timeout
 	                         : u->cfg.connect_timeout_ms) != CURLE_OK ||
-	    curl_multi_add_handle(u->multi, t->easy) != CURLM_OK)
+	    curl_multi_add_handle(w->multi, t->easy) != CURLM_OK)
 		return -1;
-	t->next = u->active;
-	u->active = t;
+	t->next = w->active;
+	w->active = t;
 	return 0;
 }
 
@@ -280,22 +286,30 @@ judge(struct upstream *u, struct transfer *t, CURLcode code, struct upstream_res
  * leaves time before the deadline. Schedules it and returns 1 when so.
  */
 static int
-retry_later(struct upstream *u, struct transfer *t, enum outcome o, long status, long long now)
+retry_later(struct upstream_worker *w, struct transfer *t, enum outcome o, long status,
+            long long now)
 {
+	struct upstream *u = w->u;
 	long long wait, deadline = t->started_ms + u->cfg.timeout_ms;
 	struct transfer **p;
+	int granted;
 
 	if ((o != OUTCOME_REFUSED && !(o == OUTCOME_HTTP_STATUS && status == 503)) ||
 	    t->attempt > u->cfg.retry_max)
 		return 0;
-	wait = retry_backoff_ms(t->attempt, u->cfg.retry_backoff_ms, next_uniform(u));
+	wait = retry_backoff_ms(t->attempt, u->cfg.retry_backoff_ms, next_uniform(w));
 	/* An attempt that cannot get a few milliseconds before the deadline is not worth making. */
-	if (now + wait + 5 >= deadline || !retry_budget_withdraw(&u->budget))
+	if (now + wait + 5 >= deadline)
+		return 0;
+	pthread_mutex_lock(&u->lock);
+	granted = retry_budget_withdraw(&u->budget);
+	pthread_mutex_unlock(&u->lock);
+	if (!granted)
 		return 0;
 	t->attempt++;
 	t->retry_at_ms = now + wait;
 	transfer_reset(t);
-	for (p = &u->waiting; *p != NULL && (*p)->retry_at_ms <= t->retry_at_ms; p = &(*p)->next)
+	for (p = &w->waiting; *p != NULL && (*p)->retry_at_ms <= t->retry_at_ms; p = &(*p)->next)
 		;
 	t->next = *p;
 	*p = t;
@@ -310,35 +324,45 @@ call_end(struct upstream *u, struct upstream_result *r, enum outcome o, void *ar
 	u->done(r, u->context, arg);
 }
 
+/* Tells the shared breaker how a call ended. */
+static void
+breaker_note(struct upstream *u, int succeeded, long long now)
+{
+	pthread_mutex_lock(&u->lock);
+	breaker_record(&u->breaker, succeeded, now);
+	pthread_mutex_unlock(&u->lock);
+}
+
 /* Ends an attempt: retries it, or ends the call and keeps the transfer for the next call. */
 static void
-attempt_finish(struct upstream *u, struct transfer *t, CURLcode code)
+attempt_finish(struct upstream_worker *w, struct transfer *t, CURLcode code)
 {
+	struct upstream *u = w->u;
 	struct upstream_result r;
 	curl_off_t total_us = 0;
 	long long now = clock_ms();
 	enum outcome o;
 	long status;
 
-	list_remove(&u->active, t);
+	list_remove(&w->active, t);
 	memset(&r, 0, sizeof(r));
 	r.body = buffer_steal(&t->body, &r.body_len);
 	o = judge(u, t, code, &r, &status);
 	if (curl_easy_getinfo(t->easy, CURLINFO_TOTAL_TIME_T, &total_us) == CURLE_OK)
 		histogram_observe(&u->latency, (double)total_us / 1e6);
-	if (!u->aborting && retry_later(u, t, o, status, now)) {
+	if (!w->aborting && retry_later(w, t, o, status, now)) {
 		free(r.body);
 		return;
 	}
-	if (!u->aborting)
-		breaker_record(&u->breaker, o == OUTCOME_OK, now);
+	if (!w->aborting)
+		breaker_note(u, o == OUTCOME_OK, now);
 	memcpy(r.served_by, t->served_by, sizeof(r.served_by));
 	call_end(u, &r, o, t->arg);
 	curl_slist_free_all(t->headers);
 	t->headers = NULL;
 	transfer_reset(t);
-	t->next = u->idle;
-	u->idle = t;
+	t->next = w->idle;
+	w->idle = t;
 }
 
 /* Ends a call that never got as far as an attempt. */
@@ -352,141 +376,264 @@ call_fail(struct upstream *u, void *arg, enum outcome o, const char *why)
 	call_end(u, &r, o, arg);
 }
 
-/* Starts a queued call, unless the breaker is open; the transfer takes the request's headers. */
-static void
-request_start(struct upstream *u, struct request *q, long long now)
+/* The request headers that carry the request id and trace context on; NULL when memory ran out. */
+static struct curl_slist *
+call_headers(const char *request_id, const struct trace *trace)
 {
-	struct transfer *t;
-	long long wait = 0;
-	char why[160];
+	char line[64 + TRACE_HEADER_MAX], value[TRACE_HEADER_MAX];
+	struct curl_slist *h = NULL;
 
-	if (!breaker_allow(&u->breaker, now, &wait)) {
+	snprintf(line, sizeof(line), "X-Request-Id: %s", request_id);
+	h = curl_slist_append(h, line);
+	trace_traceparent(trace, value);
+	snprintf(line, sizeof(line), "traceparent: %s", value);
+	h = h != NULL ? curl_slist_append(h, line) : NULL;
+	trace_amzn(trace, value);
+	snprintf(line, sizeof(line), "X-Amzn-Trace-Id: %s", value);
+	h = h != NULL ? curl_slist_append(h, line) : NULL;
+	return h;
+}
+
+void
+upstream_fetch(struct upstream_worker *w, const char *request_id, const struct trace *trace,
+               void *request)
+{
+	struct upstream *u = w->u;
+	struct curl_slist *headers;
+	struct transfer *t;
+	long long wait = 0, now = clock_ms();
+	unsigned int failures = 0;
+	char why[160];
+	int allowed;
+
+	if (w->aborting) {
+		call_fail(u, request, OUTCOME_ERROR, "the caller is shutting down");
+		return;
+	}
+	pthread_mutex_lock(&u->lock);
+	allowed = breaker_allow(&u->breaker, now, &wait);
+	failures = u->breaker.failures;
+	if (allowed)
+		retry_budget_deposit(&u->budget);
+	pthread_mutex_unlock(&u->lock);
+	if (!allowed) {
 		snprintf(why, sizeof(why),
 		         "circuit breaker open after %u failed calls in a row; next try in %lld ms",
-		         u->breaker.failures, wait);
-		call_fail(u, q->arg, OUTCOME_BREAKER_OPEN, why);
+		         failures, wait);
+		call_fail(u, request, OUTCOME_BREAKER_OPEN, why);
 		return;
 	}
-	retry_budget_deposit(&u->budget);
-	t = transfer_get(u);
-	if (t == NULL) {
-		breaker_record(&u->breaker, 0, now);
-		call_fail(u, q->arg, OUTCOME_ERROR, "out of memory starting the call");
+	t = transfer_get(w);
+	headers = t != NULL ? call_headers(request_id, trace) : NULL;
+	if (t == NULL || headers == NULL) {
+		if (t != NULL) {
+			t->next = w->idle;
+			w->idle = t;
+		}
+		breaker_note(u, 0, now);
+		call_fail(u, request, OUTCOME_ERROR, "out of memory starting the call");
 		return;
 	}
-	t->arg = q->arg;
+	t->arg = request;
 	t->attempt = 1;
 	t->started_ms = now;
-	if (q->headers == NULL ||
-	    curl_easy_setopt(t->easy, CURLOPT_HTTPHEADER, q->headers) != CURLE_OK ||
-	    attempt_start(u, t, now) < 0) {
-		t->next = u->idle;
-		u->idle = t;
-		breaker_record(&u->breaker, 0, now);
-		call_fail(u, q->arg, OUTCOME_ERROR, "could not start the call");
-		return;
+	t->headers = headers;
+	if (curl_easy_setopt(t->easy, CURLOPT_HTTPHEADER, headers) != CURLE_OK ||
+	    attempt_start(w, t, now) < 0) {
+		curl_slist_free_all(t->headers);
+		t->headers = NULL;
+		t->next = w->idle;
+		w->idle = t;
+		breaker_note(u, 0, now);
+		call_fail(u, request, OUTCOME_ERROR, "could not start the call");
 	}
-	t->headers = q->headers;
-	q->headers = NULL;
 }
 
-/* Takes the queue, oldest first, so calls start in the order they were asked for. */
-static struct request *
-queue_take(struct upstream *u, int *stopping)
-{
-	struct request *q, *reversed = NULL, *next;
-
-	pthread_mutex_lock(&u->lock);
-	q = u->queue;
-	u->queue = NULL;
-	*stopping = u->stopping;
-	pthread_mutex_unlock(&u->lock);
-	for (; q != NULL; q = next) {
-		next = q->next;
-		q->next = reversed;
-		reversed = q;
-	}
-	return reversed;
-}
-
-/* Starts the retries whose backoff is over; returns the ms until the next one, at most POLL_MS. */
-static int
-start_due_retries(struct upstream *u, long long now)
+/* Starts the retries whose backoff is over; returns the ms until the next one, or -1. */
+static long
+start_due_retries(struct upstream_worker *w, long long now)
 {
 	struct transfer *t;
 
-	while ((t = u->waiting) != NULL && t->retry_at_ms <= now) {
-		u->waiting = t->next;
-		if (attempt_start(u, t, now) < 0) {
+	while ((t = w->waiting) != NULL && t->retry_at_ms <= now) {
+		w->waiting = t->next;
+		if (attempt_start(w, t, now) < 0) {
 			snprintf(t->errbuf, sizeof(t->errbuf), "could not start a retry");
-			t->next = u->active;
-			u->active = t;
-			attempt_finish(u, t, CURLE_FAILED_INIT);
+			t->next = w->active;
+			w->active = t;
+			attempt_finish(w, t, CURLE_FAILED_INIT);
 		}
 	}
-	if (u->waiting == NULL || u->waiting->retry_at_ms - now > POLL_MS)
-		return POLL_MS;
-	return (int)(u->waiting->retry_at_ms - now);
+	return w->waiting != NULL ? (long)(w->waiting->retry_at_ms - now) : -1;
 }
 
-/* Ends every attempt still in flight or waiting; used when the caller shuts down. */
+/* Ends the attempts libcurl has finished. */
 static void
-abort_all(struct upstream *u)
+finish_done(struct upstream_worker *w)
 {
 	struct transfer *t;
+	struct CURLMsg *msg;
+	int left;
 
-	while ((t = u->waiting) != NULL) {
-		u->waiting = t->next;
-		t->next = u->active;
-		u->active = t;
-	}
-	while ((t = u->active) != NULL) {
-		curl_multi_remove_handle(u->multi, t->easy);
-		snprintf(t->errbuf, sizeof(t->errbuf), "the caller is shutting down");
-		attempt_finish(u, t, CURLE_ABORTED_BY_CALLBACK);
+	while ((msg = curl_multi_info_read(w->multi, &left)) != NULL) {
+		if (msg->msg != CURLMSG_DONE)
+			continue;
+		t = NULL;
+		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&t);
+		curl_multi_remove_handle(w->multi, msg->easy_handle);
+		attempt_finish(w, t, msg->data.result);
 	}
 }
 
-/* The upstream thread: starts queued calls and due retries, drives them, ends them. */
+/* libcurl's socket callback: keeps the thread's epoll set in step with what libcurl waits for. */
+static int
+on_socket(CURL *easy, curl_socket_t fd, int what, void *arg, void *socket_arg)
+{
+	struct upstream_worker *w = arg;
+	struct epoll_event ev = {.data.fd = fd};
+
+	(void)easy;
+	(void)socket_arg;
+	if (what == CURL_POLL_REMOVE) {
+		/* libcurl may have closed the socket already, which removed it. */
+		epoll_ctl(w->epoll_fd, EPOLL_CTL_DEL, fd, NULL);
+		return 0;
+	}
+	ev.events = (what & CURL_POLL_IN ? EPOLLIN : 0) | (what & CURL_POLL_OUT ? EPOLLOUT : 0);
+	if (epoll_ctl(w->epoll_fd, EPOLL_CTL_MOD, fd, &ev) == 0 ||
+	    (errno == ENOENT && epoll_ctl(w->epoll_fd, EPOLL_CTL_ADD, fd, &ev) == 0))
+		return 0;
+	log_msg(LOG_ERROR, "cannot watch a socket to the responder: %s", strerror(errno));
+	return -1;
+}
+
+/* libcurl's timer callback: when it next wants curl_multi_socket_action(CURL_SOCKET_TIMEOUT). */
+static int
+on_timer(CURLM *multi, long timeout_ms, void *arg)
+{
+	struct upstream_worker *w = arg;
+
+	(void)multi;
+	w->timer_at_ms = timeout_ms < 0 ? -1 : clock_ms() + timeout_ms;
+	return 0;
+}
+
+/* How libcurl is told what a socket is ready for, the way its own poll() use reads it. */
+static int
+socket_action_flags(uint32_t events)
+{
+	return (events & (EPOLLIN | EPOLLERR | EPOLLHUP) ? CURL_CSELECT_IN : 0) |
+	       (events & (EPOLLOUT | EPOLLERR | EPOLLHUP) ? CURL_CSELECT_OUT : 0);
+}
+
+/*
+ * The thread's turn: hands libcurl the sockets that are ready and its due
+ * timeout, ends what finished, starts due retries. Returns the ms until
+ * something is due again, or -1.
+ */
+static long
+worker_run(void *state, int ready)
+{
+	struct upstream_worker *w = state;
+	struct epoll_event events[EVENTS_PER_TURN];
+	long long now;
+	long retry_ms;
+	int n = 0, i, running;
+
+	if (ready)
+		n = epoll_wait(w->epoll_fd, events, EVENTS_PER_TURN, 0);
+	for (i = 0; i < n; i++)
+		if (curl_multi_socket_action(w->multi, events[i].data.fd,
+		                             socket_action_flags(events[i].events),
+		                             &running) != CURLM_OK)
+			log_msg(LOG_ERROR, "curl_multi_socket_action failed");
+	if (w->timer_at_ms >= 0 && w->timer_at_ms <= clock_ms()) {
+		w->timer_at_ms = -1;
+		if (curl_multi_socket_action(w->multi, CURL_SOCKET_TIMEOUT, 0, &running) !=
+		    CURLM_OK)
+			log_msg(LOG_ERROR, "curl_multi_socket_action failed");
+	}
+	finish_done(w);
+	now = clock_ms();
+	retry_ms = start_due_retries(w, now);
+	if (w->timer_at_ms < 0)
+		return retry_ms;
+	if (retry_ms < 0 || w->timer_at_ms - now < retry_ms)
+		return w->timer_at_ms > now ? (long)(w->timer_at_ms - now) : 0;
+	return retry_ms;
+}
+
+/* At shutdown: ends every attempt in flight or waiting, each call with an error. */
+static void
+worker_abort(void *state)
+{
+	struct upstream_worker *w = state;
+	struct transfer *t;
+
+	w->aborting = 1;
+	while ((t = w->waiting) != NULL) {
+		w->waiting = t->next;
+		t->next = w->active;
+		w->active = t;
+	}
+	while ((t = w->active) != NULL) {
+		curl_multi_remove_handle(w->multi, t->easy);
+		snprintf(t->errbuf, sizeof(t->errbuf), "the caller is shutting down");
+		attempt_finish(w, t, CURLE_ABORTED_BY_CALLBACK);
+	}
+}
+
+static void
+worker_free(void *state)
+{
+	struct upstream_worker *w = state;
+	struct transfer *t;
+
+	if (w == NULL)
+		return;
+	while ((t = w->idle) != NULL) {
+		w->idle = t->next;
+		transfer_free(t);
+	}
+	if (w->multi != NULL)
+		curl_multi_cleanup(w->multi);
+	if (w->epoll_fd >= 0)
+		close(w->epoll_fd);
+	free(w);
+}
+
+/* Makes one server thread's multi handle and epoll set; NULL after logging why. */
 static void *
-upstream_loop(void *arg)
+worker_new(void *arg, int *fd)
 {
 	struct upstream *u = arg;
-	struct request *q, *next;
-	struct CURLMsg *msg;
-	int running, left, stopping, wait;
+	struct upstream_worker *w = calloc(1, sizeof(*w));
 
-	for (;;) {
-		for (q = queue_take(u, &stopping); q != NULL; q = next) {
-			next = q->next;
-			if (stopping)
-				call_fail(u, q->arg, OUTCOME_ERROR, "the caller is shutting down");
-			else
-				request_start(u, q, clock_ms());
-			curl_slist_free_all(q->headers);
-			free(q);
-		}
-		if (stopping)
-			break;
-		wait = start_due_retries(u, clock_ms());
-		if (curl_multi_perform(u->multi, &running) != CURLM_OK)
-			log_msg(LOG_ERROR, "curl_multi_perform failed");
-		while ((msg = curl_multi_info_read(u->multi, &left)) != NULL) {
-			struct transfer *t = NULL;
-
-			if (msg->msg != CURLMSG_DONE)
-				continue;
-			curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&t);
-			curl_multi_remove_handle(u->multi, msg->easy_handle);
-			attempt_finish(u, t, msg->data.result);
-		}
-		if (u->waiting != NULL)
-			wait = start_due_retries(u, clock_ms());
-		if (curl_multi_poll(u->multi, NULL, 0, wait, NULL) != CURLM_OK)
-			log_msg(LOG_ERROR, "curl_multi_poll failed");
-	}
-	u->aborting = 1;
-	abort_all(u);
+	if (w == NULL)
+		goto fail;
+	w->u = u;
+	w->timer_at_ms = -1;
+	w->rng = ((uint64_t)clock_ms() << 16) ^ (uint64_t)(uintptr_t)w ^ 1;
+	w->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+	w->multi = curl_multi_init();
+	/*
+	 * libcurl's own cache size follows the number of transfers added, and when
+	 * calls come and go it closes connections that the next call then opens again
+	 * (a new TLS handshake each time over https).
+	 */
+	if (w->epoll_fd < 0 || w->multi == NULL ||
+	    curl_multi_setopt(w->multi, CURLMOPT_MAXCONNECTS, u->cfg.keepalive_max) != CURLM_OK ||
+	    curl_multi_setopt(w->multi, CURLMOPT_SOCKETFUNCTION, on_socket) != CURLM_OK ||
+	    curl_multi_setopt(w->multi, CURLMOPT_SOCKETDATA, w) != CURLM_OK ||
+	    curl_multi_setopt(w->multi, CURLMOPT_TIMERFUNCTION, on_timer) != CURLM_OK ||
+	    curl_multi_setopt(w->multi, CURLMOPT_TIMERDATA, w) != CURLM_OK)
+		goto fail;
+	*fd = w->epoll_fd;
+	return w;
+fail:
+	log_msg(LOG_ERROR, "cannot set up calls to the responder for a server thread");
+	worker_free(w);
+	*fd = -1;
 	return NULL;
 }
 
@@ -547,7 +694,7 @@ emf_metrics(struct metrics_emf *emf, void *arg)
 }
 
 struct upstream *
-upstream_start(const struct upstream_config *cfg, upstream_done done, void *context)
+upstream_new(const struct upstream_config *cfg, upstream_done done, void *context)
 {
 	struct upstream *u = calloc(1, sizeof(*u));
 	size_t n;
@@ -557,7 +704,6 @@ upstream_start(const struct upstream_config *cfg, upstream_done done, void *cont
 	u->cfg = *cfg;
 	u->done = done;
 	u->context = context;
-	u->rng = (uint64_t)clock_ms() | 1;
 	breaker_init(&u->breaker, cfg->breaker_threshold, cfg->breaker_cooldown_ms);
 	retry_budget_init(&u->budget, cfg->retry_budget_percent);
 	n = strlen(cfg->base_url) + sizeof("/data");
@@ -565,94 +711,31 @@ upstream_start(const struct upstream_config *cfg, upstream_done done, void *cont
 	if (u->url == NULL)
 		goto fail;
 	snprintf(u->url, n, "%s/data", cfg->base_url);
-	u->multi = curl_multi_init();
-	/*
-	 * libcurl's own cache size follows the number of transfers added, and when
-	 * calls come and go it closes connections that the next call then opens again
-	 * (a new TLS handshake each time over https).
-	 */
-	if (u->multi == NULL ||
-	    curl_multi_setopt(u->multi, CURLMOPT_MAXCONNECTS, cfg->keepalive_max) != CURLM_OK)
-		goto fail;
 	pthread_mutex_init(&u->lock, NULL);
-	if (pthread_create(&u->thread, NULL, upstream_loop, u) != 0) {
-		pthread_mutex_destroy(&u->lock);
-		goto fail;
-	}
+	u->loop.attach = worker_new;
+	u->loop.run = worker_run;
+	u->loop.abort = worker_abort;
+	u->loop.detach = worker_free;
+	u->loop.arg = u;
 	metrics_register(render_metrics, emf_metrics, u);
 	return u;
 fail:
-	log_msg(LOG_ERROR, "cannot start the upstream thread");
-	if (u != NULL) {
-		if (u->multi != NULL)
-			curl_multi_cleanup(u->multi);
-		free(u->url);
-		free(u);
-	}
+	log_msg(LOG_ERROR, "out of memory setting up calls to the responder");
+	free(u);
 	return NULL;
 }
 
-void
-upstream_fetch(struct upstream *u, const char *request_id, const struct trace *trace, void *request)
+const struct http_loop *
+upstream_loop(struct upstream *u)
 {
-	struct request *q = calloc(1, sizeof(*q));
-	char line[64 + TRACE_HEADER_MAX], value[TRACE_HEADER_MAX];
-	struct curl_slist *h = NULL;
-
-	if (q == NULL) {
-		call_fail(u, request, OUTCOME_ERROR, "out of memory queueing the call");
-		return;
-	}
-	/* Built here, on the server thread, where the request's own values are at hand. */
-	snprintf(line, sizeof(line), "X-Request-Id: %s", request_id);
-	h = curl_slist_append(h, line);
-	trace_traceparent(trace, value);
-	snprintf(line, sizeof(line), "traceparent: %s", value);
-	h = h != NULL ? curl_slist_append(h, line) : NULL;
-	trace_amzn(trace, value);
-	snprintf(line, sizeof(line), "X-Amzn-Trace-Id: %s", value);
-	h = h != NULL ? curl_slist_append(h, line) : NULL;
-	q->arg = request;
-	q->headers = h; /* NULL when memory ran out: the upstream thread fails the call */
-	pthread_mutex_lock(&u->lock);
-	if (u->stopping) {
-		/* The thread is gone or going: nobody would ever answer a queued call. */
-		pthread_mutex_unlock(&u->lock);
-		curl_slist_free_all(q->headers);
-		free(q);
-		call_fail(u, request, OUTCOME_ERROR, "the caller is shutting down");
-		return;
-	}
-	q->next = u->queue;
-	u->queue = q;
-	pthread_mutex_unlock(&u->lock);
-	curl_multi_wakeup(u->multi);
-}
-
-void
-upstream_stop(struct upstream *u)
-{
-	if (u == NULL)
-		return;
-	pthread_mutex_lock(&u->lock);
-	u->stopping = 1;
-	pthread_mutex_unlock(&u->lock);
-	curl_multi_wakeup(u->multi);
-	pthread_join(u->thread, NULL);
+	return &u->loop;
 }
 
 void
 upstream_free(struct upstream *u)
 {
-	struct transfer *t;
-
 	if (u == NULL)
 		return;
-	while ((t = u->idle) != NULL) {
-		u->idle = t->next;
-		transfer_free(t);
-	}
-	curl_multi_cleanup(u->multi);
 	pthread_mutex_destroy(&u->lock);
 	free(u->url);
 	free(u);

@@ -1,13 +1,17 @@
 /*
- * The caller's calls to the responder: one thread runs a libcurl multi handle
- * for every call in flight, so a slow responder holds no server thread, and
- * connections and DNS answers are shared between calls.
+ * The caller's calls to the responder, made in the event loop of the server
+ * thread that took the request: each thread has a libcurl multi handle driven
+ * by its own sockets (curl_multi_socket_action), so a slow responder holds no
+ * thread, nothing is handed between threads, and each thread keeps its
+ * connections and DNS answers for its later calls. The circuit breaker, the
+ * retry budget and the metrics are shared by all threads.
  */
 #ifndef CALLER_UPSTREAM_H
 #define CALLER_UPSTREAM_H
 
 #include <stddef.h>
 
+#include "../common/http_server.h"
 #include "../common/json_scan.h"
 #include "../common/trace.h"
 #include "upstream_tls.h"
@@ -26,7 +30,7 @@ struct upstream_config {
 	unsigned int retry_budget_percent; /* RETRY_BUDGET_PERCENT */
 	unsigned int breaker_threshold;    /* BREAKER_THRESHOLD; 0 turns it off */
 	long long breaker_cooldown_ms;     /* BREAKER_COOLDOWN_MS */
-	long keepalive_max;                /* UPSTREAM_KEEPALIVE_MAX: connections kept for reuse */
+	long keepalive_max;                /* UPSTREAM_KEEPALIVE_MAX: kept for reuse, per thread */
 	struct upstream_tls *tls;          /* NULL without TLS settings; borrowed */
 };
 
@@ -41,29 +45,31 @@ struct upstream_result {
 };
 
 /*
- * Called when a call ends, however it ends (on the upstream thread, or in
- * upstream_fetch() itself when the call could not even be queued): context is
- * the one given to upstream_start(), request the one given to upstream_fetch().
+ * Called when a call ends, however it ends, on the server thread that asked
+ * for it (in upstream_fetch() itself when the call could not even start):
+ * context is the one given to upstream_new(), request the one given to
+ * upstream_fetch().
  */
 typedef void (*upstream_done)(struct upstream_result *result, void *context, void *request);
 
 struct upstream;
+struct upstream_worker; /* one server thread's calls */
 
-/* Starts the upstream thread; cfg is copied, its strings borrowed. NULL after logging why. */
-struct upstream *upstream_start(const struct upstream_config *cfg, upstream_done done,
-                                void *context);
+/* Makes what all threads share; cfg is copied, its strings borrowed. NULL after logging why. */
+struct upstream *upstream_new(const struct upstream_config *cfg, upstream_done done, void *context);
+
+/* The work each server thread runs for u (see http_loop); owned by u. */
+const struct http_loop *upstream_loop(struct upstream *u);
 
 /*
  * Asks the responder for GET /data on behalf of request, passing on its
- * request id and trace context (both copied); done() is always called, exactly once.
+ * request id and trace context (both copied). w is the calling server
+ * thread's (http_loop_state()); done() is always called, exactly once.
  */
-void upstream_fetch(struct upstream *u, const char *request_id, const struct trace *trace,
+void upstream_fetch(struct upstream_worker *w, const char *request_id, const struct trace *trace,
                     void *request);
 
-/* Ends every call still in flight (each gets done() with an error) and stops the thread. */
-void upstream_stop(struct upstream *u);
-
-/* Frees what upstream_start() made, once the server that showed its metrics has stopped. */
+/* Frees what upstream_new() made, once the server that ran its loops has stopped. */
 void upstream_free(struct upstream *u);
 
 #endif

@@ -139,7 +139,7 @@ daemon_serve(struct daemon *d, const struct http_route *routes, size_t route_cou
 
 	signals_block(&signals);
 
-	server = http_server_start(&d->config, d->tls, routes, route_count);
+	server = http_server_start(&d->config, d->tls, routes, route_count, d->loop);
 	if (server == NULL) {
 		if (before_stop != NULL)
 			before_stop(arg);
@@ -160,6 +160,12 @@ daemon_serve(struct daemon *d, const struct http_route *routes, size_t route_cou
 	left = http_server_drain(server, d->config.drain_timeout_ms);
 	if (left > 0)
 		log_msg(LOG_WARN, "drain timed out with %u requests in flight", left);
+	if (d->loop != NULL) {
+		/* What the loops' work still held must be answered before the server may stop. */
+		left = http_server_abort(server, RESUMED_FLUSH_MS);
+		if (left > 0)
+			log_msg(LOG_WARN, "%u requests still in flight at exit", left);
+	}
 	if (before_stop != NULL) {
 		before_stop(arg);
 		/* What before_stop() resumed must be answered before the server may stop. */

@@ -19,6 +19,11 @@ struct daemon {
 	 */
 	int (*reload)(void *arg, char *err, size_t errlen);
 	void *reload_arg;
+	/*
+	 * Set by the daemon's main before daemon_serve() when it has work for every
+	 * server thread's event loop (borrowed); after the drain that work is ended.
+	 */
+	const struct http_loop *loop;
 };
 
 /*
@@ -31,9 +36,10 @@ int daemon_init(struct daemon *d, const char *name, const char *stored_message, 
 
 /*
  * Serves routes until SIGTERM or SIGINT, reloading certificates on SIGHUP, then stops accepting and
- * lets requests in flight finish within DRAIN_TIMEOUT_MS. before_stop, when not NULL, runs after
- * the drain and before the server closes its connections (the caller uses it to end upstream calls
- * still waiting); it runs even when the server cannot start. Returns the exit status.
+ * lets requests in flight finish within DRAIN_TIMEOUT_MS, then ends d->loop's work still in flight.
+ * before_stop, when not NULL, runs after that and before the server closes its connections (the
+ * responder uses it to answer delayed requests); it runs even when the server cannot start.
+ * Returns the exit status.
  */
 int daemon_serve(struct daemon *d, const struct http_route *routes, size_t route_count,
                  void (*before_stop)(void *), void *arg);

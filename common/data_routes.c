@@ -59,8 +59,9 @@ data_get(struct http_exchange *ex, void *arg)
 {
 	struct data_service *svc = arg;
 	struct MHD_IoVec parts[3];
+	struct MHD_Response *r;
 	const char *items;
-	size_t len;
+	size_t len, size;
 
 	store_snapshot(&svc->store, &items, &len, NULL);
 	parts[0].iov_base = DATA_PREFIX;
@@ -69,8 +70,8 @@ data_get(struct http_exchange *ex, void *arg)
 	parts[1].iov_len = len;
 	parts[2].iov_base = DATA_SUFFIX;
 	parts[2].iov_len = sizeof(DATA_SUFFIX) - 1;
-	http_reply(ex, 200, MHD_create_response_from_iovec(parts, 3, NULL, NULL),
-	           parts[0].iov_len + len + parts[2].iov_len);
+	r = http_response_from_parts(parts, 3, NULL, NULL, &size);
+	http_reply(ex, 200, r, size);
 }
 
 static void

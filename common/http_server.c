@@ -1,13 +1,20 @@
-/* libmicrohttpd set up once for both daemons: routing, bodies, answers, logging, drain. */
+/*
+ * libmicrohttpd set up once for both daemons: one event loop per server
+ * thread, routing, bodies, answers, logging, drain.
+ */
 #include "http_server.h"
 
 #include <ctype.h>
+#include <limits.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -25,6 +32,13 @@
 #include "tls_server.h"
 #include "trace.h"
 
+/*
+ * Bodies up to this size are sent from one copy: libmicrohttpd 0.9.75 sends a
+ * body made of pieces in a second write after the headers, which costs a
+ * system call and wakes the client twice; past this size copying costs more.
+ */
+#define COPY_BODY_MAX_BYTES (64 * 1024)
+
 #define REQUEST_ID_MAX 64
 #define PATH_LOG_MAX   256
 #define ERROR_BODY_MAX 1024
@@ -32,26 +46,56 @@
 /* libmicrohttpd warnings written a second at most. */
 #define MHD_LOG_PER_SECOND 10
 
-struct http_server {
+/* Where shutdown has got to; each server thread follows it from its loop. */
+enum phase {
+	PHASE_SERVING,
+	PHASE_DRAINING, /* threads stop accepting */
+	PHASE_ABORTING, /* threads end their loop's work in flight */
+	PHASE_STOPPING, /* threads return */
+};
+
+/* One server thread: its libmicrohttpd daemon and its event loop. */
+struct http_worker {
+	struct http_server *server;
 	struct MHD_Daemon *daemon;
+	pthread_t thread;
+	int started;      /* the thread runs and must be joined */
+	int epoll_fd;     /* waits on the daemon, wake_fd and the loop's fd */
+	int wake_fd;      /* eventfd: the shutdown phase changed */
+	int loop_fd;      /* what http_loop.attach asked to wait on, or -1 */
+	void *loop_state; /* what http_loop.attach gave; NULL without a loop */
+	enum phase seen;  /* the last phase this thread acted on */
+	int resumed;      /* this thread resumed a connection since it last ran the daemon */
+};
+
+/* The server thread running on this thread, for http_resume(); NULL on other threads. */
+static _Thread_local struct http_worker *this_worker;
+
+struct http_server {
+	struct http_worker *workers; /* owned */
+	unsigned int worker_count;
+	const struct http_loop *loop; /* NULL without one; borrowed */
+	atomic_int phase;             /* enum phase */
+	atomic_uint quiesced;         /* threads that stopped accepting */
+	atomic_uint aborted;          /* threads that ended their loop's work */
 	const struct http_route *routes;
 	size_t route_count;
 	size_t body_max_bytes;
 	atomic_uint in_flight;        /* exchanges created and not yet completed */
-	atomic_int draining;          /* set once shutdown starts */
 	atomic_ulong next_id;         /* counter part of generated request ids */
 	unsigned long id_prefix;      /* random part of generated request ids */
 	struct http_metrics *metrics; /* owned */
 	struct rate_limiter *limiter; /* NULL when RATE_LIMIT_RPS is unset; owned */
 	struct read_deadline *reader; /* REQUEST_READ_TIMEOUT_S; owned */
 	struct tls_server *tls;       /* NULL without TLS; borrowed */
-	MHD_socket listener;          /* quiesced listening socket, closed at stop */
+	MHD_socket listener;          /* shared by every daemon; closed at stop */
 	int trust_forwarded_for;
 	double rate_limit_rps;
 };
 
 struct http_exchange {
 	struct http_server *server;
+	struct http_worker *worker; /* the thread serving it */
 	struct MHD_Connection *connection;
 	const struct http_route *route;
 	http_handler handler; /* set when the request is routed to a handler */
@@ -118,15 +162,17 @@ elapsed_ms(const struct timespec *since)
 
 /* Creates the state for a new request and gives it its id. */
 static struct http_exchange *
-exchange_new(struct http_server *s, struct MHD_Connection *c, const char *url, const char *method)
+exchange_new(struct http_worker *w, struct MHD_Connection *c, const char *url, const char *method)
 {
 	struct http_exchange *ex = calloc(1, sizeof(*ex));
+	struct http_server *s = w->server;
 	const union MHD_ConnectionInfo *info;
 	const char *id;
 
 	if (ex == NULL)
 		return NULL;
 	ex->server = s;
+	ex->worker = w;
 	ex->connection = c;
 	clock_gettime(CLOCK_MONOTONIC, &ex->started);
 	buffer_init(&ex->body, s->body_max_bytes);
@@ -160,6 +206,12 @@ http_request_id(const struct http_exchange *ex)
 	return ex->request_id;
 }
 
+void *
+http_loop_state(const struct http_exchange *ex)
+{
+	return ex->worker->loop_state;
+}
+
 const struct trace *
 http_trace(const struct http_exchange *ex)
 {
@@ -181,6 +233,39 @@ http_reply(struct http_exchange *ex, unsigned int status, struct MHD_Response *r
 	ex->status = status;
 	ex->response = response;
 	ex->response_bytes = size;
+}
+
+struct MHD_Response *
+http_response_from_parts(const struct MHD_IoVec *parts, unsigned int count, void (*done)(void *),
+                         void *done_arg, size_t *size)
+{
+	struct MHD_Response *r = NULL;
+	size_t total = 0, at = 0;
+	unsigned int i;
+	char *copy;
+
+	for (i = 0; i < count; i++)
+		total += parts[i].iov_len;
+	*size = total;
+	if (total > COPY_BODY_MAX_BYTES) {
+		r = MHD_create_response_from_iovec(parts, count, done, done_arg);
+		if (r == NULL && done != NULL)
+			done(done_arg);
+		return r;
+	}
+	copy = malloc(total > 0 ? total : 1);
+	if (copy != NULL) {
+		for (i = 0; i < count; i++) {
+			memcpy(copy + at, parts[i].iov_base, parts[i].iov_len);
+			at += parts[i].iov_len;
+		}
+		r = MHD_create_response_from_buffer(total, copy, MHD_RESPMEM_MUST_FREE);
+		if (r == NULL)
+			free(copy);
+	}
+	if (done != NULL)
+		done(done_arg);
+	return r;
 }
 
 void
@@ -231,8 +316,19 @@ http_suspend(struct http_exchange *ex)
 void
 http_resume(struct http_exchange *ex)
 {
-	/* After this call the exchange belongs to the server thread again: touch nothing. */
+	struct http_worker *w = ex->worker;
+	uint64_t one = 1;
+
+	/*
+	 * After this call the exchange belongs to the server thread again: touch
+	 * nothing. A daemon without a thread of its own learns of the resume only
+	 * when it is run again, so its thread runs it at once, or is woken for it.
+	 */
 	MHD_resume_connection(ex->connection);
+	if (this_worker == w)
+		w->resumed = 1;
+	else if (write(w->wake_fd, &one, sizeof(one)) < 0)
+		log_msg(LOG_ERROR, "cannot wake the server thread of a resumed request");
 }
 
 /* Sends the answer that was set, adding the headers every answer carries. */
@@ -275,7 +371,7 @@ queue_answer(struct http_exchange *ex)
 		                        ex->route->get == NULL    ? "POST"
 		                        : ex->route->post == NULL ? "GET, HEAD"
 		                                                  : "GET, HEAD, POST");
-	if (atomic_load(&ex->server->draining))
+	if (atomic_load(&ex->server->phase) != PHASE_SERVING)
 		MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
 	record_request(ex);
 	ok = MHD_queue_response(ex->connection, ex->status, r);
@@ -493,12 +589,13 @@ static enum MHD_Result
 on_request(void *cls, struct MHD_Connection *connection, const char *url, const char *method,
            const char *version, const char *upload_data, size_t *upload_data_size, void **con_cls)
 {
-	struct http_server *s = cls;
+	struct http_worker *w = cls;
+	struct http_server *s = w->server;
 	struct http_exchange *ex = *con_cls;
 
 	(void)version;
 	if (ex == NULL) {
-		ex = exchange_new(s, connection, url, method);
+		ex = exchange_new(w, connection, url, method);
 		if (ex == NULL)
 			return MHD_NO;
 		*con_cls = ex;
@@ -565,7 +662,7 @@ static void
 on_completed(void *cls, struct MHD_Connection *connection, void **con_cls,
              enum MHD_RequestTerminationCode code)
 {
-	struct http_server *s = cls;
+	struct http_server *s = ((struct http_worker *)cls)->server;
 	struct http_exchange *ex = *con_cls;
 
 	(void)connection;
@@ -607,7 +704,7 @@ static void
 on_connection(void *cls, struct MHD_Connection *connection, void **socket_context,
               enum MHD_ConnectionNotificationCode code)
 {
-	struct http_server *s = cls;
+	struct http_server *s = ((struct http_worker *)cls)->server;
 	struct connection_state *state = *socket_context;
 	const union MHD_ConnectionInfo *fd, *session;
 
@@ -676,57 +773,251 @@ on_mhd_log(void *cls, const char *fmt, va_list ap)
 		log_msg(LOG_WARN, "%s", line);
 }
 
+/*
+ * Starts the daemon of one server thread, without a thread of its own. The
+ * first daemon opens the listening socket (listen_fd is MHD_INVALID_SOCKET);
+ * the others are given it, so every thread accepts from the same queue.
+ */
 static struct MHD_Daemon *
-daemon_start(struct http_server *s, const struct server_config *cfg, unsigned int family_flag)
+daemon_start(struct http_worker *w, const struct server_config *cfg, unsigned int family_flag,
+             MHD_socket listen_fd, unsigned int connection_limit)
 {
-	unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
-	                     MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | family_flag;
-	struct MHD_OptionItem tls[] = {
+	struct http_server *s = w->server;
+	unsigned int flags =
+	    MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | family_flag;
+	struct MHD_OptionItem extra[] = {
 	    {MHD_OPTION_HTTPS_MEM_CERT, 0, NULL},
 	    {MHD_OPTION_HTTPS_MEM_KEY, 0, NULL},
 	    {MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)TLS_SERVER_PRIORITIES},
+	    {MHD_OPTION_LISTEN_SOCKET, (intptr_t)listen_fd, NULL},
 	    {MHD_OPTION_END, 0, NULL},
 	};
+	size_t next = 0;
 
 	if (s->tls != NULL) {
 		/* libmicrohttpd needs a certificate to start; each connection then takes the
 		 * current one (tls_server_session_start), so reloads need no restart. */
 		flags |= MHD_USE_TLS;
-		tls[0].ptr_value = (void *)tls_server_cert_pem(s->tls);
-		tls[1].ptr_value = (void *)tls_server_key_pem(s->tls);
-	} else {
-		tls[0].option = MHD_OPTION_END;
+		extra[0].ptr_value = (void *)tls_server_cert_pem(s->tls);
+		extra[1].ptr_value = (void *)tls_server_key_pem(s->tls);
+		next = 3;
 	}
+	if (listen_fd != MHD_INVALID_SOCKET)
+		extra[next++] = extra[3];
+	extra[next].option = MHD_OPTION_END;
 	/* The logger comes first so that libmicrohttpd reports even its option errors through it.
 	 */
 	return MHD_start_daemon(
-	    flags, (uint16_t)cfg->port, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER,
-	    on_mhd_log, NULL, MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)cfg->threads,
-	    MHD_OPTION_CONNECTION_LIMIT, (unsigned int)cfg->connection_limit,
+	    flags, (uint16_t)cfg->port, NULL, NULL, on_request, w, MHD_OPTION_EXTERNAL_LOGGER,
+	    on_mhd_log, NULL, MHD_OPTION_CONNECTION_LIMIT, connection_limit,
 	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)cfg->connection_timeout_s,
-	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_NOTIFY_CONNECTION,
-	    on_connection, s, MHD_OPTION_UNESCAPE_CALLBACK, unescape_path, NULL,
-	    MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int)1, MHD_OPTION_ARRAY, tls,
+	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, w, MHD_OPTION_NOTIFY_CONNECTION,
+	    on_connection, w, MHD_OPTION_UNESCAPE_CALLBACK, unescape_path, NULL,
+	    MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int)1, MHD_OPTION_ARRAY, extra,
 	    MHD_OPTION_END);
+}
+
+/* How long a server thread may sleep: until its daemon or its loop next has work. */
+static int
+worker_wait_ms(struct http_worker *w, long loop_ms)
+{
+	MHD_UNSIGNED_LONG_LONG mhd_ms;
+	long wait = loop_ms;
+
+	if (MHD_get_timeout(w->daemon, &mhd_ms) == MHD_YES &&
+	    (wait < 0 || mhd_ms < (MHD_UNSIGNED_LONG_LONG)wait))
+		wait = mhd_ms > INT_MAX ? INT_MAX : (long)mhd_ms;
+	return wait > INT_MAX ? INT_MAX : (int)wait;
+}
+
+/* Acts once on each shutdown phase the server has entered since this thread last looked. */
+static void
+worker_follow_phase(struct http_worker *w)
+{
+	struct http_server *s = w->server;
+	enum phase now = (enum phase)atomic_load(&s->phase);
+
+	if (w->seen < PHASE_DRAINING && now >= PHASE_DRAINING) {
+		/* On this thread, which alone runs the daemon; the socket itself is shared. */
+		MHD_quiesce_daemon(w->daemon);
+		atomic_fetch_add(&s->quiesced, 1);
+	}
+	if (w->seen < PHASE_ABORTING && now >= PHASE_ABORTING) {
+		if (s->loop != NULL)
+			s->loop->abort(w->loop_state);
+		atomic_fetch_add(&s->aborted, 1);
+	}
+	w->seen = now;
+}
+
+/*
+ * One server thread: waits on its daemon, the loop's descriptor and the
+ * shutdown signal at once, then lets libmicrohttpd read, answer and time out
+ * connections and the loop do its part, until the server stops.
+ */
+static void *
+worker_main(void *arg)
+{
+	struct http_worker *w = arg;
+	struct http_server *s = w->server;
+	struct epoll_event events[4];
+	long loop_ms = -1;
+	uint64_t count;
+	int n, i, loop_ready;
+
+	this_worker = w;
+	while (w->seen != PHASE_STOPPING) {
+		n = epoll_wait(w->epoll_fd, events, 4, worker_wait_ms(w, loop_ms));
+		loop_ready = 0;
+		for (i = 0; i < n; i++) {
+			if (events[i].data.fd == w->wake_fd &&
+			    read(w->wake_fd, &count, sizeof(count)) < 0)
+				log_msg(LOG_ERROR, "server thread: cannot read its wake-up event");
+			if (events[i].data.fd == w->loop_fd)
+				loop_ready = 1;
+		}
+		worker_follow_phase(w);
+		MHD_run(w->daemon);
+		if (s->loop != NULL)
+			loop_ms = s->loop->run(w->loop_state, loop_ready);
+		/* Answers resumed on this thread (by the loop, or by a handler) go out now. */
+		while (w->resumed) {
+			w->resumed = 0;
+			MHD_run(w->daemon);
+		}
+	}
+	return NULL;
+}
+
+static int
+epoll_watch(int epoll_fd, int fd)
+{
+	struct epoll_event ev = {.events = EPOLLIN, .data.fd = fd};
+
+	return epoll_ctl(epoll_fd, EPOLL_CTL_ADD, fd, &ev);
+}
+
+/* Makes one server thread's daemon, loop state and wake-up event; returns 0 or -1. */
+static int
+worker_init(struct http_worker *w, const struct server_config *cfg, unsigned int index)
+{
+	struct http_server *s = w->server;
+	const union MHD_DaemonInfo *info;
+	unsigned int limit = cfg->connection_limit / s->worker_count;
+
+	/* CONNECTION_LIMIT is for the whole server: the first threads take the remainder. */
+	if (index < cfg->connection_limit % s->worker_count)
+		limit++;
+	if (limit == 0)
+		limit = 1;
+	if (index == 0) {
+		/* Both IPv6 and IPv4 where the host has IPv6, IPv4 alone where it does not. */
+		w->daemon = daemon_start(w, cfg, MHD_USE_DUAL_STACK, MHD_INVALID_SOCKET, limit);
+		if (w->daemon == NULL)
+			w->daemon = daemon_start(w, cfg, 0, MHD_INVALID_SOCKET, limit);
+		info = w->daemon != NULL ? MHD_get_daemon_info(w->daemon, MHD_DAEMON_INFO_LISTEN_FD)
+		                         : NULL;
+		if (info == NULL)
+			return -1;
+		s->listener = info->listen_fd;
+	} else {
+		w->daemon = daemon_start(w, cfg, 0, s->listener, limit);
+		if (w->daemon == NULL)
+			return -1;
+	}
+	info = MHD_get_daemon_info(w->daemon, MHD_DAEMON_INFO_EPOLL_FD);
+	w->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+	w->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (info == NULL || w->epoll_fd < 0 || w->wake_fd < 0 ||
+	    epoll_watch(w->epoll_fd, info->epoll_fd) < 0 ||
+	    epoll_watch(w->epoll_fd, w->wake_fd) < 0)
+		return -1;
+	if (s->loop != NULL) {
+		w->loop_state = s->loop->attach(s->loop->arg, &w->loop_fd);
+		if (w->loop_state == NULL ||
+		    (w->loop_fd >= 0 && epoll_watch(w->epoll_fd, w->loop_fd) < 0))
+			return -1;
+	}
+	return 0;
+}
+
+/* Wakes every server thread to look at the phase, and waits up to 1 s until `done` of them acted.
+ */
+static void
+workers_enter(struct http_server *s, enum phase phase, atomic_uint *done)
+{
+	struct timespec started, pause = {0, 1000 * 1000};
+	uint64_t one = 1;
+	unsigned int i;
+
+	atomic_store(&s->phase, phase);
+	for (i = 0; i < s->worker_count; i++)
+		if (s->workers[i].started && write(s->workers[i].wake_fd, &one, sizeof(one)) < 0)
+			log_msg(LOG_ERROR, "cannot wake server thread %u", i);
+	if (done == NULL)
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &started);
+	while (atomic_load(done) < s->worker_count && elapsed_ms(&started) < 1000)
+		nanosleep(&pause, NULL);
+}
+
+/* Joins the threads and frees everything http_server_start() made; s may be half made. */
+static void
+server_free(struct http_server *s)
+{
+	struct http_worker *w;
+	unsigned int i;
+
+	if (s->workers != NULL) {
+		workers_enter(s, PHASE_STOPPING, NULL);
+		for (i = 0; i < s->worker_count; i++) {
+			w = &s->workers[i];
+			if (w->started)
+				pthread_join(w->thread, NULL);
+			/* Every daemon but the first was given the socket: none may close it. */
+			if (w->daemon != NULL) {
+				MHD_quiesce_daemon(w->daemon);
+				MHD_stop_daemon(w->daemon);
+			}
+			if (w->loop_state != NULL)
+				s->loop->detach(w->loop_state);
+			if (w->epoll_fd >= 0)
+				close(w->epoll_fd);
+			if (w->wake_fd >= 0)
+				close(w->wake_fd);
+		}
+		free(s->workers);
+	}
+	if (s->listener != MHD_INVALID_SOCKET)
+		close(s->listener);
+	read_deadline_stop(s->reader);
+	rate_limit_free(s->limiter);
+	http_metrics_free(s->metrics);
+	free(s);
 }
 
 struct http_server *
 http_server_start(const struct server_config *cfg, struct tls_server *tls,
-                  const struct http_route *routes, size_t route_count)
+                  const struct http_route *routes, size_t route_count, const struct http_loop *loop)
 {
 	struct http_server *s = calloc(1, sizeof(*s));
+	struct http_worker *w;
+	unsigned int i;
 
 	if (s == NULL)
 		goto fail;
 	s->listener = MHD_INVALID_SOCKET;
 	s->tls = tls;
+	s->loop = loop;
 	s->routes = routes;
 	s->route_count = route_count;
 	s->body_max_bytes = cfg->body_max_bytes;
 	s->trust_forwarded_for = cfg->trust_forwarded_for;
 	s->rate_limit_rps = cfg->rate_limit_rps;
 	atomic_init(&s->in_flight, 0);
-	atomic_init(&s->draining, 0);
+	atomic_init(&s->phase, PHASE_SERVING);
+	atomic_init(&s->quiesced, 0);
+	atomic_init(&s->aborted, 0);
 	atomic_init(&s->next_id, 1);
 	if (getrandom(&s->id_prefix, sizeof(s->id_prefix), 0) != sizeof(s->id_prefix))
 		s->id_prefix = (unsigned long)getpid() ^ (unsigned long)time(NULL);
@@ -747,54 +1038,70 @@ http_server_start(const struct server_config *cfg, struct tls_server *tls,
 	s->metrics = http_metrics_new(routes, route_count, &s->in_flight, s->reader);
 	if (s->metrics == NULL)
 		goto fail;
-	/* Both IPv6 and IPv4 where the host has IPv6, IPv4 alone where it does not. */
-	s->daemon = daemon_start(s, cfg, MHD_USE_DUAL_STACK);
-	if (s->daemon == NULL)
-		s->daemon = daemon_start(s, cfg, 0);
-	if (s->daemon == NULL)
+	s->worker_count = cfg->threads > 0 ? cfg->threads : 1;
+	s->workers = calloc(s->worker_count, sizeof(*s->workers));
+	if (s->workers == NULL)
 		goto fail;
+	for (i = 0; i < s->worker_count; i++) {
+		w = &s->workers[i];
+		w->server = s;
+		w->epoll_fd = w->wake_fd = w->loop_fd = -1;
+	}
+	for (i = 0; i < s->worker_count; i++)
+		if (worker_init(&s->workers[i], cfg, i) < 0)
+			goto fail;
+	for (i = 0; i < s->worker_count; i++) {
+		w = &s->workers[i];
+		if (pthread_create(&w->thread, NULL, worker_main, w) != 0)
+			goto fail;
+		w->started = 1;
+	}
 	return s;
 fail:
 	log_msg(LOG_ERROR, "cannot start the server on port %u", cfg->port);
-	if (s != NULL) {
-		read_deadline_stop(s->reader);
-		rate_limit_free(s->limiter);
-		http_metrics_free(s->metrics);
-		free(s);
-	}
+	if (s != NULL)
+		server_free(s);
 	return NULL;
 }
 
-unsigned int
-http_server_drain(struct http_server *s, unsigned int timeout_ms)
+/* Waits up to timeout_ms for the requests in flight to end; returns how many are left. */
+static unsigned int
+in_flight_wait(struct http_server *s, unsigned int timeout_ms)
 {
 	struct timespec started, pause = {0, 5 * 1000 * 1000};
-	/*
-	 * Only the first drain quiesces. The listening socket is shut down at
-	 * once, so new connections are refused, but closed only after
-	 * MHD_stop_daemon(): server threads may still hold it until then.
-	 */
-	if (atomic_exchange(&s->draining, 1) == 0) {
-		s->listener = MHD_quiesce_daemon(s->daemon);
-		if (s->listener != MHD_INVALID_SOCKET)
-			shutdown(s->listener, SHUT_RDWR);
-	}
+
 	clock_gettime(CLOCK_MONOTONIC, &started);
 	while (atomic_load(&s->in_flight) > 0 && elapsed_ms(&started) < timeout_ms)
 		nanosleep(&pause, NULL);
 	return atomic_load(&s->in_flight);
 }
 
+unsigned int
+http_server_drain(struct http_server *s, unsigned int timeout_ms)
+{
+	/*
+	 * Only the first drain quiesces. Once every thread has stopped accepting,
+	 * the listening socket is shut down, so new connections are refused, but
+	 * closed only when the server is freed.
+	 */
+	if (atomic_load(&s->phase) < PHASE_DRAINING) {
+		workers_enter(s, PHASE_DRAINING, &s->quiesced);
+		shutdown(s->listener, SHUT_RDWR);
+	}
+	return in_flight_wait(s, timeout_ms);
+}
+
+unsigned int
+http_server_abort(struct http_server *s, unsigned int flush_ms)
+{
+	if (atomic_load(&s->phase) < PHASE_ABORTING)
+		workers_enter(s, PHASE_ABORTING, &s->aborted);
+	return in_flight_wait(s, flush_ms);
+}
+
 void
 http_server_stop(struct http_server *s)
 {
-	if (s == NULL)
-		return;
-	MHD_stop_daemon(s->daemon);
-	if (s->listener != MHD_INVALID_SOCKET)
-		close(s->listener);
-	read_deadline_stop(s->reader);
-	rate_limit_free(s->limiter);
-	http_metrics_free(s->metrics);
-	free(s);
+	if (s != NULL)
+		server_free(s);
 }

@@ -1,6 +1,7 @@
 /*
- * The HTTP server both daemons run: libmicrohttpd with a thread pool, routing
- * by path and method, bounded JSON request bodies, JSON answers with a request
+ * The HTTP server both daemons run: one event loop per server thread, each
+ * with its own libmicrohttpd daemon on the shared listening socket; routing by
+ * path and method, bounded JSON request bodies, JSON answers with a request
  * id, one log line per request, and a drain on shutdown.
  */
 #ifndef COMMON_HTTP_SERVER_H
@@ -33,12 +34,33 @@ struct http_route {
 };
 
 /*
+ * Work a daemon adds to every server thread's event loop (the caller's calls
+ * to the responder), so that a request and the I/O it waits for are handled by
+ * one thread, with nothing handed between threads.
+ */
+struct http_loop {
+	/* Before the thread starts: gives its state (NULL on failure) and in *fd what to wait on.
+	 */
+	void *(*attach)(void *arg, int *fd);
+	/* On the thread after every wait (ready: fd was readable); returns ms until due, or -1. */
+	long (*run)(void *state, int ready);
+	/* On the thread, once, at shutdown: ends all work in flight, answering every held request.
+	 */
+	void (*abort)(void *state);
+	/* After the thread has ended: frees the state. */
+	void (*detach)(void *state);
+	void *arg; /* passed to attach; borrowed */
+};
+
+/*
  * Starts serving routes (borrowed: they must outlive the server) on cfg->port,
- * over TLS when tls is not NULL (borrowed: it must outlive the server).
- * Returns NULL after logging why it failed.
+ * over TLS when tls is not NULL, with loop's work in every server thread when
+ * loop is not NULL (both borrowed: they must outlive the server). Returns NULL
+ * after logging why it failed.
  */
 struct http_server *http_server_start(const struct server_config *cfg, struct tls_server *tls,
-                                      const struct http_route *routes, size_t route_count);
+                                      const struct http_route *routes, size_t route_count,
+                                      const struct http_loop *loop);
 
 /*
  * Stops accepting connections and waits up to timeout_ms for requests in
@@ -47,7 +69,14 @@ struct http_server *http_server_start(const struct server_config *cfg, struct tl
  */
 unsigned int http_server_drain(struct http_server *s, unsigned int timeout_ms);
 
-/* Closes every connection and frees the server; no request may be suspended. */
+/*
+ * Has every server thread end its loop's work in flight (http_loop.abort), then
+ * waits up to flush_ms for the answers that gave to be sent. Returns how many
+ * requests are still in flight. Call after http_server_drain().
+ */
+unsigned int http_server_abort(struct http_server *s, unsigned int flush_ms);
+
+/* Stops the server threads, closes every connection and frees the server. */
 void http_server_stop(struct http_server *s);
 
 /* The request body received so far (POST); borrowed from the exchange. */
@@ -55,6 +84,9 @@ const char *http_body(const struct http_exchange *ex, size_t *len);
 
 /* The request id (from X-Request-Id when it is sane, otherwise generated); borrowed. */
 const char *http_request_id(const struct http_exchange *ex);
+
+/* The state http_loop.attach gave the thread serving the request; NULL without a loop. */
+void *http_loop_state(const struct http_exchange *ex);
 
 /* The request's trace context (this hop's span); borrowed. */
 const struct trace *http_trace(const struct http_exchange *ex);
@@ -65,6 +97,16 @@ void http_set_content_type(struct http_exchange *ex, const char *content_type);
 /* Sets the answer; steals the reference to response. size is the body length for the log. */
 void http_reply(struct http_exchange *ex, unsigned int status, struct MHD_Response *response,
                 size_t size);
+
+/*
+ * A body made of count pieces (parts is read here; the bytes it points to must
+ * stay valid until done(done_arg) runs, which is always called exactly once,
+ * also on failure; done may be NULL). Small bodies are copied into one buffer
+ * at once, larger ones are sent from the pieces. Returns NULL when memory runs
+ * out; *size is the body length.
+ */
+struct MHD_Response *http_response_from_parts(const struct MHD_IoVec *parts, unsigned int count,
+                                              void (*done)(void *), void *done_arg, size_t *size);
 
 /* Sets the answer to a body the exchange takes over (freed with free()). */
 void http_reply_take(struct http_exchange *ex, unsigned int status, char *body, size_t len);

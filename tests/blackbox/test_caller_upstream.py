@@ -237,11 +237,14 @@ def test_recovery_after_many_consecutive_failures(caller_with_fake, fake_respond
 def test_connections_to_responder_are_kept_and_reused(caller_with_fake, fake_responder,
                                                        keepalive_max, reused):
     """Waves of concurrent GET / reuse the connections of the waves before: libcurl keeps
-    UPSTREAM_KEEPALIVE_MAX (64) of them. With 1, the control case, most calls open a new
-    one, which shows the test can tell."""
+    UPSTREAM_KEEPALIVE_MAX (64) of them per server thread (one thread here, so that which
+    thread takes which request cannot change the count). With 1, the control case, most
+    calls open a new one, which shows the test can tell."""
     concurrent, waves = 12, 5
     fake_responder.configure(delay=0.05)
-    env = {} if keepalive_max is None else {"UPSTREAM_KEEPALIVE_MAX": keepalive_max}
+    env = {"THREADS": 1}
+    if keepalive_max is not None:
+        env["UPSTREAM_KEEPALIVE_MAX"] = keepalive_max
     c = caller_with_fake(**env)
     with ThreadPoolExecutor(concurrent) as pool:
         for _ in range(waves):
