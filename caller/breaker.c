@@ -1,4 +1,4 @@
-/* Circuit breaker state machine: closed, open, half-open. Used from the upstream thread only. */
+/* Circuit breaker state machine: closed, open, half-open. Not thread-safe: callers serialize. */
 #include "breaker.h"
 
 #include "../common/log.h"

@@ -15,7 +15,7 @@
 #define RETRY_BUDGET_RESERVE 10.0 /* tokens to start with, and the most ever held */
 
 struct retry_budget {
-	double tokens;           /* upstream thread only */
+	double tokens;           /* not thread-safe: callers serialize */
 	double per_call;         /* RETRY_BUDGET_PERCENT / 100 */
 	atomic_ullong retries;   /* retries made; read by /metrics */
 	atomic_ullong exhausted; /* retries refused for want of budget */

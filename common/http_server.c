@@ -785,26 +785,24 @@ daemon_start(struct http_worker *w, const struct server_config *cfg, unsigned in
 	struct http_server *s = w->server;
 	unsigned int flags =
 	    MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | family_flag;
-	struct MHD_OptionItem extra[] = {
-	    {MHD_OPTION_HTTPS_MEM_CERT, 0, NULL},
-	    {MHD_OPTION_HTTPS_MEM_KEY, 0, NULL},
-	    {MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)TLS_SERVER_PRIORITIES},
-	    {MHD_OPTION_LISTEN_SOCKET, (intptr_t)listen_fd, NULL},
-	    {MHD_OPTION_END, 0, NULL},
-	};
-	size_t next = 0;
+	struct MHD_OptionItem extra[5];
+	size_t n = 0;
 
 	if (s->tls != NULL) {
 		/* libmicrohttpd needs a certificate to start; each connection then takes the
 		 * current one (tls_server_session_start), so reloads need no restart. */
 		flags |= MHD_USE_TLS;
-		extra[0].ptr_value = (void *)tls_server_cert_pem(s->tls);
-		extra[1].ptr_value = (void *)tls_server_key_pem(s->tls);
-		next = 3;
+		extra[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0,
+		                                     (void *)tls_server_cert_pem(s->tls)};
+		extra[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0,
+		                                     (void *)tls_server_key_pem(s->tls)};
+		extra[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_PRIORITIES, 0,
+		                                     (void *)TLS_SERVER_PRIORITIES};
 	}
 	if (listen_fd != MHD_INVALID_SOCKET)
-		extra[next++] = extra[3];
-	extra[next].option = MHD_OPTION_END;
+		extra[n++] =
+		    (struct MHD_OptionItem){MHD_OPTION_LISTEN_SOCKET, (intptr_t)listen_fd, NULL};
+	extra[n] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
 	/* The logger comes first so that libmicrohttpd reports even its option errors through it.
 	 */
 	return MHD_start_daemon(

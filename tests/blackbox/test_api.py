@@ -209,3 +209,28 @@ def test_expect_100_continue_post(responder):
                 break
             data += c
     assert b" 201 " in data.split(b"\r\n")[0], data[:300]
+
+
+def test_answers_either_side_of_the_one_write_size(caller, responder):
+    """Bodies up to 64 KiB are copied into one write, larger ones are sent from the store in
+    pieces: GET /data and GET / are byte-exact on both sides of that size, while it is crossed."""
+    stored = {"r": 0, "c": 0}
+
+    def fill(port, prefix, target):
+        # one object (about 920 bytes) at a time, so the first target stays under 64 KiB
+        while len(http_request(port, "GET", "/data").body) < target:
+            obj = {"k": f"{prefix}{stored[prefix]}", "pad": "x" * 900}
+            assert post_json(port, obj).status == 201
+            stored[prefix] += 1
+
+    for target in (60_000, 70_000, 140_000):
+        fill(responder.port, "r", target)
+        fill(caller.port, "c", target)
+        mine = expect_json(http_request(caller.port, "GET", "/data"), 200)["stored_data"]
+        theirs = expect_json(http_request(responder.port, "GET", "/data"), 200)["stored_data"]
+        assert [o["k"] for o in theirs] == [f"r{i}" for i in range(stored["r"])]
+        assert [o["k"] for o in mine] == [f"c{i}" for i in range(stored["c"])]
+        merged = http_request(caller.port, "GET", "/")
+        assert int(merged.header("Content-Length")) == len(merged.body)
+        assert expect_json(merged, 200) == {"caller_service_data": mine,
+                                            "responder_service_data": theirs}
