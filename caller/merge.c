@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../common/http_server.h"
+#include "../common/response.h"
 #include "../common/log.h"
 
 #define HEAD   "{\"caller_service_data\":["
@@ -55,5 +55,5 @@ merge_answer(const char *caller_items, size_t caller_len, struct upstream_result
 
 	if (merge_parts(caller_items, caller_len, result, parts, &owned) < 0)
 		return NULL;
-	return http_response_from_parts(parts, MERGE_PARTS, free, owned, size);
+	return response_from_parts(parts, MERGE_PARTS, free, owned, size);
 }

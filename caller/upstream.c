@@ -499,7 +499,7 @@ on_socket(CURL *easy, curl_socket_t fd, int what, void *arg, void *socket_arg)
 		epoll_ctl(w->epoll_fd, EPOLL_CTL_DEL, fd, NULL);
 		return 0;
 	}
-	ev.events = (what & CURL_POLL_IN ? EPOLLIN : 0) | (what & CURL_POLL_OUT ? EPOLLOUT : 0);
+	ev.events = ((what & CURL_POLL_IN) ? EPOLLIN : 0) | ((what & CURL_POLL_OUT) ? EPOLLOUT : 0);
 	if (epoll_ctl(w->epoll_fd, EPOLL_CTL_MOD, fd, &ev) == 0 ||
 	    (errno == ENOENT && epoll_ctl(w->epoll_fd, EPOLL_CTL_ADD, fd, &ev) == 0))
 		return 0;
@@ -522,8 +522,8 @@ on_timer(CURLM *multi, long timeout_ms, void *arg)
 static int
 socket_action_flags(uint32_t events)
 {
-	return (events & (EPOLLIN | EPOLLERR | EPOLLHUP) ? CURL_CSELECT_IN : 0) |
-	       (events & (EPOLLOUT | EPOLLERR | EPOLLHUP) ? CURL_CSELECT_OUT : 0);
+	return ((events & (EPOLLIN | EPOLLERR | EPOLLHUP)) ? CURL_CSELECT_IN : 0) |
+	       ((events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) ? CURL_CSELECT_OUT : 0);
 }
 
 /*

@@ -7,6 +7,7 @@
 
 #include "metrics.h"
 #include "payload.h"
+#include "response.h"
 
 #define DATA_PREFIX "{\"stored_data\":["
 #define DATA_SUFFIX "]}"
@@ -70,7 +71,7 @@ data_get(struct http_exchange *ex, void *arg)
 	parts[1].iov_len = len;
 	parts[2].iov_base = DATA_SUFFIX;
 	parts[2].iov_len = sizeof(DATA_SUFFIX) - 1;
-	r = http_response_from_parts(parts, 3, NULL, NULL, &size);
+	r = response_from_parts(parts, 3, NULL, NULL, &size);
 	http_reply(ex, 200, r, size);
 }
 

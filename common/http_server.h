@@ -98,16 +98,6 @@ void http_set_content_type(struct http_exchange *ex, const char *content_type);
 void http_reply(struct http_exchange *ex, unsigned int status, struct MHD_Response *response,
                 size_t size);
 
-/*
- * A body made of count pieces (parts is read here; the bytes it points to must
- * stay valid until done(done_arg) runs, which is always called exactly once,
- * also on failure; done may be NULL). Small bodies are copied into one buffer
- * at once, larger ones are sent from the pieces. Returns NULL when memory runs
- * out; *size is the body length.
- */
-struct MHD_Response *http_response_from_parts(const struct MHD_IoVec *parts, unsigned int count,
-                                              void (*done)(void *), void *done_arg, size_t *size);
-
 /* Sets the answer to a body the exchange takes over (freed with free()). */
 void http_reply_take(struct http_exchange *ex, unsigned int status, char *body, size_t len);
 
