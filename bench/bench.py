@@ -681,6 +681,13 @@ class Bench:
             self.other.append({
                 "label": "%s RSS idle" % who, "value": "%.1f MiB" % (idle[who] / MIB),
                 "target": "<= 8 MiB", "pass": idle[who] <= 8 * MIB})
+        floor = self.libcurl_floor()
+        if floor is not None:
+            self.other.append({
+                "label": "libcurl alone: a program that only initializes Debian's libcurl and "
+                         "makes one multi and one easy handle (bench/libcurl_floor.c)",
+                "value": "%.1f MiB" % (floor / MIB),
+                "target": "report: the floor under the caller's idle RSS", "pass": None})
         for who in ("responder", "caller"):
             growth = after[who] - idle[who]
             ratio = growth / stored[who]
@@ -695,6 +702,21 @@ class Bench:
         self.mem["after_get_big"] = st
         c.stop()
         r.stop()
+
+    def libcurl_floor(self):
+        """VmRSS of bench/libcurl_floor.c (built by run.sh) once it says ready; None without it."""
+        path = os.path.join(self.bindir, "libcurl_floor")
+        if not os.path.exists(path):
+            return None
+        p = self.procs.start("libcurl_floor", [path], stdout=subprocess.PIPE)
+        try:
+            if p.stdout.readline().strip() != b"ready":
+                log("libcurl_floor did not start")
+                return None
+            return read_status(p.pid)["VmRSS"]
+        finally:
+            self.procs.stop(p)
+            p.stdout.close()
 
     def phase_startup(self):
         if not want("startup"):

@@ -40,4 +40,7 @@ trap 'exit 143' TERM
 
 mkdir "$tmp/bin"
 cp bin/caller bin/responder "$tmp/bin/"
+# The resident-memory floor of Debian's libcurl on its own, beside the caller's idle RSS.
+read -ra curl_flags <<<"$(pkg-config --cflags --libs libcurl)"
+cc -O2 -o "$tmp/bin/libcurl_floor" bench/libcurl_floor.c "${curl_flags[@]}"
 "$PY" bench/bench.py --bin "$tmp/bin" --tmp "$tmp" --out "$PWD/BENCH.md"
