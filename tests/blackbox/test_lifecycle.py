@@ -151,6 +151,12 @@ def test_drain_bounded_by_drain_timeout(caller_with_fake, fake_responder):
                     f"stderr tail: {c.stderr()[-1500:]!r}"
     assert took < 3.0
     threads[0].join(timeout=5)
+    # The call still in flight when the drain ran out is ended, and its client answered.
+    r = results[0]
+    assert not isinstance(r, Exception) and r is not None, \
+        f"the GET / in flight at the end of the drain got no answer: {r!r}"
+    error = expect_json(r, 200)["responder_service_data"]["error"]
+    assert "shutting down" in error, error
 
 
 def test_responder_drains_in_flight_upload(daemons):
