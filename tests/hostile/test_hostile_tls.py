@@ -277,6 +277,19 @@ def test_truncated_client_hello_then_close(target, part):
         s.close()
 
 
+def server_first_bytes(s):
+    """Reads until the server's first TLS record header (5 bytes) is in, it closes, or 5 s pass."""
+    got = b""
+    deadline = time.monotonic() + 5 * SLOW
+    while len(got) < 5 and time.monotonic() < deadline:
+        s.settimeout(max(0.01, deadline - time.monotonic()))
+        c = s.recv(65536)
+        if not c:
+            break
+        got += c
+    return got
+
+
 @pytest.mark.parametrize("tls_max", ["TLSv1_2", "TLSv1_3"])
 @pytest.mark.parametrize("wait_for_server", [False, True], ids=["at-once", "after-server-hello"])
 def test_client_hello_then_rst(target, tls_max, wait_for_server):
@@ -286,13 +299,7 @@ def test_client_hello_then_rst(target, tls_max, wait_for_server):
     try:
         s.sendall(client_hello(tls_max))
         if wait_for_server:
-            deadline = time.monotonic() + 5 * SLOW
-            while len(got) < 5 and time.monotonic() < deadline:
-                s.settimeout(max(0.01, deadline - time.monotonic()))
-                c = s.recv(65536)
-                if not c:
-                    break
-                got += c
+            got = server_first_bytes(s)
     finally:
         rst_close(s)
     if wait_for_server:
@@ -352,13 +359,7 @@ def abandon(port, mode, hello):
         else:
             s.sendall(hello)
         if mode.endswith("after-server-hello"):
-            deadline = time.monotonic() + 5 * SLOW
-            while len(got) < 5 and time.monotonic() < deadline:
-                s.settimeout(max(0.01, deadline - time.monotonic()))
-                c = s.recv(65536)
-                if not c:
-                    break
-                got += c
+            got = server_first_bytes(s)
             if got[:1] != b"\x16":
                 return f"{mode}: no ServerHello, got {got[:20]!r}"
         if mode.startswith("silent"):
