@@ -69,6 +69,7 @@ upstream_config_load(struct upstream_config *c, char *url, size_t url_size)
 	CONFIG_READ_INTEGER("UPSTREAM_CONNECT_TIMEOUT_MS", 1000, 1, 600000, c->connect_timeout_ms);
 	CONFIG_READ_INTEGER("UPSTREAM_DNS_CACHE_S", 2, 0, 3600, c->dns_cache_s);
 	CONFIG_READ_INTEGER("UPSTREAM_KEEPALIVE_MAX", 64, 1, 100000, c->keepalive_max);
+	CONFIG_READ_INTEGER("UPSTREAM_CALLS_MAX", 64, 1, 100000, c->calls_max);
 	CONFIG_READ_INTEGER("UPSTREAM_MAX_BYTES", 72LL << 20, 32, 64LL << 30, c->max_bytes);
 	/* One attempt may use the whole deadline unless told otherwise. */
 	CONFIG_READ_INTEGER("UPSTREAM_ATTEMPT_TIMEOUT_MS", c->timeout_ms, 1, 600000,

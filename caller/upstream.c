@@ -619,10 +619,14 @@ worker_new(void *arg, int *fd)
 	/*
 	 * libcurl's own cache size follows the number of transfers added, and when
 	 * calls come and go it closes connections that the next call then opens again
-	 * (a new TLS handshake each time over https).
+	 * (a new TLS handshake each time over https). UPSTREAM_CALLS_MAX bounds the
+	 * connections in use, so the calls in flight and the responder answers being
+	 * received at once: further calls wait in libcurl's queue, deadlines running.
 	 */
 	if (w->epoll_fd < 0 || w->multi == NULL ||
 	    curl_multi_setopt(w->multi, CURLMOPT_MAXCONNECTS, u->cfg.keepalive_max) != CURLM_OK ||
+	    curl_multi_setopt(w->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, u->cfg.calls_max) !=
+	        CURLM_OK ||
 	    curl_multi_setopt(w->multi, CURLMOPT_SOCKETFUNCTION, on_socket) != CURLM_OK ||
 	    curl_multi_setopt(w->multi, CURLMOPT_SOCKETDATA, w) != CURLM_OK ||
 	    curl_multi_setopt(w->multi, CURLMOPT_TIMERFUNCTION, on_timer) != CURLM_OK ||

@@ -31,6 +31,7 @@ struct upstream_config {
 	unsigned int breaker_threshold;    /* BREAKER_THRESHOLD; 0 turns it off */
 	long long breaker_cooldown_ms;     /* BREAKER_COOLDOWN_MS */
 	long keepalive_max;                /* UPSTREAM_KEEPALIVE_MAX: kept for reuse, per thread */
+	long calls_max;                    /* UPSTREAM_CALLS_MAX: in flight, per thread */
 	struct upstream_tls *tls;          /* NULL without TLS settings; borrowed */
 };
 

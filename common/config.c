@@ -1,6 +1,8 @@
 /* Environment variables parsed strictly: a typo must stop the daemon, not be half-read. */
 #include "config.h"
 
+#include "address_limit.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -71,10 +73,19 @@ server_config_load(struct server_config *c)
 {
 	static const char *const level_var[] = {"LOG_LEVEL", NULL};
 	static const char *const namespace_var[] = {"METRICS_EMF_NAMESPACE", NULL};
+	static const char *const exempt_var[] = {"CONNECTION_LIMIT_EXEMPT", NULL};
 	const char *level = config_string(level_var, "info");
 	long long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 
 	c->metrics_emf_namespace = config_string(namespace_var, "ServiceConnectDemo");
+	c->connection_limit_exempt = config_string(exempt_var, "127.0.0.1,::1");
+	if (address_list_check(c->connection_limit_exempt) < 0) {
+		fprintf(stderr,
+		        "%s: CONNECTION_LIMIT_EXEMPT=%s is invalid: expected up to 16 IPv4 or IPv6 "
+		        "addresses separated by commas\n",
+		        log_service_name(), c->connection_limit_exempt);
+		return -1;
+	}
 	if (cpus < 1)
 		cpus = 1;
 	if (cpus > 64)
@@ -94,6 +105,12 @@ server_config_load(struct server_config *c)
 	CONFIG_READ_INTEGER("CONNECTION_TIMEOUT_S", 30, 1, 3600, c->connection_timeout_s);
 	CONFIG_READ_INTEGER("DRAIN_TIMEOUT_MS", 10000, 0, 120000, c->drain_timeout_ms);
 	CONFIG_READ_INTEGER("REQUEST_READ_TIMEOUT_S", 30, 1, 3600, c->request_read_timeout_s);
+	CONFIG_READ_INTEGER("CONNECTION_LIMIT_PER_ADDRESS", 64, 0, 1000000,
+	                    c->connection_limit_per_address);
+	CONFIG_READ_INTEGER("ANSWER_MEMORY_MAX_BYTES", 128LL << 20, 1LL << 20, 64LL << 30,
+	                    c->answer_memory_max_bytes);
+	CONFIG_READ_INTEGER("REFUSAL_DRAIN_MS", 5000, 0, 60000, c->refusal_drain_ms);
+	CONFIG_READ_INTEGER("REFUSAL_DRAIN_BYTES", 8LL << 20, 0, 1LL << 30, c->refusal_drain_bytes);
 	CONFIG_READ_INTEGER("METRICS_EMF", 0, 0, 1, c->metrics_emf);
 	CONFIG_READ_INTEGER("METRICS_EMF_INTERVAL_S", 60, 1, 3600, c->metrics_emf_interval_s);
 	CONFIG_READ_INTEGER("RATE_LIMIT_CLIENTS", 10000, 1, 10000000, c->rate_limit_clients);

@@ -11,17 +11,23 @@
 
 /* What every daemon reads; the README's configuration table documents each one. */
 struct server_config {
-	unsigned int port;                   /* PORT */
-	enum log_level log_level;            /* LOG_LEVEL */
-	unsigned int threads;                /* THREADS */
-	size_t body_max_bytes;               /* BODY_MAX_BYTES */
-	size_t store_max_items;              /* STORE_MAX_ITEMS */
-	size_t store_max_bytes;              /* STORE_MAX_BYTES */
-	unsigned int connection_limit;       /* CONNECTION_LIMIT */
-	unsigned int connection_timeout_s;   /* CONNECTION_TIMEOUT_S */
-	unsigned int drain_timeout_ms;       /* DRAIN_TIMEOUT_MS */
-	unsigned int request_read_timeout_s; /* REQUEST_READ_TIMEOUT_S */
-	int metrics_emf;                     /* METRICS_EMF: 1 to write EMF lines */
+	unsigned int port;                         /* PORT */
+	enum log_level log_level;                  /* LOG_LEVEL */
+	unsigned int threads;                      /* THREADS */
+	size_t body_max_bytes;                     /* BODY_MAX_BYTES */
+	size_t store_max_items;                    /* STORE_MAX_ITEMS */
+	size_t store_max_bytes;                    /* STORE_MAX_BYTES */
+	unsigned int connection_limit;             /* CONNECTION_LIMIT */
+	unsigned int connection_timeout_s;         /* CONNECTION_TIMEOUT_S */
+	unsigned int drain_timeout_ms;             /* DRAIN_TIMEOUT_MS */
+	unsigned int request_read_timeout_s;       /* REQUEST_READ_TIMEOUT_S */
+	unsigned int connection_limit_per_address; /* CONNECTION_LIMIT_PER_ADDRESS: 0 for none */
+	const char
+	    *connection_limit_exempt;   /* CONNECTION_LIMIT_EXEMPT; borrowed from the environment */
+	size_t answer_memory_max_bytes; /* ANSWER_MEMORY_MAX_BYTES */
+	unsigned int refusal_drain_ms;  /* REFUSAL_DRAIN_MS */
+	size_t refusal_drain_bytes;     /* REFUSAL_DRAIN_BYTES */
+	int metrics_emf;                /* METRICS_EMF: 1 to write EMF lines */
 	unsigned int metrics_emf_interval_s; /* METRICS_EMF_INTERVAL_S */
 	const char
 	    *metrics_emf_namespace; /* METRICS_EMF_NAMESPACE; borrowed from the environment */

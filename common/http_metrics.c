@@ -27,7 +27,7 @@ struct http_metrics {
 	size_t route_count;
 	struct route_metrics *routes_metrics; /* route_count + 1 slots; the last for no route */
 	const atomic_uint *in_flight;
-	const struct read_deadline *reader;
+	const struct admission_stats *connections;
 	unsigned long long emf_last_errors[2]; /* 4xx and 5xx at the last EMF record */
 };
 
@@ -46,6 +46,33 @@ http_metrics_count(struct http_metrics *s, const struct http_route *route, const
 		code++;
 	atomic_fetch_add_explicit(&m->requests[method][code], 1, memory_order_relaxed);
 	histogram_observe(&m->duration, seconds);
+}
+
+/* Prometheus text for connections: open and closed by reason, answer bytes held, and limits. */
+static void
+render_connections(struct buffer *out, const struct admission_stats *c)
+{
+	size_t i;
+
+	metrics_printf(
+	    out,
+	    "# HELP http_connections_open Connections open, those being closed included.\n"
+	    "# TYPE http_connections_open gauge\nhttp_connections_open %u\n"
+	    "# HELP http_connection_limit CONNECTION_LIMIT.\n"
+	    "# TYPE http_connection_limit gauge\nhttp_connection_limit %u\n"
+	    "# HELP http_connections_closed_total Connections the server closed or "
+	    "refused itself, by reason.\n"
+	    "# TYPE http_connections_closed_total counter\n",
+	    atomic_load(&c->open), c->open_limit);
+	for (i = 0; i < CLOSE_REASONS; i++)
+		metrics_printf(out, "http_connections_closed_total{reason=\"%s\"} %llu\n",
+		               close_reason_names[i], atomic_load(&c->closed[i]));
+	metrics_printf(out,
+	               "# HELP http_answer_bytes_held Bytes of answers queued and not yet sent.\n"
+	               "# TYPE http_answer_bytes_held gauge\nhttp_answer_bytes_held %llu\n"
+	               "# HELP http_answer_bytes_limit ANSWER_MEMORY_MAX_BYTES.\n"
+	               "# TYPE http_answer_bytes_limit gauge\nhttp_answer_bytes_limit %zu\n",
+	               atomic_load(&c->held), c->held_limit);
 }
 
 /* Prometheus text for requests: counts by route, method and status, durations, in flight. */
@@ -96,7 +123,9 @@ render_metrics(struct buffer *out, void *arg)
 	               "# HELP http_read_timeouts_total Connections closed for not sending a whole "
 	               "request within REQUEST_READ_TIMEOUT_S.\n"
 	               "# TYPE http_read_timeouts_total counter\nhttp_read_timeouts_total %llu\n",
-	               atomic_load(s->in_flight), read_deadline_expired(s->reader));
+	               atomic_load(s->in_flight),
+	               atomic_load(&s->connections->closed[CLOSE_READ_DEADLINE]));
+	render_connections(out, s->connections);
 }
 
 /* EMF figures for requests since the last record: count, 4xx, 5xx, mean latency. */
@@ -135,7 +164,7 @@ emf_metrics(struct metrics_emf *emf, void *arg)
 
 struct http_metrics *
 http_metrics_new(const struct http_route *routes, size_t route_count, const atomic_uint *in_flight,
-                 const struct read_deadline *reader)
+                 const struct admission_stats *connections)
 {
 	struct http_metrics *m = calloc(1, sizeof(*m));
 
@@ -149,7 +178,7 @@ http_metrics_new(const struct http_route *routes, size_t route_count, const atom
 	m->routes = routes;
 	m->route_count = route_count;
 	m->in_flight = in_flight;
-	m->reader = reader;
+	m->connections = connections;
 	metrics_register(render_metrics, emf_metrics, m);
 	return m;
 }

@@ -5,6 +5,8 @@
 #include "http_server.h"
 
 #include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -15,19 +17,23 @@
 #include <strings.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
+#include "address_limit.h"
+#include "admission.h"
 #include "buffer.h"
 #include "clock.h"
 #include "log.h"
 #include "http_metrics.h"
 #include "rate_limit.h"
-#include "read_deadline.h"
+#include "linger.h"
 #include "served_by.h"
 #include "tls_server.h"
 #include "trace.h"
@@ -38,6 +44,16 @@
 
 /* libmicrohttpd warnings written a second at most. */
 #define MHD_LOG_PER_SECOND 10
+
+/*
+ * Connections one server thread accepts before it lets libmicrohttpd run, so
+ * that a flood of new connections cannot keep it from reading the requests
+ * of those it has.
+ */
+#define ACCEPT_BATCH 64
+
+/* Descriptors each thread keeps besides its connections (epoll, eventfd, spare, curl's). */
+#define FDS_PER_THREAD 8
 
 /* Where shutdown has got to; each server thread follows it from its loop. */
 enum phase {
@@ -53,12 +69,19 @@ struct http_worker {
 	struct MHD_Daemon *daemon;
 	pthread_t thread;
 	int started;      /* the thread runs and must be joined */
-	int epoll_fd;     /* waits on the daemon, wake_fd and the loop's fd */
+	int epoll_fd;     /* waits on the listener, the daemon, wake_fd, the loop's fd, lingerers */
 	int wake_fd;      /* eventfd: the shutdown phase changed */
 	int loop_fd;      /* what http_loop.attach asked to wait on, or -1 */
+	int daemon_fd;    /* the daemon's own epoll instance */
+	int spare_fd;     /* kept open to be given up when descriptors run out; -1 if none */
 	void *loop_state; /* what http_loop.attach gave; NULL without a loop */
 	enum phase seen;  /* the last phase this thread acted on */
 	int resumed;      /* this thread resumed a connection since it last ran the daemon */
+	struct admission *admission; /* the connections this thread keeps; owned */
+	struct linger_set *linger;   /* sockets drained after a refusal; owned */
+	/* The address counted for the connection being handed to libmicrohttpd. */
+	struct address_key accepting;
+	int accepting_taken; /* on_connection took it over */
 };
 
 /* The server thread running on this thread, for http_resume(); NULL on other threads. */
@@ -74,14 +97,17 @@ struct http_server {
 	const struct http_route *routes;
 	size_t route_count;
 	size_t body_max_bytes;
-	atomic_uint in_flight;        /* exchanges created and not yet completed */
-	atomic_ulong next_id;         /* counter part of generated request ids */
-	unsigned long id_prefix;      /* random part of generated request ids */
-	struct http_metrics *metrics; /* owned */
-	struct rate_limiter *limiter; /* NULL when RATE_LIMIT_RPS is unset; owned */
-	struct read_deadline *reader; /* REQUEST_READ_TIMEOUT_S; owned */
-	struct tls_server *tls;       /* NULL without TLS; borrowed */
-	MHD_socket listener;          /* shared by every daemon; closed at stop */
+	atomic_uint in_flight;             /* exchanges created and not yet completed */
+	atomic_ulong next_id;              /* counter part of generated request ids */
+	unsigned long id_prefix;           /* random part of generated request ids */
+	struct http_metrics *metrics;      /* owned */
+	struct rate_limiter *limiter;      /* NULL when RATE_LIMIT_RPS is unset; owned */
+	struct address_limit *per_address; /* CONNECTION_LIMIT_PER_ADDRESS; owned */
+	struct admission_stats stats;      /* every thread's connections, for /metrics */
+	struct tls_server *tls;            /* NULL without TLS; borrowed */
+	int listener;                      /* accepted from by every thread; closed at stop */
+	char refusal_over_limit[384];      /* the whole answer past CONNECTION_LIMIT */
+	char refusal_per_address[384];     /* the whole answer past CONNECTION_LIMIT_PER_ADDRESS */
 	int trust_forwarded_for;
 	double rate_limit_rps;
 };
@@ -102,8 +128,8 @@ struct http_exchange {
 	unsigned int status;           /* the answer, once set */
 	struct MHD_Response *response; /* owned until queued */
 	size_t response_bytes;
-	const char *content_type; /* NULL for application/json; borrowed */
-	struct read_clock *clock; /* the connection's read deadline; borrowed */
+	const char *content_type;      /* NULL for application/json; borrowed */
+	struct connection_state *conn; /* what its connection holds; NULL if untracked */
 	struct trace trace;
 	char method[16];
 	char path[PATH_LOG_MAX];
@@ -112,8 +138,10 @@ struct http_exchange {
 
 /* What a connection holds from open to close. */
 struct connection_state {
-	struct read_clock *clock;      /* its read deadline */
+	struct admitted *admitted;     /* its place in the thread's admission table */
+	struct address_key address;    /* its place in the per-address count */
 	struct tls_credentials *creds; /* the TLS credentials it took; NULL without TLS */
+	int refused;                   /* answered before its request was read: drain at close */
 };
 
 static void record_request(struct http_exchange *ex);
@@ -178,8 +206,8 @@ exchange_new(struct http_worker *w, struct MHD_Connection *c, const char *url, c
 		snprintf(ex->request_id, sizeof(ex->request_id), "%016lx%08lx", s->id_prefix,
 		         atomic_fetch_add(&s->next_id, 1) & 0xffffffffUL);
 	info = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-	if (info != NULL && info->socket_context != NULL)
-		ex->clock = ((struct connection_state *)info->socket_context)->clock;
+	if (info != NULL)
+		ex->conn = info->socket_context;
 	trace_begin(&ex->trace, MHD_lookup_connection_value(c, MHD_HEADER_KIND, "traceparent"),
 	            MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Amzn-Trace-Id"));
 	atomic_fetch_add(&s->in_flight, 1);
@@ -334,6 +362,9 @@ queue_answer(struct http_exchange *ex)
 	if (atomic_load(&ex->server->phase) != PHASE_SERVING)
 		MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
 	record_request(ex);
+	/* Counted until it is sent: a reader too slow to take it may be cut off for the next. */
+	if (ex->conn != NULL)
+		admission_hold(ex->worker->admission, ex->conn->admitted, ex->response_bytes);
 	ok = MHD_queue_response(ex->connection, ex->status, r);
 	MHD_destroy_response(r);
 	return ok;
@@ -561,7 +592,12 @@ on_request(void *cls, struct MHD_Connection *connection, const char *url, const 
 		*con_cls = ex;
 		route_request(ex, method);
 		if (ex->refuse_early) {
-			read_clock_set(ex->clock, 0);
+			/* The body is still on its way: it is drained when the connection closes.
+			 */
+			if (ex->conn != NULL) {
+				ex->conn->refused = 1;
+				admission_busy(w->admission, ex->conn->admitted);
+			}
 			return queue_answer(ex);
 		}
 		return MHD_YES;
@@ -582,7 +618,8 @@ on_request(void *cls, struct MHD_Connection *connection, const char *url, const 
 		return MHD_YES;
 	}
 	/* The whole request is in: from here on its own deadlines apply, not the read deadline. */
-	read_clock_set(ex->clock, 0);
+	if (ex->conn != NULL)
+		admission_busy(w->admission, ex->conn->admitted);
 	if (ex->handler == NULL)
 		return queue_answer(ex);
 	if (ex->body_too_large) {
@@ -622,7 +659,8 @@ static void
 on_completed(void *cls, struct MHD_Connection *connection, void **con_cls,
              enum MHD_RequestTerminationCode code)
 {
-	struct http_server *s = ((struct http_worker *)cls)->server;
+	struct http_worker *w = cls;
+	struct http_server *s = w->server;
 	struct http_exchange *ex = *con_cls;
 
 	(void)connection;
@@ -630,7 +668,8 @@ on_completed(void *cls, struct MHD_Connection *connection, void **con_cls,
 	if (ex == NULL)
 		return;
 	*con_cls = NULL;
-	read_clock_set(ex->clock, 1);
+	if (ex->conn != NULL)
+		admission_done(w->admission, ex->conn->admitted);
 	/* A request that ends without an answer (the client went away) is recorded as status 0. */
 	if (!ex->recorded) {
 		ex->status = 0;
@@ -644,36 +683,64 @@ on_completed(void *cls, struct MHD_Connection *connection, void **con_cls,
 	atomic_fetch_sub(&s->in_flight, 1);
 }
 
+/*
+ * Drains a connection that closes while its client may still be sending: one
+ * refused before its request was read, or one with unread bytes waiting (what
+ * libmicrohttpd's own 400s leave). Its socket is duplicated, so that
+ * libmicrohttpd's close does not reset it, and handed to the lingerers.
+ */
 static void
-connection_state_free(struct http_server *s, struct connection_state *state)
+linger_if_sending(struct http_worker *w, struct connection_state *state, int fd)
+{
+	int pending = 0, copy;
+
+	if (w->seen == PHASE_STOPPING || fd < 0)
+		return;
+	if (!state->refused && (ioctl(fd, FIONREAD, &pending) < 0 || pending == 0))
+		return;
+	copy = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	if (copy < 0 || linger_start(w->linger, copy) < 0)
+		return;
+	atomic_fetch_add_explicit(&w->server->stats.closed[CLOSE_DRAINED_AFTER_REFUSAL], 1,
+	                          memory_order_relaxed);
+}
+
+/* Forgets a connection: its admission, its address's count, its TLS credentials. */
+static void
+connection_state_free(struct http_worker *w, struct connection_state *state)
 {
 	if (state == NULL)
 		return;
-	read_deadline_closed(s->reader, state->clock);
+	admission_closed(w->admission, state->admitted);
+	address_limit_release(w->server->per_address, &state->address);
 	tls_server_session_end(state->creds);
 	free(state);
 }
 
 /*
- * Tracks each connection from open to close: its read deadline and, with TLS,
- * the credentials its handshake uses. A connection that cannot be tracked is
- * shut down at once rather than served without its deadline or its client
- * verification.
+ * Tracks each connection from open to close: its place in the admission table
+ * (which closes it first when the thread runs short, or when it is too slow),
+ * its address's count and, with TLS, the credentials its handshake uses. A
+ * connection that cannot be tracked is shut down at once rather than served
+ * without its deadline or its client verification.
  */
 static void
 on_connection(void *cls, struct MHD_Connection *connection, void **socket_context,
               enum MHD_ConnectionNotificationCode code)
 {
-	struct http_server *s = ((struct http_worker *)cls)->server;
+	struct http_worker *w = cls;
+	struct http_server *s = w->server;
 	struct connection_state *state = *socket_context;
 	const union MHD_ConnectionInfo *fd, *session;
 
+	fd = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CONNECTION_FD);
 	if (code != MHD_CONNECTION_NOTIFY_STARTED) {
-		connection_state_free(s, state);
+		if (state != NULL)
+			linger_if_sending(w, state, fd != NULL ? fd->connect_fd : -1);
+		connection_state_free(w, state);
 		*socket_context = NULL;
 		return;
 	}
-	fd = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CONNECTION_FD);
 	if (fd == NULL)
 		return;
 	state = calloc(1, sizeof(*state));
@@ -683,11 +750,14 @@ on_connection(void *cls, struct MHD_Connection *connection, void **socket_contex
 		    session != NULL ? tls_server_session_start(s->tls, session->tls_session) : NULL;
 	}
 	if (state != NULL)
-		state->clock = read_deadline_opened(s->reader, fd->connect_fd);
-	if (state == NULL || state->clock == NULL || (s->tls != NULL && state->creds == NULL)) {
+		state->admitted = admission_opened(w->admission, fd->connect_fd);
+	if (state == NULL || state->admitted == NULL || (s->tls != NULL && state->creds == NULL)) {
 		shutdown(fd->connect_fd, SHUT_RDWR);
-		connection_state_free(s, state);
+		connection_state_free(w, state);
 		state = NULL;
+	} else {
+		state->address = w->accepting;
+		w->accepting_taken = 1;
 	}
 	*socket_context = state;
 }
@@ -734,18 +804,18 @@ on_mhd_log(void *cls, const char *fmt, va_list ap)
 }
 
 /*
- * Starts the daemon of one server thread, without a thread of its own. The
- * first daemon opens the listening socket (listen_fd is MHD_INVALID_SOCKET);
- * the others are given it, so every thread accepts from the same queue.
+ * Starts the daemon of one server thread, without a thread or a listening
+ * socket of its own: the thread accepts, decides, and hands it the
+ * connections it keeps (MHD_add_connection). Its own limit only backs ours
+ * up, with room for the connections shut down and not yet closed.
  */
 static struct MHD_Daemon *
-daemon_start(struct http_worker *w, const struct server_config *cfg, unsigned int family_flag,
-             MHD_socket listen_fd, unsigned int connection_limit)
+daemon_start(struct http_worker *w, const struct server_config *cfg, unsigned int connection_limit)
 {
 	struct http_server *s = w->server;
 	unsigned int flags =
-	    MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | family_flag;
-	struct MHD_OptionItem extra[5];
+	    MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | MHD_USE_NO_LISTEN_SOCKET;
+	struct MHD_OptionItem extra[4];
 	size_t n = 0;
 
 	if (s->tls != NULL) {
@@ -759,32 +829,161 @@ daemon_start(struct http_worker *w, const struct server_config *cfg, unsigned in
 		extra[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_PRIORITIES, 0,
 		                                     (void *)TLS_SERVER_PRIORITIES};
 	}
-	if (listen_fd != MHD_INVALID_SOCKET)
-		extra[n++] =
-		    (struct MHD_OptionItem){MHD_OPTION_LISTEN_SOCKET, (intptr_t)listen_fd, NULL};
 	extra[n] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
 	/* The logger comes first so that libmicrohttpd reports even its option errors through it.
 	 */
 	return MHD_start_daemon(
-	    flags, (uint16_t)cfg->port, NULL, NULL, on_request, w, MHD_OPTION_EXTERNAL_LOGGER,
-	    on_mhd_log, NULL, MHD_OPTION_CONNECTION_LIMIT, connection_limit,
+	    flags, 0, NULL, NULL, on_request, w, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
+	    MHD_OPTION_CONNECTION_LIMIT, connection_limit + ACCEPT_BATCH,
 	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)cfg->connection_timeout_s,
 	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, w, MHD_OPTION_NOTIFY_CONNECTION,
-	    on_connection, w, MHD_OPTION_UNESCAPE_CALLBACK, unescape_path, NULL,
-	    MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int)1, MHD_OPTION_ARRAY, extra,
-	    MHD_OPTION_END);
+	    on_connection, w, MHD_OPTION_UNESCAPE_CALLBACK, unescape_path, NULL, MHD_OPTION_ARRAY,
+	    extra, MHD_OPTION_END);
 }
 
-/* How long a server thread may sleep: until its daemon or its loop next has work. */
+/*
+ * Opens the listening socket every thread accepts from: IPv6 and IPv4 where
+ * the host has IPv6, IPv4 alone where it does not. Returns it, or -1.
+ */
+static int
+listener_open(unsigned int port)
+{
+	struct sockaddr_in6 any6 = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_ANY_INIT};
+	struct sockaddr_in any4 = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_ANY)};
+	int fd, on = 1, off = 0;
+
+	any6.sin6_port = any4.sin_port = htons((uint16_t)port);
+	fd = socket(AF_INET6, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd >= 0 && (setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof(off)) < 0 ||
+	                setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) < 0 ||
+	                bind(fd, (struct sockaddr *)&any6, sizeof(any6)) < 0)) {
+		close(fd);
+		fd = -1;
+	}
+	if (fd < 0) {
+		fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		if (fd >= 0 && (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) < 0 ||
+		                bind(fd, (struct sockaddr *)&any4, sizeof(any4)) < 0)) {
+			close(fd);
+			fd = -1;
+		}
+	}
+	if (fd >= 0 && listen(fd, SOMAXCONN) < 0) {
+		close(fd);
+		fd = -1;
+	}
+	if (fd < 0)
+		log_msg(LOG_ERROR, "cannot listen on port %u: %s", port, strerror(errno));
+	return fd;
+}
+
+/*
+ * Refuses a connection at once, with an answer that says which limit it met,
+ * then drains it so that the answer is read. Over TLS a plain-text answer
+ * would only garble the handshake: the connection is closed at once instead.
+ */
+static void
+refuse(struct http_worker *w, int fd, enum close_reason why)
+{
+	struct http_server *s = w->server;
+	const char *answer =
+	    why == CLOSE_PER_ADDRESS_LIMIT ? s->refusal_per_address : s->refusal_over_limit;
+
+	atomic_fetch_add_explicit(&s->stats.closed[why], 1, memory_order_relaxed);
+	if (s->tls != NULL || send(fd, answer, strlen(answer), MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
+		close(fd);
+		return;
+	}
+	linger_start(w->linger, fd);
+}
+
+/*
+ * Out of descriptors: gives up the spare one to accept and close the next
+ * connection, so the listen queue keeps moving and clients are told at once
+ * rather than left waiting in it.
+ */
+static void
+accept_without_descriptors(struct http_worker *w)
+{
+	struct http_server *s = w->server;
+	int fd;
+
+	if (w->spare_fd < 0)
+		return;
+	close(w->spare_fd);
+	fd = accept4(s->listener, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	if (fd >= 0) {
+		atomic_fetch_add_explicit(&s->stats.closed[CLOSE_OVER_LIMIT], 1,
+		                          memory_order_relaxed);
+		if (s->tls == NULL)
+			(void)send(fd, s->refusal_over_limit, strlen(s->refusal_over_limit),
+			           MSG_DONTWAIT | MSG_NOSIGNAL);
+		close(fd);
+	}
+	w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
+/*
+ * Takes new connections off the listen queue, ACCEPT_BATCH at most: each is
+ * refused at once past its address's limit, makes room for itself (the
+ * connection that waited longest gives way) or is refused when none can, and
+ * is otherwise handed to this thread's daemon.
+ */
+static void
+worker_accept(struct http_worker *w)
+{
+	struct http_server *s = w->server;
+	struct sockaddr_storage addr;
+	socklen_t len;
+	unsigned int i;
+	int fd;
+
+	for (i = 0; i < ACCEPT_BATCH; i++) {
+		len = sizeof(addr);
+		fd = accept4(s->listener, (struct sockaddr *)&addr, &len,
+		             SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0 && (errno == EINTR || errno == ECONNABORTED))
+			continue;
+		if (fd < 0 && (errno == EMFILE || errno == ENFILE))
+			accept_without_descriptors(w);
+		if (fd < 0)
+			return;
+		if (address_limit_take(s->per_address, (struct sockaddr *)&addr, &w->accepting) <
+		    0) {
+			refuse(w, fd, CLOSE_PER_ADDRESS_LIMIT);
+			continue;
+		}
+		if (!admission_make_room(w->admission)) {
+			address_limit_release(s->per_address, &w->accepting);
+			refuse(w, fd, CLOSE_OVER_LIMIT);
+			continue;
+		}
+		/* On success libmicrohttpd owns fd; on failure it has closed it. */
+		w->accepting_taken = 0;
+		if (MHD_add_connection(w->daemon, fd, (struct sockaddr *)&addr, len) != MHD_YES)
+			log_msg(LOG_DEBUG, "libmicrohttpd did not take a connection: %s",
+			        strerror(errno));
+		if (!w->accepting_taken)
+			address_limit_release(s->per_address, &w->accepting);
+	}
+}
+
+/* How long a server thread may sleep: until its daemon, its loop or a deadline next has work. */
 static int
 worker_wait_ms(struct http_worker *w, long loop_ms)
 {
 	MHD_UNSIGNED_LONG_LONG mhd_ms;
-	long wait = loop_ms;
+	long wait = loop_ms, due[2];
+	size_t i;
 
 	if (MHD_get_timeout(w->daemon, &mhd_ms) == MHD_YES &&
 	    (wait < 0 || mhd_ms < (MHD_UNSIGNED_LONG_LONG)wait))
 		wait = mhd_ms > INT_MAX ? INT_MAX : (long)mhd_ms;
+	due[0] = admission_expire(w->admission);
+	due[1] = linger_expire(w->linger);
+	for (i = 0; i < 2; i++)
+		if (due[i] >= 0 && (wait < 0 || due[i] < wait))
+			wait = due[i];
 	return wait > INT_MAX ? INT_MAX : (int)wait;
 }
 
@@ -796,8 +995,10 @@ worker_follow_phase(struct http_worker *w)
 	enum phase now = (enum phase)atomic_load(&s->phase);
 
 	if (w->seen < PHASE_DRAINING && now >= PHASE_DRAINING) {
-		/* On this thread, which alone runs the daemon; the socket itself is shared. */
-		MHD_quiesce_daemon(w->daemon);
+		/* This thread stops accepting; the socket itself is shut down once all have. */
+		if (epoll_ctl(w->epoll_fd, EPOLL_CTL_DEL, s->listener, NULL) < 0)
+			log_msg(LOG_ERROR, "server thread: cannot stop accepting: %s",
+			        strerror(errno));
 		atomic_fetch_add(&s->quiesced, 1);
 	}
 	if (w->seen < PHASE_ABORTING && now >= PHASE_ABORTING) {
@@ -809,32 +1010,44 @@ worker_follow_phase(struct http_worker *w)
 }
 
 /*
- * One server thread: waits on its daemon, the loop's descriptor and the
- * shutdown signal at once, then lets libmicrohttpd read, answer and time out
- * connections and the loop do its part, until the server stops.
+ * One server thread: waits on the listening socket, its daemon, the loop's
+ * descriptor, the sockets it drains and the shutdown signal at once; then
+ * accepts, lets libmicrohttpd read, answer and time out connections, and the
+ * loop do its part, until the server stops. Each epoll event carries a
+ * pointer: to one of the thread's own descriptors, or to a draining socket.
  */
 static void *
 worker_main(void *arg)
 {
 	struct http_worker *w = arg;
 	struct http_server *s = w->server;
-	struct epoll_event events[4];
+	struct epoll_event events[64];
 	long loop_ms = -1;
 	uint64_t count;
-	int n, i, loop_ready;
+	int n, i, loop_ready, accept_ready;
+	void *tag;
 
 	this_worker = w;
 	while (w->seen != PHASE_STOPPING) {
-		n = epoll_wait(w->epoll_fd, events, 4, worker_wait_ms(w, loop_ms));
-		loop_ready = 0;
+		n = epoll_wait(w->epoll_fd, events, 64, worker_wait_ms(w, loop_ms));
+		loop_ready = accept_ready = 0;
 		for (i = 0; i < n; i++) {
-			if (events[i].data.fd == w->wake_fd &&
-			    read(w->wake_fd, &count, sizeof(count)) < 0)
-				log_msg(LOG_ERROR, "server thread: cannot read its wake-up event");
-			if (events[i].data.fd == w->loop_fd)
+			tag = events[i].data.ptr;
+			if (tag == &w->wake_fd) {
+				if (read(w->wake_fd, &count, sizeof(count)) < 0)
+					log_msg(LOG_ERROR,
+					        "server thread: cannot read its wake-up event");
+			} else if (tag == &w->loop_fd) {
 				loop_ready = 1;
+			} else if (tag == &s->listener) {
+				accept_ready = 1;
+			} else if (tag != &w->daemon_fd) {
+				linger_ready(w->linger, tag);
+			}
 		}
 		worker_follow_phase(w);
+		if (accept_ready && w->seen == PHASE_SERVING)
+			worker_accept(w);
 		MHD_run(w->daemon);
 		if (s->loop != NULL)
 			loop_ms = s->loop->run(w->loop_state, loop_ready);
@@ -847,20 +1060,23 @@ worker_main(void *arg)
 	return NULL;
 }
 
+/* Adds fd to epoll_fd, its events carrying tag; exclusive: one waiting thread is woken. */
 static int
-epoll_watch(int epoll_fd, int fd)
+epoll_watch(int epoll_fd, int fd, void *tag, int exclusive)
 {
-	struct epoll_event ev = {.events = EPOLLIN, .data.fd = fd};
+	struct epoll_event ev = {.events = EPOLLIN | (exclusive ? EPOLLEXCLUSIVE : 0u)};
 
+	ev.data.ptr = tag;
 	return epoll_ctl(epoll_fd, EPOLL_CTL_ADD, fd, &ev);
 }
 
-/* Makes one server thread's daemon, loop state and wake-up event; returns 0 or -1. */
+/* Makes one server thread's daemon, tables, loop state and wake-up event; returns 0 or -1. */
 static int
 worker_init(struct http_worker *w, const struct server_config *cfg, unsigned int index)
 {
 	struct http_server *s = w->server;
 	const union MHD_DaemonInfo *info;
+	struct admission_limits limits;
 	unsigned int limit = cfg->connection_limit / s->worker_count;
 
 	/* CONNECTION_LIMIT is for the whole server: the first threads take the remainder. */
@@ -868,32 +1084,28 @@ worker_init(struct http_worker *w, const struct server_config *cfg, unsigned int
 		limit++;
 	if (limit == 0)
 		limit = 1;
-	if (index == 0) {
-		/* Both IPv6 and IPv4 where the host has IPv6, IPv4 alone where it does not. */
-		w->daemon = daemon_start(w, cfg, MHD_USE_DUAL_STACK, MHD_INVALID_SOCKET, limit);
-		if (w->daemon == NULL)
-			w->daemon = daemon_start(w, cfg, 0, MHD_INVALID_SOCKET, limit);
-		info = w->daemon != NULL ? MHD_get_daemon_info(w->daemon, MHD_DAEMON_INFO_LISTEN_FD)
-		                         : NULL;
-		if (info == NULL)
-			return -1;
-		s->listener = info->listen_fd;
-	} else {
-		w->daemon = daemon_start(w, cfg, 0, s->listener, limit);
-		if (w->daemon == NULL)
-			return -1;
-	}
-	info = MHD_get_daemon_info(w->daemon, MHD_DAEMON_INFO_EPOLL_FD);
+	limits.connections = limit;
+	limits.held_bytes = cfg->answer_memory_max_bytes / s->worker_count;
+	limits.read_timeout_ms = (long long)cfg->request_read_timeout_s * 1000;
+	w->admission = admission_new(&limits, &s->stats);
+	w->daemon = daemon_start(w, cfg, limit);
+	info = w->daemon != NULL ? MHD_get_daemon_info(w->daemon, MHD_DAEMON_INFO_EPOLL_FD) : NULL;
 	w->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
 	w->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	if (info == NULL || w->epoll_fd < 0 || w->wake_fd < 0 ||
-	    epoll_watch(w->epoll_fd, info->epoll_fd) < 0 ||
-	    epoll_watch(w->epoll_fd, w->wake_fd) < 0)
+	w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	if (w->admission == NULL || info == NULL || w->epoll_fd < 0 || w->wake_fd < 0)
+		return -1;
+	w->daemon_fd = info->epoll_fd;
+	/* Draining sockets live at most REFUSAL_DRAIN_MS and are as many as connections at most. */
+	w->linger = linger_new(w->epoll_fd, limit, cfg->refusal_drain_ms, cfg->refusal_drain_bytes);
+	if (w->linger == NULL || epoll_watch(w->epoll_fd, w->daemon_fd, &w->daemon_fd, 0) < 0 ||
+	    epoll_watch(w->epoll_fd, w->wake_fd, &w->wake_fd, 0) < 0 ||
+	    epoll_watch(w->epoll_fd, s->listener, &s->listener, 1) < 0)
 		return -1;
 	if (s->loop != NULL) {
 		w->loop_state = s->loop->attach(s->loop->arg, &w->loop_fd);
 		if (w->loop_state == NULL ||
-		    (w->loop_fd >= 0 && epoll_watch(w->epoll_fd, w->loop_fd) < 0))
+		    (w->loop_fd >= 0 && epoll_watch(w->epoll_fd, w->loop_fd, &w->loop_fd, 0) < 0))
 			return -1;
 	}
 	return 0;
@@ -932,26 +1144,76 @@ server_free(struct http_server *s)
 			w = &s->workers[i];
 			if (w->started)
 				pthread_join(w->thread, NULL);
-			/* Every daemon but the first was given the socket: none may close it. */
-			if (w->daemon != NULL) {
-				MHD_quiesce_daemon(w->daemon);
+			w->seen = PHASE_STOPPING;
+			/* Stopping the daemon closes its connections, which the tables forget. */
+			if (w->daemon != NULL)
 				MHD_stop_daemon(w->daemon);
-			}
 			if (w->loop_state != NULL)
 				s->loop->detach(w->loop_state);
+			linger_free(w->linger);
+			admission_free(w->admission);
 			if (w->epoll_fd >= 0)
 				close(w->epoll_fd);
 			if (w->wake_fd >= 0)
 				close(w->wake_fd);
+			if (w->spare_fd >= 0)
+				close(w->spare_fd);
 		}
 		free(s->workers);
 	}
-	if (s->listener != MHD_INVALID_SOCKET)
+	if (s->listener >= 0)
 		close(s->listener);
-	read_deadline_stop(s->reader);
+	address_limit_free(s->per_address);
 	rate_limit_free(s->limiter);
 	http_metrics_free(s->metrics);
 	free(s);
+}
+
+/*
+ * Makes sure the process may open the descriptors its limits allow: two per
+ * connection (one kept, one drained after a refusal) and each thread's own.
+ * Raises the soft RLIMIT_NOFILE up to the hard one when it must; when even
+ * that is short, says so: past it new connections are closed at once.
+ */
+static void
+descriptors_reserve(const struct server_config *cfg)
+{
+	rlim_t need =
+	    (rlim_t)cfg->connection_limit * 2 + (rlim_t)cfg->threads * FDS_PER_THREAD + 64;
+	struct rlimit lim;
+
+	if (getrlimit(RLIMIT_NOFILE, &lim) < 0 || lim.rlim_cur >= need)
+		return;
+	lim.rlim_cur = lim.rlim_max == RLIM_INFINITY || lim.rlim_max >= need ? need : lim.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &lim) < 0 || lim.rlim_cur < need)
+		log_msg(LOG_WARN,
+		        "RLIMIT_NOFILE allows %llu descriptors, fewer than CONNECTION_LIMIT=%u "
+		        "needs (%llu): past them new connections are closed at once",
+		        (unsigned long long)lim.rlim_cur, cfg->connection_limit,
+		        (unsigned long long)need);
+}
+
+/* Writes the two answers given at accept to connections over a limit. */
+static void
+refusals_prepare(struct http_server *s, const struct server_config *cfg)
+{
+	static const char format[] = "HTTP/1.1 %s\r\nContent-Type: application/json\r\n"
+	                             "Content-Length: %d\r\nRetry-After: 1\r\n"
+	                             "Connection: close\r\n\r\n%s";
+	char body[160];
+	int len;
+
+	len = snprintf(body, sizeof(body),
+	               "{\"error\":\"Connection limit reached: CONNECTION_LIMIT is %u\"}",
+	               cfg->connection_limit);
+	snprintf(s->refusal_over_limit, sizeof(s->refusal_over_limit), format,
+	         "503 Service Unavailable", len, body);
+	len = snprintf(body, sizeof(body),
+	               "{\"error\":\"Too many connections from one address: "
+	               "CONNECTION_LIMIT_PER_ADDRESS is %u\"}",
+	               cfg->connection_limit_per_address);
+	snprintf(s->refusal_per_address, sizeof(s->refusal_per_address), format,
+	         "429 Too Many Requests", len, body);
 }
 
 struct http_server *
@@ -964,7 +1226,7 @@ http_server_start(const struct server_config *cfg, struct tls_server *tls,
 
 	if (s == NULL)
 		goto fail;
-	s->listener = MHD_INVALID_SOCKET;
+	s->listener = -1;
 	s->tls = tls;
 	s->loop = loop;
 	s->routes = routes;
@@ -972,6 +1234,8 @@ http_server_start(const struct server_config *cfg, struct tls_server *tls,
 	s->body_max_bytes = cfg->body_max_bytes;
 	s->trust_forwarded_for = cfg->trust_forwarded_for;
 	s->rate_limit_rps = cfg->rate_limit_rps;
+	s->stats.open_limit = cfg->connection_limit;
+	s->stats.held_limit = cfg->answer_memory_max_bytes;
 	atomic_init(&s->in_flight, 0);
 	atomic_init(&s->phase, PHASE_SERVING);
 	atomic_init(&s->quiesced, 0);
@@ -979,8 +1243,11 @@ http_server_start(const struct server_config *cfg, struct tls_server *tls,
 	atomic_init(&s->next_id, 1);
 	if (getrandom(&s->id_prefix, sizeof(s->id_prefix), 0) != sizeof(s->id_prefix))
 		s->id_prefix = (unsigned long)getpid() ^ (unsigned long)time(NULL);
-	s->reader = read_deadline_start(cfg->request_read_timeout_s);
-	if (s->reader == NULL)
+	refusals_prepare(s, cfg);
+	descriptors_reserve(cfg);
+	s->per_address = address_limit_new(cfg->connection_limit_per_address,
+	                                   cfg->connection_limit_exempt, cfg->connection_limit);
+	if (s->per_address == NULL)
 		goto fail;
 	if (cfg->rate_limit_rps > 0) {
 		s->limiter = rate_limit_new(cfg->rate_limit_rps, cfg->rate_limit_burst,
@@ -993,8 +1260,11 @@ http_server_start(const struct server_config *cfg, struct tls_server *tls,
 	 * registry without a lock. When the server then fails to start, the
 	 * process exits and nothing reads it again.
 	 */
-	s->metrics = http_metrics_new(routes, route_count, &s->in_flight, s->reader);
+	s->metrics = http_metrics_new(routes, route_count, &s->in_flight, &s->stats);
 	if (s->metrics == NULL)
+		goto fail;
+	s->listener = listener_open(cfg->port);
+	if (s->listener < 0)
 		goto fail;
 	s->worker_count = cfg->threads > 0 ? cfg->threads : 1;
 	s->workers = calloc(s->worker_count, sizeof(*s->workers));
@@ -1003,7 +1273,7 @@ http_server_start(const struct server_config *cfg, struct tls_server *tls,
 	for (i = 0; i < s->worker_count; i++) {
 		w = &s->workers[i];
 		w->server = s;
-		w->epoll_fd = w->wake_fd = w->loop_fd = -1;
+		w->epoll_fd = w->wake_fd = w->loop_fd = w->spare_fd = -1;
 	}
 	for (i = 0; i < s->worker_count; i++)
 		if (worker_init(&s->workers[i], cfg, i) < 0)

@@ -10,7 +10,8 @@ if [ $# -gt 0 ]; then
 	packages="$*"
 else
 	packages="build-essential pkg-config libmicrohttpd-dev libjansson-dev libgnutls28-dev \
-libcurl4-openssl-dev libcmocka-dev python3 python3-pytest curl openssl shellcheck"
+libcurl4-openssl-dev libcmocka-dev python3 python3-pytest curl openssl shellcheck \
+slowhttptest nghttp2-client testssl.sh"
 	# The deployment tests validate against AWS's model with Node.js; any Node.js will do.
 	command -v node >/dev/null 2>&1 || packages="$packages nodejs npm"
 fi

@@ -1,6 +1,7 @@
 """The caller's GET / against a misbehaving responder (a fake one, or none at all)."""
 
 import json
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -261,3 +262,21 @@ def test_connections_to_responder_are_kept_and_reused(caller_with_fake, fake_res
     else:
         assert len(peers) > 2 * concurrent, \
             f"with UPSTREAM_KEEPALIVE_MAX=1, {calls} calls used only {len(peers)} connections"
+
+
+def test_calls_in_flight_bounded_by_upstream_calls_max(caller_with_fake, fake_responder):
+    """UPSTREAM_CALLS_MAX=2 on one thread: eight concurrent GET / all succeed, over two
+    connections at most, in about four rounds of the responder's delay (the rest wait
+    their turn). Without the bound, all eight would be in flight at once."""
+    concurrent, delay = 8, 0.2
+    fake_responder.configure(delay=delay)
+    c = caller_with_fake(THREADS=1, UPSTREAM_CALLS_MAX=2)
+    t0 = time.monotonic()
+    with ThreadPoolExecutor(concurrent) as pool:
+        answers = list(pool.map(lambda _: http_request(c.port, "GET", "/"), range(concurrent)))
+    took = time.monotonic() - t0
+    assert all(a.status == 200 for a in answers), answers
+    peers = {r["peer"] for r in fake_responder.requests}
+    assert len(fake_responder.requests) == concurrent
+    assert len(peers) <= 2, f"{len(peers)} connections to the responder; at most 2 allowed"
+    assert took >= (concurrent / 2) * delay * 0.9, f"8 calls with 2 at a time took {took:.2f} s"

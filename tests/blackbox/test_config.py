@@ -29,11 +29,19 @@ INVALID = [
     ("responder", "CONNECTION_LIMIT", "x"),
     ("responder", "CONNECTION_TIMEOUT_S", "soon"),
     ("responder", "DRAIN_TIMEOUT_MS", "-1"),
+    ("responder", "CONNECTION_LIMIT_PER_ADDRESS", "-1"),
+    ("responder", "CONNECTION_LIMIT_EXEMPT", "localhost"),
+    ("caller", "CONNECTION_LIMIT_EXEMPT", "10.0.0.0/8"),
+    ("responder", "ANSWER_MEMORY_MAX_BYTES", "1000"),
+    ("caller", "ANSWER_MEMORY_MAX_BYTES", "big"),
+    ("responder", "REFUSAL_DRAIN_MS", "60001"),
+    ("responder", "REFUSAL_DRAIN_BYTES", "-1"),
     ("caller", "UPSTREAM_TIMEOUT_MS", "x"),
     ("caller", "UPSTREAM_TIMEOUT_MS", "-100"),
     ("caller", "UPSTREAM_CONNECT_TIMEOUT_MS", "fast"),
     ("caller", "UPSTREAM_MAX_BYTES", "-1"),
     ("caller", "UPSTREAM_DNS_CACHE_S", "y"),
+    ("caller", "UPSTREAM_CALLS_MAX", "0"),
 ]
 
 

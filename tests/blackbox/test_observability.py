@@ -159,6 +159,9 @@ def test_metrics_content_type_and_format(daemons):
                      ("http_request_duration_seconds", "histogram"),
                      ("http_requests_in_flight", "gauge"),
                      ("http_read_timeouts_total", "counter"),
+                     ("http_connections_open", "gauge"), ("http_connection_limit", "gauge"),
+                     ("http_connections_closed_total", "counter"),
+                     ("http_answer_bytes_held", "gauge"), ("http_answer_bytes_limit", "gauge"),
                      ("store_objects", "gauge"), ("store_bytes", "gauge"),
                      ("store_max_objects", "gauge"), ("store_max_bytes", "gauge")]:
         assert m.types.get(fam) == typ, f"# TYPE {fam} {typ} missing: {m.types}"
@@ -169,6 +172,14 @@ def test_metrics_content_type_and_format(daemons):
     assert m.need("store_max_objects") == 1000000
     assert m.need("store_max_bytes") == 67108864
     assert m.need("http_read_timeouts_total") == 0
+    # the connection figures: this one open, every reason counted from zero, the limits
+    assert m.need("http_connections_open") >= 1
+    assert m.need("http_connection_limit") == 1024
+    assert m.need("http_answer_bytes_limit") == 134217728
+    assert m.need("http_answer_bytes_held") >= 0
+    for reason in ("evicted_idle", "per_address_limit", "over_limit", "read_deadline",
+                   "slow_reader", "drained_after_refusal"):
+        assert m.need("http_connections_closed_total", reason=reason) == 0
 
 
 class KeepAlive:
