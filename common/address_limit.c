@@ -17,9 +17,14 @@ struct address_count {
 	unsigned int count;
 };
 
+/* The addresses whose hash falls in one slot of the table. */
+struct bucket {
+	struct address_count *head;
+};
+
 struct address_limit {
 	pthread_mutex_t lock; /* guards buckets */
-	struct address_count **buckets;
+	struct bucket *buckets;
 	size_t mask; /* bucket count - 1 */
 	unsigned int per_address;
 	unsigned char exempt[EXEMPT_MAX][16];
@@ -107,7 +112,7 @@ address_limit_free(struct address_limit *l)
 	if (l == NULL)
 		return;
 	for (i = 0; i <= l->mask; i++)
-		for (e = l->buckets[i]; e != NULL; e = next) {
+		for (e = l->buckets[i].head; e != NULL; e = next) {
 			next = e->next;
 			free(e);
 		}
@@ -159,7 +164,7 @@ address_limit_take(struct address_limit *l, const struct sockaddr *sa, struct ad
 		if (memcmp(l->exempt[i], key->addr, 16) == 0)
 			return 0;
 	pthread_mutex_lock(&l->lock);
-	slot = &l->buckets[address_hash(key->addr) & l->mask];
+	slot = &l->buckets[address_hash(key->addr) & l->mask].head;
 	for (e = *slot; e != NULL && memcmp(e->addr, key->addr, 16) != 0; e = e->next)
 		;
 	if (e == NULL) {
@@ -189,7 +194,7 @@ address_limit_release(struct address_limit *l, const struct address_key *key)
 	if (!key->counted)
 		return;
 	pthread_mutex_lock(&l->lock);
-	slot = &l->buckets[address_hash(key->addr) & l->mask];
+	slot = &l->buckets[address_hash(key->addr) & l->mask].head;
 	while ((e = *slot) != NULL && memcmp(e->addr, key->addr, 16) != 0)
 		slot = &e->next;
 	if (e != NULL && --e->count == 0) {

@@ -906,12 +906,14 @@ static void
 accept_without_descriptors(struct http_worker *w)
 {
 	struct http_server *s = w->server;
+	struct sockaddr_storage addr;
+	socklen_t len = sizeof(addr);
 	int fd;
 
 	if (w->spare_fd < 0)
 		return;
 	close(w->spare_fd);
-	fd = accept4(s->listener, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	fd = accept4(s->listener, (struct sockaddr *)&addr, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
 	if (fd >= 0) {
 		atomic_fetch_add_explicit(&s->stats.closed[CLOSE_OVER_LIMIT], 1,
 		                          memory_order_relaxed);

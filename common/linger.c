@@ -48,14 +48,14 @@ finish(struct linger_set *set, struct lingering *l)
 {
 	epoll_ctl(set->epoll_fd, EPOLL_CTL_DEL, l->fd, NULL);
 	close(l->fd);
-	if (l->prev != NULL)
-		l->prev->next = l->next;
-	else
+	if (set->head == l)
 		set->head = l->next;
-	if (l->next != NULL)
-		l->next->prev = l->prev;
 	else
+		l->prev->next = l->next;
+	if (set->tail == l)
 		set->tail = l->prev;
+	else
+		l->next->prev = l->prev;
 	set->count--;
 	free(l);
 }

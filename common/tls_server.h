@@ -14,8 +14,27 @@
 
 #include "tls.h"
 
-/* The protocol versions offered: TLS 1.3 first, TLS 1.2 at least. */
-#define TLS_SERVER_PRIORITIES "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
+/*
+ * What the server offers (GnuTLS priority string, for libmicrohttpd's
+ * MHD_OPTION_HTTPS_PRIORITIES):
+ * - TLS 1.3 first, TLS 1.2 at least.
+ * - AEAD ciphers only: AES-256-GCM, ChaCha20-Poly1305, AES-128-GCM. NORMAL
+ *   would add the TLS 1.2 CBC suites (ECDHE-ECDSA-AES128/256-SHA), which
+ *   scanners flag for LUCKY13 (CVE-2013-0169). AES-CCM is AEAD too but left
+ *   out: no client here needs it (OpenSSL does not offer it by default) and
+ *   every extra suite is surface.
+ * - ECDHE key exchange only (ECDSA or RSA certificate), on elliptic-curve
+ *   groups only: no RSA key transport, no finite-field DHE.
+ * - The server's order, not the client's, picks the suite (%SERVER_PRECEDENCE).
+ * That is nine suites, 3 for TLS 1.3 and 6 for TLS 1.2; `gnutls-cli --priority
+ * '<this string>' -l` lists them. The caller's libcurl (OpenSSL) and the
+ * health probe (GnuTLS defaults) both negotiate TLS 1.3 with AES-256-GCM.
+ * tests/hostile/test_hostile_tls.py checks it with testssl.sh.
+ */
+#define TLS_SERVER_PRIORITIES                                                                      \
+	"NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"                                               \
+	":-CIPHER-ALL:+AES-256-GCM:+CHACHA20-POLY1305:+AES-128-GCM:-MAC-ALL:+AEAD"                 \
+	":-KX-ALL:+ECDHE-ECDSA:+ECDHE-RSA:-GROUP-DH-ALL:%SERVER_PRECEDENCE"
 
 struct tls_server;
 struct tls_credentials; /* what one connection holds */

@@ -40,7 +40,7 @@ MiB = 1024 * 1024
 # REQUEST_READ_TIMEOUT_S of the shared, seeded daemons: the backstop that closes
 # a connection whose request never completes.
 READ_TIMEOUT_S = 3
-# How long after that deadline a close may take (the watcher checks every 250 ms).
+# How long after that deadline a close may take (each server thread checks at the deadline).
 CLOSE_SLACK_S = 1.5
 
 
