@@ -88,6 +88,7 @@ cut(struct admission *a, struct admitted *c, enum close_reason why)
 	release_held(a, c);
 	c->state = ADMITTED_CLOSING;
 	a->count--;
+	atomic_fetch_sub_explicit(&a->stats->kept, 1, memory_order_relaxed);
 	shutdown(c->fd, SHUT_RDWR);
 	atomic_fetch_add_explicit(&a->stats->closed[why], 1, memory_order_relaxed);
 	log_msg(LOG_DEBUG, "closed a connection: %s", close_reason_names[why]);
@@ -114,7 +115,8 @@ admission_free(struct admission *a)
 int
 admission_make_room(struct admission *a)
 {
-	if (a->count < a->limits.connections)
+	if (a->count < a->limits.connections ||
+	    atomic_load_explicit(&a->stats->kept, memory_order_relaxed) < a->stats->open_limit)
 		return 1;
 	if (a->waiting.head == NULL)
 		return 0;
@@ -134,6 +136,7 @@ admission_opened(struct admission *a, int fd)
 	c->since_ms = clock_ms();
 	list_append(&a->waiting, c);
 	a->count++;
+	atomic_fetch_add_explicit(&a->stats->kept, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&a->stats->open, 1, memory_order_relaxed);
 	return c;
 }
@@ -147,6 +150,7 @@ admission_closed(struct admission *a, struct admitted *c)
 		list_remove(c);
 		release_held(a, c);
 		a->count--;
+		atomic_fetch_sub_explicit(&a->stats->kept, 1, memory_order_relaxed);
 	}
 	atomic_fetch_sub_explicit(&a->stats->open, 1, memory_order_relaxed);
 	free(c);

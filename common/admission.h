@@ -38,6 +38,7 @@ extern const char *const close_reason_names[CLOSE_REASONS];
 struct admission_stats {
 	atomic_ullong closed[CLOSE_REASONS];
 	atomic_uint open;        /* connections open, closing ones included */
+	atomic_uint kept;        /* connections open and not closing, in every table */
 	atomic_ullong held;      /* bytes of answers queued and not yet sent */
 	unsigned int open_limit; /* CONNECTION_LIMIT */
 	size_t held_limit;       /* ANSWER_MEMORY_MAX_BYTES */
@@ -45,7 +46,7 @@ struct admission_stats {
 
 /* One thread's share of the limits. */
 struct admission_limits {
-	unsigned int connections;
+	unsigned int connections; /* its share of CONNECTION_LIMIT (stats->open_limit) */
 	size_t held_bytes;
 	long long read_timeout_ms;
 };
@@ -61,9 +62,11 @@ struct admission *admission_new(const struct admission_limits *limits,
 void admission_free(struct admission *a);
 
 /*
- * Makes room for one more connection: returns 1 when there is room (after
- * closing the connection that has waited longest, when the thread was full),
- * or 0 when every connection is busy and none can give way.
+ * Makes room for one more connection: returns 1 when there is room, or 0 when
+ * every connection is busy and none can give way. A thread past its share of
+ * CONNECTION_LIMIT still takes a connection while the server as a whole has
+ * room (connections do not spread evenly over threads); only when the server
+ * is full does the connection that has waited longest here give way.
  */
 int admission_make_room(struct admission *a);
 

@@ -807,10 +807,11 @@ on_mhd_log(void *cls, const char *fmt, va_list ap)
  * Starts the daemon of one server thread, without a thread or a listening
  * socket of its own: the thread accepts, decides, and hands it the
  * connections it keeps (MHD_add_connection). Its own limit only backs ours
- * up, with room for the connections shut down and not yet closed.
+ * up: a thread may hold every connection, plus those shut down and not yet
+ * closed.
  */
 static struct MHD_Daemon *
-daemon_start(struct http_worker *w, const struct server_config *cfg, unsigned int connection_limit)
+daemon_start(struct http_worker *w, const struct server_config *cfg)
 {
 	struct http_server *s = w->server;
 	unsigned int flags =
@@ -834,7 +835,7 @@ daemon_start(struct http_worker *w, const struct server_config *cfg, unsigned in
 	 */
 	return MHD_start_daemon(
 	    flags, 0, NULL, NULL, on_request, w, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
-	    MHD_OPTION_CONNECTION_LIMIT, connection_limit + ACCEPT_BATCH,
+	    MHD_OPTION_CONNECTION_LIMIT, cfg->connection_limit + ACCEPT_BATCH,
 	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)cfg->connection_timeout_s,
 	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, w, MHD_OPTION_NOTIFY_CONNECTION,
 	    on_connection, w, MHD_OPTION_UNESCAPE_CALLBACK, unescape_path, NULL, MHD_OPTION_ARRAY,
@@ -1090,7 +1091,7 @@ worker_init(struct http_worker *w, const struct server_config *cfg, unsigned int
 	limits.held_bytes = cfg->answer_memory_max_bytes / s->worker_count;
 	limits.read_timeout_ms = (long long)cfg->request_read_timeout_s * 1000;
 	w->admission = admission_new(&limits, &s->stats);
-	w->daemon = daemon_start(w, cfg, limit);
+	w->daemon = daemon_start(w, cfg);
 	info = w->daemon != NULL ? MHD_get_daemon_info(w->daemon, MHD_DAEMON_INFO_EPOLL_FD) : NULL;
 	w->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
 	w->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);

@@ -191,7 +191,9 @@ def test_sigterm_right_after_ready_exits_0(daemons, name):
         d = daemons.start(name, env={"RESPONDER_URL": "http://127.0.0.1:9"}, wait=False)
         deadline = time.monotonic() + 5
         while True:
-            assert time.monotonic() < deadline, f"{name} not ready within 5 s"
+            assert time.monotonic() < deadline, \
+                f"{name} not ready within 5 s (running: {d.running()}); stderr: " \
+                f"{d.stderr()[-1500:]!r}"
             try:
                 if http_request(d.port, "GET", "/health", timeout=0.5).status == 200:
                     break

@@ -162,6 +162,38 @@ test_read_deadline_closes_only_waiting(void **state)
 	pairs_close();
 }
 
+static void
+test_past_its_share_while_the_server_has_room(void **state)
+{
+	struct admission_stats stats = {0};
+	struct admission *a = table(2, 1000, 60000, &stats);
+	struct admitted *c[CONNS];
+	int i;
+
+	(void)state;
+	pairs_open();
+	stats.open_limit = 3;
+	/* A share of 2 of a server-wide 3: the third is taken without closing anyone. */
+	for (i = 0; i < 3; i++) {
+		assert_int_equal(admission_make_room(a), 1);
+		c[i] = admission_opened(a, pairs[i][0]);
+	}
+	for (i = 0; i < 3; i++)
+		assert_false(was_cut(i));
+	assert_int_equal(atomic_load(&stats.kept), 3);
+	/* The server is full now: the longest waiting gives way. */
+	assert_int_equal(admission_make_room(a), 1);
+	assert_true(was_cut(0));
+	assert_int_equal(atomic_load(&stats.kept), 2);
+	c[3] = admission_opened(a, pairs[3][0]);
+	for (i = 0; i < CONNS; i++)
+		admission_closed(a, c[i]);
+	assert_int_equal(atomic_load(&stats.kept), 0);
+	assert_int_equal(atomic_load(&stats.open), 0);
+	admission_free(a);
+	pairs_close();
+}
+
 int
 main(void)
 {
@@ -169,6 +201,7 @@ main(void)
 	    cmocka_unit_test(test_longest_waiting_gives_way_and_busy_never_does),
 	    cmocka_unit_test(test_slowest_readers_cut_never_the_newest),
 	    cmocka_unit_test(test_read_deadline_closes_only_waiting),
+	    cmocka_unit_test(test_past_its_share_while_the_server_has_room),
 	};
 
 	log_init("test", LOG_ERROR);
