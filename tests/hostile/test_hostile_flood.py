@@ -432,6 +432,36 @@ def test_whole_body_2mib_post_reads_its_413(daemons, name):
     assert d.running()
 
 
+BAD_FRAMING = {
+    # two Content-Length values that disagree: the server's own early 400
+    "conflicting_lengths": b"POST /data HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                           b"Content-Length: %d\r\nContent-Length: 5\r\n\r\n",
+    # a chunk size that is not hexadecimal: libmicrohttpd's own 400
+    "bad_chunk": b"POST /data HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 b"Transfer-Encoding: chunked\r\n\r\nzz\r\n",
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_FRAMING))
+def test_whole_body_after_bad_framing_reads_its_400(daemons, case):
+    """A client that sends 2 MiB after a badly framed request head, all of it before reading,
+    still reads the 400: refused connections are drained, not reset."""
+    d = start(daemons, "responder")
+    body = b"x" * (2 * MiB)
+    head = BAD_FRAMING[case]
+    if b"%d" in head:
+        head = head % len(body)
+    for _ in range(5):
+        s = socket.create_connection((HOST, d.port), timeout=15)
+        try:
+            s.sendall(head + body)
+            data, _, _ = read_answer(s, 10)
+        finally:
+            s.close()
+        assert data.startswith(b"HTTP/1.1 400"), f"{case}: {data[:200]!r}"
+    assert d.running()
+
+
 class _Resp:
     """Adapts an http.client answer for expect_error()."""
 
