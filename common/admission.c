@@ -31,7 +31,6 @@ struct admitted {
 struct admission {
 	struct admitted_list waiting; /* by when they began to wait */
 	struct admitted_list holding; /* busy with an answer queued, by when it was queued */
-	unsigned int count;           /* connections not closing */
 	size_t held;                  /* bytes held by this thread's answers */
 	struct admission_limits limits;
 	struct admission_stats *stats;
@@ -87,7 +86,6 @@ cut(struct admission *a, struct admitted *c, enum close_reason why)
 	list_remove(c);
 	release_held(a, c);
 	c->state = ADMITTED_CLOSING;
-	a->count--;
 	atomic_fetch_sub_explicit(&a->stats->kept, 1, memory_order_relaxed);
 	shutdown(c->fd, SHUT_RDWR);
 	atomic_fetch_add_explicit(&a->stats->closed[why], 1, memory_order_relaxed);
@@ -115,8 +113,7 @@ admission_free(struct admission *a)
 int
 admission_make_room(struct admission *a)
 {
-	if (a->count < a->limits.connections ||
-	    atomic_load_explicit(&a->stats->kept, memory_order_relaxed) < a->stats->open_limit)
+	if (atomic_load_explicit(&a->stats->kept, memory_order_relaxed) < a->stats->open_limit)
 		return 1;
 	if (a->waiting.head == NULL)
 		return 0;
@@ -135,7 +132,6 @@ admission_opened(struct admission *a, int fd)
 	c->state = ADMITTED_WAITING;
 	c->since_ms = clock_ms();
 	list_append(&a->waiting, c);
-	a->count++;
 	atomic_fetch_add_explicit(&a->stats->kept, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&a->stats->open, 1, memory_order_relaxed);
 	return c;
@@ -149,7 +145,6 @@ admission_closed(struct admission *a, struct admitted *c)
 	if (c->state != ADMITTED_CLOSING) {
 		list_remove(c);
 		release_held(a, c);
-		a->count--;
 		atomic_fetch_sub_explicit(&a->stats->kept, 1, memory_order_relaxed);
 	}
 	atomic_fetch_sub_explicit(&a->stats->open, 1, memory_order_relaxed);

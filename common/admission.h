@@ -44,9 +44,8 @@ struct admission_stats {
 	size_t held_limit;       /* ANSWER_MEMORY_MAX_BYTES */
 };
 
-/* One thread's share of the limits. */
+/* One thread's share of the limits; CONNECTION_LIMIT is the whole server's (stats->open_limit). */
 struct admission_limits {
-	unsigned int connections; /* its share of CONNECTION_LIMIT (stats->open_limit) */
 	size_t held_bytes;
 	long long read_timeout_ms;
 };
@@ -63,10 +62,10 @@ void admission_free(struct admission *a);
 
 /*
  * Makes room for one more connection: returns 1 when there is room, or 0 when
- * every connection is busy and none can give way. A thread past its share of
- * CONNECTION_LIMIT still takes a connection while the server as a whole has
- * room (connections do not spread evenly over threads); only when the server
- * is full does the connection that has waited longest here give way.
+ * none can give way. The limit is the server's (stats->open_limit), whichever
+ * thread holds the connections, since they do not spread evenly over threads;
+ * when the server is full, the connection that has waited longest on this
+ * thread gives way, and when every one here is busy, there is no room.
  */
 int admission_make_room(struct admission *a);
 

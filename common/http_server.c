@@ -1080,14 +1080,11 @@ worker_init(struct http_worker *w, const struct server_config *cfg, unsigned int
 	struct http_server *s = w->server;
 	const union MHD_DaemonInfo *info;
 	struct admission_limits limits;
-	unsigned int limit = cfg->connection_limit / s->worker_count;
+	unsigned int share = cfg->connection_limit / s->worker_count;
 
-	/* CONNECTION_LIMIT is for the whole server: the first threads take the remainder. */
+	/* A thread's share of CONNECTION_LIMIT: the first threads take the remainder. */
 	if (index < cfg->connection_limit % s->worker_count)
-		limit++;
-	if (limit == 0)
-		limit = 1;
-	limits.connections = limit;
+		share++;
 	limits.held_bytes = cfg->answer_memory_max_bytes / s->worker_count;
 	limits.read_timeout_ms = (long long)cfg->request_read_timeout_s * 1000;
 	w->admission = admission_new(&limits, &s->stats);
@@ -1099,8 +1096,9 @@ worker_init(struct http_worker *w, const struct server_config *cfg, unsigned int
 	if (w->admission == NULL || info == NULL || w->epoll_fd < 0 || w->wake_fd < 0)
 		return -1;
 	w->daemon_fd = info->epoll_fd;
-	/* Draining sockets live at most REFUSAL_DRAIN_MS and are as many as connections at most. */
-	w->linger = linger_new(w->epoll_fd, limit, cfg->refusal_drain_ms, cfg->refusal_drain_bytes);
+	/* Draining sockets live REFUSAL_DRAIN_MS at most, a thread's share of connections at most.
+	 */
+	w->linger = linger_new(w->epoll_fd, share, cfg->refusal_drain_ms, cfg->refusal_drain_bytes);
 	if (w->linger == NULL || epoll_watch(w->epoll_fd, w->daemon_fd, &w->daemon_fd, 0) < 0 ||
 	    epoll_watch(w->epoll_fd, w->wake_fd, &w->wake_fd, 0) < 0 ||
 	    epoll_watch(w->epoll_fd, s->listener, &s->listener, 1) < 0)
