@@ -31,6 +31,7 @@ struct admitted {
 struct admission {
 	struct admitted_list waiting; /* by when they began to wait */
 	struct admitted_list holding; /* busy with an answer queued, by when it was queued */
+	unsigned int count;           /* connections not closing */
 	size_t held;                  /* bytes held by this thread's answers */
 	struct admission_limits limits;
 	struct admission_stats *stats;
@@ -86,7 +87,7 @@ cut(struct admission *a, struct admitted *c, enum close_reason why)
 	list_remove(c);
 	release_held(a, c);
 	c->state = ADMITTED_CLOSING;
-	atomic_fetch_sub_explicit(&a->stats->kept, 1, memory_order_relaxed);
+	a->count--;
 	shutdown(c->fd, SHUT_RDWR);
 	atomic_fetch_add_explicit(&a->stats->closed[why], 1, memory_order_relaxed);
 	log_msg(LOG_DEBUG, "closed a connection: %s", close_reason_names[why]);
@@ -113,7 +114,7 @@ admission_free(struct admission *a)
 int
 admission_make_room(struct admission *a)
 {
-	if (atomic_load_explicit(&a->stats->kept, memory_order_relaxed) < a->stats->open_limit)
+	if (a->count < a->limits.connections)
 		return 1;
 	if (a->waiting.head == NULL)
 		return 0;
@@ -132,7 +133,7 @@ admission_opened(struct admission *a, int fd)
 	c->state = ADMITTED_WAITING;
 	c->since_ms = clock_ms();
 	list_append(&a->waiting, c);
-	atomic_fetch_add_explicit(&a->stats->kept, 1, memory_order_relaxed);
+	a->count++;
 	atomic_fetch_add_explicit(&a->stats->open, 1, memory_order_relaxed);
 	return c;
 }
@@ -145,7 +146,7 @@ admission_closed(struct admission *a, struct admitted *c)
 	if (c->state != ADMITTED_CLOSING) {
 		list_remove(c);
 		release_held(a, c);
-		atomic_fetch_sub_explicit(&a->stats->kept, 1, memory_order_relaxed);
+		a->count--;
 	}
 	atomic_fetch_sub_explicit(&a->stats->open, 1, memory_order_relaxed);
 	free(c);

@@ -38,14 +38,14 @@ extern const char *const close_reason_names[CLOSE_REASONS];
 struct admission_stats {
 	atomic_ullong closed[CLOSE_REASONS];
 	atomic_uint open;        /* connections open, closing ones included */
-	atomic_uint kept;        /* connections open and not closing, in every table */
 	atomic_ullong held;      /* bytes of answers queued and not yet sent */
 	unsigned int open_limit; /* CONNECTION_LIMIT */
 	size_t held_limit;       /* ANSWER_MEMORY_MAX_BYTES */
 };
 
-/* One thread's share of the limits; CONNECTION_LIMIT is the whole server's (stats->open_limit). */
+/* One thread's share of the limits. */
 struct admission_limits {
+	unsigned int connections;
 	size_t held_bytes;
 	long long read_timeout_ms;
 };
@@ -61,11 +61,9 @@ struct admission *admission_new(const struct admission_limits *limits,
 void admission_free(struct admission *a);
 
 /*
- * Makes room for one more connection: returns 1 when there is room, or 0 when
- * none can give way. The limit is the server's (stats->open_limit), whichever
- * thread holds the connections, since they do not spread evenly over threads;
- * when the server is full, the connection that has waited longest on this
- * thread gives way, and when every one here is busy, there is no room.
+ * Makes room for one more connection: returns 1 when there is room (after
+ * closing the connection that has waited longest, when the thread was full),
+ * or 0 when every connection is busy and none can give way.
  */
 int admission_make_room(struct admission *a);
 

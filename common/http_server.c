@@ -807,11 +807,10 @@ on_mhd_log(void *cls, const char *fmt, va_list ap)
  * Starts the daemon of one server thread, without a thread or a listening
  * socket of its own: the thread accepts, decides, and hands it the
  * connections it keeps (MHD_add_connection). Its own limit only backs ours
- * up: a thread may hold every connection, plus those shut down and not yet
- * closed.
+ * up, with room for the connections shut down and not yet closed.
  */
 static struct MHD_Daemon *
-daemon_start(struct http_worker *w, const struct server_config *cfg)
+daemon_start(struct http_worker *w, const struct server_config *cfg, unsigned int share)
 {
 	struct http_server *s = w->server;
 	unsigned int flags =
@@ -835,11 +834,10 @@ daemon_start(struct http_worker *w, const struct server_config *cfg)
 	 */
 	return MHD_start_daemon(
 	    flags, 0, NULL, NULL, on_request, w, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
-	    MHD_OPTION_CONNECTION_LIMIT, cfg->connection_limit + ACCEPT_BATCH,
-	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)cfg->connection_timeout_s,
-	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, w, MHD_OPTION_NOTIFY_CONNECTION,
-	    on_connection, w, MHD_OPTION_UNESCAPE_CALLBACK, unescape_path, NULL, MHD_OPTION_ARRAY,
-	    extra, MHD_OPTION_END);
+	    MHD_OPTION_CONNECTION_LIMIT, share + ACCEPT_BATCH, MHD_OPTION_CONNECTION_TIMEOUT,
+	    (unsigned int)cfg->connection_timeout_s, MHD_OPTION_NOTIFY_COMPLETED, on_completed, w,
+	    MHD_OPTION_NOTIFY_CONNECTION, on_connection, w, MHD_OPTION_UNESCAPE_CALLBACK,
+	    unescape_path, NULL, MHD_OPTION_ARRAY, extra, MHD_OPTION_END);
 }
 
 /*
@@ -1082,13 +1080,19 @@ worker_init(struct http_worker *w, const struct server_config *cfg, unsigned int
 	struct admission_limits limits;
 	unsigned int share = cfg->connection_limit / s->worker_count;
 
-	/* A thread's share of CONNECTION_LIMIT: the first threads take the remainder. */
+	/*
+	 * CONNECTION_LIMIT is shared out over the threads, the first taking the
+	 * remainder: each decides alone, with no lock, which of its own give way.
+	 */
 	if (index < cfg->connection_limit % s->worker_count)
 		share++;
+	if (share == 0)
+		share = 1;
+	limits.connections = share;
 	limits.held_bytes = cfg->answer_memory_max_bytes / s->worker_count;
 	limits.read_timeout_ms = (long long)cfg->request_read_timeout_s * 1000;
 	w->admission = admission_new(&limits, &s->stats);
-	w->daemon = daemon_start(w, cfg);
+	w->daemon = daemon_start(w, cfg, share);
 	info = w->daemon != NULL ? MHD_get_daemon_info(w->daemon, MHD_DAEMON_INFO_EPOLL_FD) : NULL;
 	w->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
 	w->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);

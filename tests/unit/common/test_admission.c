@@ -46,14 +46,12 @@ was_cut(int i)
 	return recv(pairs[i][1], &c, 1, MSG_DONTWAIT) == 0;
 }
 
-/* A table whose server has room for connections in all. */
 static struct admission *
 table(unsigned int connections, size_t held_bytes, long long read_timeout_ms,
       struct admission_stats *stats)
 {
-	struct admission_limits limits = {held_bytes, read_timeout_ms};
+	struct admission_limits limits = {connections, held_bytes, read_timeout_ms};
 
-	stats->open_limit = connections;
 	return admission_new(&limits, stats);
 }
 
@@ -164,44 +162,6 @@ test_read_deadline_closes_only_waiting(void **state)
 	pairs_close();
 }
 
-static void
-test_the_limit_is_the_servers_whichever_thread_holds_them(void **state)
-{
-	struct admission_stats stats = {0};
-	struct admission *one = table(3, 1000, 60000, &stats);
-	struct admission_limits limits = {1000, 60000};
-	struct admission *two = admission_new(&limits, &stats);
-	struct admitted *c[CONNS];
-	int i;
-
-	(void)state;
-	pairs_open();
-	/* One thread takes all three places of the server without closing anyone... */
-	for (i = 0; i < 3; i++) {
-		assert_int_equal(admission_make_room(one), 1);
-		c[i] = admission_opened(one, pairs[i][0]);
-	}
-	for (i = 0; i < 3; i++)
-		assert_false(was_cut(i));
-	assert_int_equal(atomic_load(&stats.kept), 3);
-	/* ...so the other, with nobody waiting, has no room; the first makes room by closing. */
-	assert_int_equal(admission_make_room(two), 0);
-	assert_int_equal(admission_make_room(one), 1);
-	assert_true(was_cut(0));
-	assert_int_equal(atomic_load(&stats.kept), 2);
-	c[3] = admission_opened(two, pairs[3][0]);
-	assert_int_equal(admission_make_room(two), 1);
-	assert_true(was_cut(3));
-	for (i = 0; i < 3; i++)
-		admission_closed(one, c[i]);
-	admission_closed(two, c[3]);
-	assert_int_equal(atomic_load(&stats.kept), 0);
-	assert_int_equal(atomic_load(&stats.open), 0);
-	admission_free(one);
-	admission_free(two);
-	pairs_close();
-}
-
 int
 main(void)
 {
@@ -209,7 +169,6 @@ main(void)
 	    cmocka_unit_test(test_longest_waiting_gives_way_and_busy_never_does),
 	    cmocka_unit_test(test_slowest_readers_cut_never_the_newest),
 	    cmocka_unit_test(test_read_deadline_closes_only_waiting),
-	    cmocka_unit_test(test_the_limit_is_the_servers_whichever_thread_holds_them),
 	};
 
 	log_init("test", LOG_ERROR);
