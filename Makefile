@@ -2,8 +2,8 @@
 #   make            bin/caller and bin/responder
 #   make test       unit tests and black-box tests (installs missing Debian packages when it can)
 #   make SANITIZE=1 test   the same, built with AddressSanitizer and UndefinedBehaviorSanitizer
-#   make run        responder on 5001 and caller on 5000, in the foreground
-#   make e2e        the docker compose stack, end to end, with a real Docker engine
+#   make run        responder on 5001 and caller on 5000, in the foreground (installs missing packages)
+#   make e2e        the README's run commands and the compose stack, end to end, with a real Docker engine
 #   make bench      throughput, latency and memory against nginx; writes BENCH.md
 #   make fuzz       libFuzzer on every parser and serializer (FUZZ_SECONDS each)
 #   make analysis   cppcheck + clang-tidy, valgrind leak check, ThreadSanitizer
@@ -44,7 +44,7 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/unit/%)
 
 PYTHON  := /usr/bin/python3
 
-.PHONY: all test unit blackbox hostile soak deploy-test fuzz lint valgrind tsan analysis deps run e2e bench format format-check clean
+.PHONY: all test unit blackbox hostile soak deploy-test compose-test fuzz lint valgrind tsan analysis deps run e2e bench format format-check clean
 all: $(BIN)/caller $(BIN)/responder
 
 # Only the caller's own files need libcurl's headers; the responder's image has none.
@@ -87,6 +87,9 @@ blackbox: all
 deploy-test:
 	tests/deploy/run.sh
 
+compose-test:
+	tests/compose/run.sh
+
 hostile: all
 	BIN_DIR=$(abspath $(BIN)) $(PYTHON) -m pytest -q tests/hostile
 
@@ -95,7 +98,7 @@ soak: all
 	BIN_DIR=$(abspath $(BIN)) tests/soak/run.sh --seconds $(SOAK_SECONDS)
 
 test: deps
-	$(MAKE) all unit blackbox hostile deploy-test
+	$(MAKE) all unit blackbox hostile deploy-test compose-test
 
 bench:
 	bench/run.sh
@@ -118,7 +121,13 @@ analysis: lint valgrind tsan
 e2e:
 	tests/e2e/run.sh
 
-run: all
+# What building and trying the daemons need, installed by `make run` when missing.
+RUN_PKGS := build-essential pkg-config libmicrohttpd-dev libjansson-dev libgnutls28-dev \
+	libcurl4-openssl-dev curl
+
+run:
+	@scripts/install-deps.sh $(RUN_PKGS)
+	@$(MAKE) --no-print-directory all
 	@scripts/run-local.sh $(BIN)
 
 format:

@@ -33,7 +33,7 @@ else
 	echo "Install them with: sudo sh -c '$cmd'" >&2
 	exit 1
 fi
-echo "Installing:$missing" >&2
+echo "Installing Debian packages (usually a minute or two):$missing" >&2
 $sudo apt-get update -q
 # Packages such as nginx would start their system service; the scripts here start what they
 # need themselves, so a policy-rc.d refuses service starts during this install (only when

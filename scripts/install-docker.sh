@@ -67,6 +67,12 @@ if [ "${#need[@]}" -gt 0 ]; then
     fi
     rc=0
     apt_install "${need[@]}" || rc=$?
+    # Ubuntu 24.04 ships Compose v2 as docker-compose-v2 (both in universe).
+    if [ "$rc" -ne 0 ] && [[ " ${need[*]} " == *" docker-compose "* ]]; then
+        log "docker-compose did not install; trying docker-compose-v2"
+        rc=0
+        apt_install "${need[@]/#docker-compose/docker-compose-v2}" || rc=$?
+    fi
     if [ "$created_policy" -eq 1 ]; then $SUDO rm -f /usr/sbin/policy-rc.d; fi
     if [ "$rc" -ne 0 ]; then log "apt-get install failed ($rc)"; exit 1; fi
 fi
@@ -86,6 +92,17 @@ if [ -s "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null \
     log "dockerd $(cat "$PIDFILE") from $PIDFILE is running; waiting for it"
     for _ in $(seq 1 "$WAIT_S"); do daemon_answers && exit 0; sleep 1; done
     log "dockerd $(cat "$PIDFILE") does not answer"; exit 1
+fi
+
+# On a host run by systemd (a usual Debian or Ubuntu machine) the packaged service runs the
+# engine; starting dockerd by hand there would race it.
+if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1 \
+    && systemctl cat docker.service >/dev/null 2>&1; then
+    log "starting docker.service"
+    $SUDO systemctl start docker.service
+    for _ in $(seq 1 "$WAIT_S"); do daemon_answers && exit 0; sleep 1; done
+    log "docker.service does not answer; see: journalctl -u docker.service"
+    exit 1
 fi
 
 storage_driver() {

@@ -1,13 +1,17 @@
 #!/bin/sh
-# `make run`: the responder on 5001 and the caller on 5000, in the foreground; Ctrl-C stops both.
+# `make run`: the responder and the caller in the foreground, on CALLER_PORT (5000) and
+# RESPONDER_PORT (5001); Ctrl-C stops both.
 set -eu
 bin=${1:-bin}
-PORT=5001 "$bin/responder" &
+caller_port=${CALLER_PORT:-5000}
+responder_port=${RESPONDER_PORT:-5001}
+PORT=$responder_port "$bin/responder" &
 responder=$!
-PORT=5000 RESPONDER_URL=http://127.0.0.1:5001 "$bin/caller" &
+PORT=$caller_port RESPONDER_URL=http://127.0.0.1:$responder_port "$bin/caller" &
 caller=$!
 trap 'kill -TERM $caller $responder 2>/dev/null || true' INT TERM
-echo "caller on http://localhost:5000, responder on http://localhost:5001 (Ctrl-C stops both)" >&2
+echo "caller on http://localhost:$caller_port, responder on http://localhost:$responder_port" \
+	"(Ctrl-C stops both); try the README's curl steps" >&2
 wait $caller || true
 kill -TERM $responder 2>/dev/null || true
 wait $responder || true

@@ -72,8 +72,12 @@ cleanup() {
         [ -n "$ids" ] && docker rm -f $ids >/dev/null 2>&1
         ids=$(docker ps -aq --filter "name=${PROJECT}")
         [ -n "$ids" ] && docker rm -f $ids >/dev/null 2>&1
-        ids=$(docker network ls -q --filter "label=com.docker.compose.project=$PROJECT")
-        [ -n "$ids" ] && docker network rm $ids >/dev/null 2>&1
+        for p in "$PROJECT" "${PROJECT}first"; do
+            ids=$(docker ps -aq --filter "label=com.docker.compose.project=$p")
+            [ -n "$ids" ] && docker rm -f $ids >/dev/null 2>&1
+            ids=$(docker network ls -q --filter "label=com.docker.compose.project=$p")
+            [ -n "$ids" ] && docker network rm $ids >/dev/null 2>&1
+        done
         # images: our tags, then every image id that did not exist before the run
         docker rmi "$CALLER_IMAGE" "$RESPONDER_IMAGE" "$CACHECHECK_IMAGE" >/dev/null 2>&1
         if [ -f "$IMAGES_BEFORE" ]; then
@@ -88,8 +92,8 @@ cleanup() {
             docker rmi debian:bookworm-slim >/dev/null 2>&1
         fi
         local left
-        left=$(docker ps -aq --filter "label=com.docker.compose.project=$PROJECT" | wc -l)
-        left=$((left + $(docker network ls -q --filter "label=com.docker.compose.project=$PROJECT" | wc -l)))
+        left=$(docker ps -aq --filter "name=${PROJECT}" | wc -l)
+        left=$((left + $(docker network ls -q --filter "name=${PROJECT}" | wc -l)))
         if [ -f "$IMAGES_BEFORE" ]; then
             left=$((left + $(docker images -aq --no-trunc | sort -u | comm -13 "$IMAGES_BEFORE" - | wc -l)))
         fi
@@ -182,18 +186,37 @@ container_ip() {
     docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}' "$1" 2>/dev/null | awk '{print $1}'
 }
 
-# ------------------------------------------------------------ 1. engine -----
+# ------------------------------------------------- 1. the first commands -----
 note "e2e run $RUN_ID, compose project $PROJECT"
+. "$ROOT/tests/e2e/first_commands.sh"
 export DOCKERD_PIDFILE="$TMP/dockerd.pid"
+# A machine with no engine and no engine data is fresh: the README's first command gets it as a
+# new user would, engine install included. Elsewhere the engine comes first, so that the images
+# already there are known and kept at cleanup.
+if ! timeout 20 docker version --format '{{.Server.Version}}' >/dev/null 2>&1 &&
+    [ ! -d "${DOCKERD_DATA_ROOT:-/var/lib/docker}/image" ]; then
+    note "fresh machine: no engine and no engine data"
+    : >"$IMAGES_BEFORE"
+    first_command_stack
+    [ -s "$DOCKERD_PIDFILE" ] && STARTED_DOCKERD=$(cat "$DOCKERD_PIDFILE")
+fi
 if ! timeout 600 bash "$ROOT/scripts/install-docker.sh" >"$TMP/install.log" 2>&1; then
     tail -n 20 "$TMP/install.log"
     abort "scripts/install-docker.sh: no Docker engine"
 fi
-if [ -s "$DOCKERD_PIDFILE" ]; then
+if [ -z "$STARTED_DOCKERD" ] && [ -s "$DOCKERD_PIDFILE" ]; then
     STARTED_DOCKERD=$(cat "$DOCKERD_PIDFILE")
     note "started dockerd $STARTED_DOCKERD"
 fi
 pass "Docker engine $(docker version --format '{{.Server.Version}}' 2>/dev/null) answers"
+if [ ! -f "$IMAGES_BEFORE" ]; then
+    docker images -aq --no-trunc | sort -u >"$IMAGES_BEFORE"
+    docker image inspect debian:bookworm-slim >/dev/null 2>&1 || BUILT_BASE=1
+    first_command_stack
+fi
+[ "${E2E_KEEP_BASE:-0}" = 1 ] && docker image inspect -f '{{.Id}}' debian:bookworm-slim >>"$IMAGES_BEFORE" 2>/dev/null
+sort -u -o "$IMAGES_BEFORE" "$IMAGES_BEFORE"
+make_run_in_container
 
 if [ -n "${E2E_COMPOSE:-}" ]; then
     read -r -a COMPOSE_BASE <<<"$E2E_COMPOSE"
@@ -207,18 +230,16 @@ fi
 COMPOSE_CMD=("${COMPOSE_BASE[@]}" -p "$PROJECT" -f "$ROOT/compose.yaml")
 note "compose: ${COMPOSE_BASE[*]} ($("${COMPOSE_BASE[@]}" version --short 2>/dev/null || "${COMPOSE_BASE[@]}" version 2>/dev/null | head -n 1))"
 
-docker images -aq --no-trunc | sort -u >"$IMAGES_BEFORE"
-
-if ! docker image inspect debian:bookworm-slim >/dev/null 2>&1; then
-    BUILT_BASE=1
-    t0=$(date +%s)
-    if timeout 900 bash "$ROOT/scripts/build-base-image.sh" >"$TMP/base.log" 2>&1; then
-        pass "built debian:bookworm-slim locally ($(($(date +%s) - t0)) s)"
+# The compose implementation's own reading of both files (tests/compose checks the schema).
+for files in "compose.yaml" "compose.yaml compose.mtls.yaml"; do
+    args=()
+    for f in $files; do args+=(-f "$ROOT/$f"); done
+    if CERTS_DIR="$TMP" "${COMPOSE_BASE[@]}" "${args[@]}" config -q >"$TMP/config.log" 2>&1; then
+        pass "${COMPOSE_BASE[*]} config accepts $files"
     else
-        tail -n 20 "$TMP/base.log"
-        abort "scripts/build-base-image.sh failed"
+        fail "${COMPOSE_BASE[*]} config rejects $files: $(head -c 300 "$TMP/config.log")"
     fi
-fi
+done
 
 # ------------------------------------------------------------ 2. images -----
 build_image() { # DOCKERFILE TAG LOG [CONTEXT]
