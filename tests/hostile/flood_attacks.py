@@ -529,7 +529,7 @@ class Prober:
 
     Each request has a `timeout` (1 s) and is one probe: ok when its status and body are right
     (200 {"status":"ok"}; 201 echoing the object; 200 listing the object just stored).
-    stats() gives total, ok, ok within 1 s, their ratio, the worst latency, failures by kind,
+    stats() gives total, ok, ok within `timeout`, their ratio, the worst latency, failures by kind,
     and the objects answered 201 (each must later be in GET /data)."""
 
     def __init__(self, port, post=True, interval=1.0, timeout=1.0, health_source=HEALTH_SOURCE,
@@ -640,7 +640,7 @@ class Prober:
     def stats(self):
         recs = list(self.records)
         ok = [r for r in recs if r["ok"]]
-        fast = [r for r in ok if r["latency"] <= 1.0]
+        fast = [r for r in ok if r["latency"] <= self.timeout]
         by_kind = {}
         for r in recs:
             k = by_kind.setdefault(r["kind"], {"total": 0, "ok": 0, "worst_s": 0.0})
@@ -648,12 +648,12 @@ class Prober:
             k["ok"] += r["ok"]
             k["worst_s"] = round(max(k["worst_s"], r["latency"]), 3)
         return {
-            "total": len(recs), "ok": len(ok), "ok_within_1s": len(fast),
+            "total": len(recs), "ok": len(ok), "ok_in_time": len(fast), "bound_s": self.timeout,
             "ok_ratio": (len(fast) / len(recs)) if recs else 0.0,
             "worst_latency_s": round(max((r["latency"] for r in recs), default=0.0), 3),
             "by_kind": by_kind,
             "failures": [f"{r['kind']}: {r['error'] or 'slow'} ({r['latency']:.2f} s)"
-                         for r in recs if not (r["ok"] and r["latency"] <= 1.0)][:8],
+                         for r in recs if not (r["ok"] and r["latency"] <= self.timeout)][:8],
             "objects": list(self.objects),
         }
 
@@ -848,7 +848,8 @@ ATTACKS = {
 
 
 def attack_with_probes(attack, port, seconds=FLOOD_SECONDS, pid=None, children=False, post=True,
-                       expect_data=None, settle=0.5, runner=None, daemon_metrics=True):
+                       expect_data=None, settle=0.5, runner=None, daemon_metrics=True,
+                       probe_timeout=1.0):
     """Runs ATTACKS[attack] (or runner(port, seconds)) while a Prober probes the port, an
     RssSampler watches pid and (daemon_metrics) a MetricSampler reads the daemon's gauges; then
     checks that the port accepts at once and that every object answered 201 is listed by GET
@@ -858,7 +859,7 @@ def attack_with_probes(attack, port, seconds=FLOOD_SECONDS, pid=None, children=F
     sampler = RssSampler(pid, children=children).start() if pid else None
     rss_before = sampler.sample() if sampler else None
     gauges = MetricSampler(port).start() if daemon_metrics else None
-    prober = Prober(port, post=post, expect_data=expect_data).start()
+    prober = Prober(port, post=post, expect_data=expect_data, timeout=probe_timeout).start()
     t0 = time.monotonic()
     try:
         result = run(port, seconds)
@@ -885,7 +886,7 @@ def summary_line(report):
     """One line for logs: probes, worst latency, RSS, after-checks."""
     p = report["probes"]
     rss = report.get("rss_max")
-    line = (f"{report['attack']}: probes ok within 1 s {p['ok_within_1s']}/{p['total']} "
+    line = (f"{report['attack']}: probes ok within {p['bound_s']:g} s {p['ok_in_time']}/{p['total']} "
             f"({100 * p['ok_ratio']:.1f}%), worst {p['worst_latency_s']:.2f} s, ")
     if rss:
         line += f"max RSS {rss / MiB:.1f} MiB"

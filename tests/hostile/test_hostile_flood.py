@@ -47,6 +47,8 @@ REFUSAL_DRAIN_S = 5.0
 # that stops evicting goes far past the limit)
 OPEN_SLACK = 2 * 64
 MIN_OK_RATIO = 0.99
+# A probe's answer must come within 1 s; sanitized binaries run at about half speed.
+PROBE_S = 2.0 if SANITIZED else 1.0
 PER_ADDRESS_MSG = ("Too many connections from one address: CONNECTION_LIMIT_PER_ADDRESS is "
                    f"{PER_ADDRESS}")
 BOTH = os.environ.get("FLOOD_BOTH_DAEMONS", "") not in ("", "0")
@@ -89,7 +91,7 @@ def assert_probes(report, what):
     p = report["probes"]
     assert p["total"] >= max(3, FLOOD_SECONDS // 2), f"{what}: too few probes ran: {p}"
     assert p["ok_ratio"] >= MIN_OK_RATIO, \
-        f"{what}: only {p['ok_within_1s']} of {p['total']} probes ok within 1 s " \
+        f"{what}: only {p['ok_in_time']} of {p['total']} probes ok within {p['bound_s']:g} s " \
         f"({100 * p['ok_ratio']:.1f}%, need {100 * MIN_OK_RATIO:.0f}%), worst " \
         f"{p['worst_latency_s']} s; by kind {p['by_kind']}; failures: {p['failures']}"
 
@@ -267,7 +269,7 @@ def test_flood_leaves_the_port_serving(daemons, attack, name, why):
         pytest.skip("slowhttptest is not installed (scripts/install-deps.sh)")
     d = start(daemons, name)
     guard = seeded(d)
-    report = attack_with_probes(attack, d.port, FLOOD_SECONDS, pid=d.pid)
+    report = attack_with_probes(attack, d.port, FLOOD_SECONDS, pid=d.pid, probe_timeout=PROBE_S)
     print(f"\n{name}: {ATTACKS[attack][1]}\n  {summary_line(report)}\n  attack: "
           f"{json.dumps(report['result'])}\n  gauges max: {report['gauges_max']}\n  closed: "
           f"{report['closed']}")
@@ -341,7 +343,8 @@ def test_slow_readers_cannot_grow_the_caller_without_bound(daemons):
     upstream = http_request(responder.port, "GET", "/data", timeout=10)
     limit = slow_read_rss_limit(len(g.body), len(upstream.body))
     guard = seeded(caller)
-    report = attack_with_probes("slow_read", caller.port, FLOOD_SECONDS, pid=caller.pid)
+    report = attack_with_probes("slow_read", caller.port, FLOOD_SECONDS, pid=caller.pid,
+                                probe_timeout=PROBE_S)
     print(f"\ncaller: {ATTACKS['slow_read'][1]}, GET / of {len(g.body)} bytes\n  "
           f"{summary_line(report)}\n  attack: {json.dumps(report['result'])}\n  gauges max: "
           f"{report['gauges_max']}\n  closed: {report['closed']}")
@@ -374,7 +377,7 @@ def test_2000_concurrent_clients_are_served_or_refused_at_once(daemons):
     if not shutil.which("h2load"):
         pytest.skip("h2load is not installed (Debian package nghttp2-client)")
     d = start(daemons, "responder")
-    report = attack_with_probes("h2load", d.port, FLOOD_SECONDS, pid=d.pid)
+    report = attack_with_probes("h2load", d.port, FLOOD_SECONDS, pid=d.pid, probe_timeout=PROBE_S)
     res = report["result"]
     print(f"\nresponder: {ATTACKS['h2load'][1]}\n  {summary_line(report)}\n  h2load: "
           f"{json.dumps(res)}\n  closed: {report['closed']}")
