@@ -41,7 +41,9 @@ MTLS=${MTLS:-0}
 MTLS_DIR=${SCD_MTLS_DIR:-}
 REGION=${AWS_REGION:-${AWS_DEFAULT_REGION:-}}
 PREFIX=${SCD_PREFIX:-scdemo}
-IAM_PROPAGATION_SECONDS=${SCD_IAM_PROPAGATION_SECONDS:-10}
+# How many times the first calls that use a role created or changed in this run are tried,
+# POLL_SECONDS apart (aws_write_iam).
+IAM_TRIES=10
 
 need_value() { [[ $# -ge 2 && -n $2 ]] || die "$1 needs a value"; }
 
@@ -111,6 +113,11 @@ preflight() {
 	log "account $ACCOUNT_ID, region $REGION, prefix $PREFIX$( ((DRY_RUN)) && printf ' (dry run: nothing is sent)')"
 }
 
+CIDR_AUTO=0 # ALLOWED_CIDR is the address checkip saw, not the operator's choice
+SEEN_IPS="" # the addresses checkip saw, space-separated
+
+checkip() { curl -fsS --max-time 10 https://checkip.amazonaws.com 2>/dev/null | tr -d '[:space:]' || true; }
+
 default_allowed_cidr() {
 	local ip
 	[[ -n $ALLOWED_CIDR ]] && return 0
@@ -119,9 +126,11 @@ default_allowed_cidr() {
 		log "dry run: using $ALLOWED_CIDR in place of your public address"
 		return 0
 	fi
-	ip=$(curl -fsS --max-time 10 https://checkip.amazonaws.com 2>/dev/null | tr -d '[:space:]' || true)
+	ip=$(checkip)
 	[[ $ip =~ ^([0-9]{1,3}\.){3}[0-9]{1,3}$ ]] || die "could not find your public IPv4 address (https://checkip.amazonaws.com); pass --allowed-cidr"
 	ALLOWED_CIDR="$ip/32"
+	CIDR_AUTO=1
+	SEEN_IPS=$ip
 	log "port 5000 will admit $ALLOWED_CIDR (your address); use --allowed-cidr to choose another"
 }
 
@@ -208,7 +217,34 @@ ensure_log_group() {
 
 # ---------------------------------------------------------------- IAM
 
-ROLES_CREATED=0
+IAM_CHANGED=0 # a role or policy was created or changed in this run
+NEW_ROLES=""  # the roles created in this run, space-separated
+
+# ECS normally makes its service-linked role AWSServiceRoleForECS by itself, but in a new
+# account the first create-cluster or create-service can fail before it exists: "Unable to
+# assume the service linked role. Please verify that the ECS service linked role exists."
+# (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/using-service-linked-roles.html)
+# So it is made here, before the cluster. "has been taken in this account" from the create
+# means that someone else made it meanwhile.
+ensure_ecs_service_linked_role() {
+	local errfile="$WORK_DIR/slr-stderr"
+	if aws_lookup 'NoSuchEntity' iam get-role --role-name AWSServiceRoleForECS --query Role.Arn --output text >/dev/null; then
+		log "ECS service-linked role AWSServiceRoleForECS exists"
+		return 0
+	fi
+	if aws_write iam create-service-linked-role --aws-service-name ecs.amazonaws.com \
+		--query Role.Arn --output text >/dev/null 2>"$errfile"; then
+		cat "$errfile" >&2
+	elif grep -q 'has been taken in this account' "$errfile"; then
+		log "ECS service-linked role AWSServiceRoleForECS was created meanwhile"
+	else
+		cat "$errfile" >&2
+		die "could not create the ECS service-linked role (aws iam create-service-linked-role --aws-service-name ecs.amazonaws.com)"
+	fi
+	NEW_ROLES="$NEW_ROLES AWSServiceRoleForECS"
+	IAM_CHANGED=1
+}
+
 # ensure_role NAME TRUST_TEMPLATE (POLICY_TEMPLATE | managed:ARN): sets ROLE_ARN.
 # The sha256 of trust + permissions is kept in the role's SpecSha256 tag; a role is only
 # written to when that differs.
@@ -231,13 +267,14 @@ ensure_role() {
 		fi
 		aws_write iam update-assume-role-policy --role-name "$name" --policy-document "file://$trust_f"
 	else
+		NEW_ROLES="$NEW_ROLES $name"
 		ROLE_ARN="arn:aws:iam::$ACCOUNT_ID:role/$name"
 		ROLE_ARN=$(aws_write iam create-role --role-name "$name" --assume-role-policy-document "file://$trust_f" \
 			--description "ECS Service Connect demo ($PREFIX)" --tags "Key=Project,Value=$PREFIX" \
 			--query Role.Arn --output text) || die "create-role $name failed"
 		((DRY_RUN)) && ROLE_ARN="arn:aws:iam::$ACCOUNT_ID:role/$name"
-		ROLES_CREATED=1
 	fi
+	IAM_CHANGED=1
 	if [[ $policy == managed:* ]]; then
 		aws_write iam attach-role-policy --role-name "$name" --policy-arn "${policy#managed:}"
 	else
@@ -245,6 +282,48 @@ ensure_role() {
 			--policy-document "file://$policy_f"
 	fi
 	aws_write iam tag-role --role-name "$name" --tags "Key=SpecSha256,Value=$hash"
+}
+
+# IAM is eventually consistent: a role just created can be invisible for a moment, and
+# visible but not yet usable by ECS for a little longer. wait_new_roles waits for the first
+# ('aws iam wait role-exists': GetRole every second, at most 20 times); aws_write_iam retries
+# the first calls that need the role through the second.
+wait_new_roles() {
+	local name
+	for name in $NEW_ROLES; do
+		log "waiting for IAM role $name to exist (aws iam wait role-exists)"
+		aws_read iam wait role-exists --role-name "$name" >/dev/null ||
+			die "IAM role $name is still not visible after 'aws iam wait role-exists'; run deploy again in a minute"
+	done
+}
+
+# What ECS answers while a role created or changed moments ago cannot be used yet, e.g.
+# "ECS was unable to assume the configured ECS Infrastructure Role '...'" or "Unable to assume
+# the service linked role": InvalidParameterException or ClientException with one of these.
+IAM_LAG_ERRORS='\((InvalidParameterException|ClientException)\).*([Uu]nable to assume|cannot be assumed|is not authorized to perform: sts:AssumeRole|:role/[^ ]* does not exist)'
+
+# aws_write_iam ARGS...: aws_write for the calls ECS checks against roles (create-cluster for its
+# service-linked role; create-service and update-service). When IAM changed in this run, the
+# errors IAM lag produces are retried, IAM_TRIES times POLL_SECONDS apart; any other error, or
+# any error when IAM did not change, stops at once.
+aws_write_iam() {
+	local errfile="$WORK_DIR/iam-stderr" out i tries=1
+	((IAM_CHANGED)) && tries=$IAM_TRIES
+	for ((i = 1; ; i++)); do
+		if out=$(aws_write "$@" 2>"$errfile"); then
+			cat "$errfile" >&2
+			[[ -z $out ]] || printf '%s\n' "$out"
+			return 0
+		fi
+		if ((i >= tries)) || ! grep -Eq "$IAM_LAG_ERRORS" "$errfile"; then break; fi
+		log "aws $1 $2: ECS cannot use a role created or changed in this run yet ($(grep -Eo "$IAM_LAG_ERRORS" "$errfile" | head -n 1)...); retrying in ${POLL_SECONDS}s ($i/$tries)"
+		sleep "$POLL_SECONDS"
+	done
+	cat "$errfile" >&2
+	if ((tries > 1)) && grep -Eq "$IAM_LAG_ERRORS" "$errfile"; then
+		die "aws $1 $2 still fails after $tries tries, ${POLL_SECONDS}s apart: ECS cannot use an IAM role created or changed in this run (see above). IAM changes usually spread within a minute or two: run deploy again later, and if it keeps failing, check the role and its trust policy"
+	fi
+	die "aws $1 $2 failed"
 }
 
 # ---------------------------------------------------------------- mutual TLS (MTLS=1)
@@ -255,7 +334,6 @@ MTLS_KEYS_RESPONDER="TLS_CERT_PEM=responder.pem TLS_KEY_PEM=responder-key.pem TL
 MTLS_KEYS_CALLER="TLS_CERT_PEM=caller.pem TLS_KEY_PEM=caller-key.pem TLS_CLIENT_CA_PEM=ca.pem RESPONDER_CA_PEM=ca.pem CLIENT_CERT_PEM=caller.pem CLIENT_KEY_PEM=caller-key.pem"
 # What deploy needs from scripts/gen-certs.sh: the above, and the operator's client pair for curl.
 MTLS_FILES="ca.pem responder.pem responder-key.pem caller.pem caller-key.pem client.pem client-key.pem"
-POLICY_CHANGED=0
 CALLER_SECRET_ARN=""
 RESPONDER_SECRET_ARN=""
 MTLS_CERTS_SHA256=""
@@ -371,7 +449,7 @@ ensure_mtls_policy() {
 		return 0
 	fi
 	aws_write iam put-role-policy --role-name "$ROLE_EXECUTION" --policy-name "$POLICY_MTLS" --policy-document "file://$doc"
-	POLICY_CHANGED=1
+	IAM_CHANGED=1
 }
 
 ensure_mtls() {
@@ -411,7 +489,7 @@ ensure_cluster() {
 	found=$(aws_read ecs describe-clusters --clusters "$CLUSTER" \
 		--query "clusters[?status=='ACTIVE'].[clusterName, serviceConnectDefaults.namespace]" --output text)
 	if [[ -z $found || $found == None ]]; then
-		aws_write ecs create-cluster --cluster-name "$CLUSTER" \
+		aws_write_iam ecs create-cluster --cluster-name "$CLUSTER" \
 			--service-connect-defaults "namespace=$NAMESPACE_ARN" \
 			--tags "key=Project,value=$PREFIX" --query cluster.clusterArn --output text >/dev/null
 		return 0
@@ -562,8 +640,47 @@ app_protocol_changes() {
 	[[ $current != "$want" ]]
 }
 
-# deploy_service SVC TASK_DEFINITION_ARN: create or update; sets SERVICE_CHANGED. Waits for
-# the service to be stable.
+# deployment_configuration CREATE_JSON: the input's deploymentConfiguration, on one line (the
+# repository's templates have their top-level members at two spaces of indentation).
+deployment_configuration() {
+	awk '
+	/^  "[A-Za-z]+":/ { if (on) exit; if ($0 ~ /^  "deploymentConfiguration":/) { on = 1; sub(/^  "deploymentConfiguration":[[:space:]]*/, "") } }
+	/^}/ { exit }
+	on { sub(/^[[:space:]]+/, ""); out = out (out == "" ? "" : " ") $0 }
+	END { sub(/,[[:space:]]*$/, "", out); print out }' "$1"
+}
+
+# create_with_breaker_off NAME CREATE_JSON HASH: create-service when IAM changed in this run.
+# A task whose role (or the policy it needs, e.g. to read the mTLS secrets) was created or
+# changed moments ago can fail to start until IAM has spread the change. ECS keeps launching
+# tasks, and they start once the role works; but with the deployment circuit breaker on, those
+# first failures count towards failing the deployment, and a new service's first deployment
+# that fails has nothing to roll back to: it ends FAILED and never becomes stable. So the
+# service is created with the breaker off and, once stable, updated to the template's breaker
+# settings. Only then does it get its SpecSha256 tag ("pending" until then), so a run that
+# stops in between leaves a tag that differs and the next run makes the update.
+create_with_breaker_off() {
+	local name=$1 input=$2 hash=$3 off="$WORK_DIR/$1-breaker-off.json" conf arn
+	sed -e 's/"deploymentCircuitBreaker": {[^}]*}/"deploymentCircuitBreaker": { "enable": false, "rollback": false }/' \
+		-e "s/\"value\": \"$hash\"/\"value\": \"pending\"/" "$input" >"$off"
+	if ! grep -q '"deploymentCircuitBreaker": { "enable": false, "rollback": false }' "$off" || grep -q "$hash" "$off"; then
+		die "could not turn the circuit breaker off in $input"
+	fi
+	conf=$(deployment_configuration "$input")
+	[[ $conf == '{'*'deploymentCircuitBreaker'*'}' ]] || die "no deploymentConfiguration found in $input"
+	log "IAM roles or policies changed in this run: $name starts with the deployment circuit breaker off, until it is stable"
+	arn=$(aws_write_iam ecs create-service --cli-input-json "file://$off" --query service.serviceArn --output text)
+	((DRY_RUN)) && arn="arn:aws:ecs:$REGION:$ACCOUNT_ID:service/$CLUSTER/$name"
+	wait_stable "$name"
+	aws_write_iam ecs update-service --cluster "$CLUSTER" --service "$name" --deployment-configuration "$conf" \
+		--query service.serviceArn --output text >/dev/null
+	wait_stable "$name"
+	aws_write ecs tag-resource --resource-arn "$arn" --tags "key=SpecSha256,value=$hash" >/dev/null
+}
+
+# deploy_service SVC TASK_DEFINITION_ARN: create or update, and wait for the service to be
+# stable. Sets SERVICE_CHANGED (1 when the service got new tasks) and SERVICE_CREATED ("created",
+# "created again" or empty).
 deploy_service() {
 	local svc=$1 td=$2 name="$PREFIX-$1" out="$WORK_DIR/service-$1.json" upd="$WORK_DIR/service-$1-update.json"
 	local hash found status arn current current_td template="$SCD_DEPLOY_DIR/services/$1.json"
@@ -577,6 +694,7 @@ deploy_service() {
 	render "$template" "$out" "${vars[@]}" "SPEC_SHA256=$hash"
 	[[ $svc == responder && -n $TLS_PCA_ARN ]] && insert_tls "$out"
 	SERVICE_CHANGED=0
+	SERVICE_CREATED=""
 
 	found=$(aws_read ecs describe-services --cluster "$CLUSTER" --services "$name" \
 		--query "services[?status!='INACTIVE'] | [0].[status, serviceArn, taskDefinition]" --output text)
@@ -599,15 +717,21 @@ deploy_service() {
 			log "service $name is up to date"
 		else
 			update_input_from_create "$out" "$upd"
-			aws_write ecs update-service --cli-input-json "file://$upd" --query service.serviceArn --output text >/dev/null
-			aws_write ecs tag-resource --resource-arn "$arn" --tags "key=SpecSha256,value=$hash"
+			aws_write_iam ecs update-service --cli-input-json "file://$upd" --query service.serviceArn --output text >/dev/null
+			aws_write ecs tag-resource --resource-arn "$arn" --tags "key=SpecSha256,value=$hash" >/dev/null
 			SERVICE_CHANGED=1
 		fi
 		;;
 	DRAINING) die "service $name is still draining after a teardown; retry in a few minutes" ;;
 	*)
-		aws_write ecs create-service --cli-input-json "file://$out" --query service.serviceArn --output text >/dev/null
 		SERVICE_CHANGED=1
+		SERVICE_CREATED=created
+		[[ $status == RECREATE ]] && SERVICE_CREATED="created again"
+		if ((IAM_CHANGED)); then
+			create_with_breaker_off "$name" "$out" "$hash"
+			return 0
+		fi
+		aws_write_iam ecs create-service --cli-input-json "file://$out" --query service.serviceArn --output text >/dev/null
 		;;
 	esac
 	wait_stable "$name"
@@ -637,7 +761,7 @@ public_ip() {
 		--query 'taskArns[0]' --output text)
 	[[ $task == arn:* ]] || die "no running task for $name"
 	eni=$(aws_read ecs describe-tasks --cluster "$CLUSTER" --tasks "$task" \
-		--query "tasks[0].attachments[0].details[?name=='networkInterfaceId'].value | [0]" --output text)
+		--query "tasks[0].attachments[?type=='ElasticNetworkInterface'] | [0].details[?name=='networkInterfaceId'].value | [0]" --output text)
 	[[ $eni == eni-* ]] || die "no network interface for $task"
 	ip=$(aws_read ec2 describe-network-interfaces --network-interface-ids "$eni" \
 		--query 'NetworkInterfaces[0].Association.PublicIp' --output text)
@@ -645,12 +769,44 @@ public_ip() {
 	printf '%s\n' "$ip"
 }
 
+# check_exit_address: port 5000 admits ALLOWED_CIDR, which by default is the address
+# https://checkip.amazonaws.com saw at the start. Before the smoke test, say what would make
+# curl reach the tasks from another address: a proxy in the environment, or checkip seeing
+# another address now (several exit addresses: a NAT pool, a VPN). Sets PROXY_VARS.
+PROXY_VARS=""
+check_exit_address() {
+	local var ip i
+	for var in https_proxy HTTPS_PROXY http_proxy HTTP_PROXY ALL_PROXY all_proxy; do
+		# Only the names: a proxy URL can hold a password.
+		[[ -z ${!var:-} ]] || PROXY_VARS="$PROXY_VARS $var"
+	done
+	[[ -z $PROXY_VARS ]] ||
+		warn "curl goes through the proxy set in${PROXY_VARS}: the smoke test reaches the tasks from that proxy's address, and port 5000 admits only $ALLOWED_CIDR"
+	((CIDR_AUTO)) || return 0
+	for ((i = 0; i < 3; i++)); do
+		ip=$(checkip)
+		[[ ! $ip =~ ^([0-9]{1,3}\.){3}[0-9]{1,3}$ || " $SEEN_IPS " == *" $ip "* ]] || SEEN_IPS="$SEEN_IPS $ip"
+	done
+	[[ $SEEN_IPS != *" "* ]] ||
+		warn "https://checkip.amazonaws.com now sees you at more than one address ($SEEN_IPS): your requests leave from several addresses, and port 5000 admits only $ALLOWED_CIDR"
+}
+
+# cannot_connect WHO IP CURL_EXIT: the first request did not get through (7: refused, 28: timed
+# out). Almost always the security group not admitting the address curl leaves from; stop at
+# once and say so, instead of every request timing out.
+cannot_connect() {
+	local seen="the address https://checkip.amazonaws.com saw: ${SEEN_IPS// /, }"
+	((CIDR_AUTO)) || seen="given with --allowed-cidr or SCD_ALLOWED_CIDR"
+	die "cannot connect to the $1 at $2:5000 (curl exit $3). The security group admits port 5000 only from $ALLOWED_CIDR ($seen)${PROXY_VARS:+, and curl goes through the proxy set in$PROXY_VARS}: your requests most likely leave from another address. Run deploy again with --allowed-cidr set to the address or range your requests come from, or with --no-smoke-test and test from a machine inside $ALLOWED_CIDR"
+}
+
 # smoke_test CALLER_IP RESPONDER_IP: the original demo's curl flow. With MTLS=1 it is https with
 # the dev CA and the operator's client certificate, and --resolve, because the certificates
 # name "caller" and "responder", not the tasks' addresses.
 smoke_test() {
-	local caller=$1 responder=$2 answer i
-	local c=(curl -fsS --max-time 10) r=(curl -fsS --max-time 10) c_url="http://$caller:5000" r_url="http://$responder:5000"
+	local caller=$1 responder=$2 answer i rc=0
+	local c=(curl -fsS --connect-timeout 5 --max-time 10) r=(curl -fsS --connect-timeout 5 --max-time 10)
+	local c_url="http://$caller:5000" r_url="http://$responder:5000"
 	local post=(-X POST -H "Content-Type: application/json" -d '{"key": "value"}')
 	if ((MTLS)); then
 		local tls=(--cacert "$MTLS_DIR/ca.pem" --cert "$MTLS_DIR/client.pem" --key "$MTLS_DIR/client-key.pem")
@@ -667,7 +823,12 @@ smoke_test() {
 		return 0
 	fi
 	log "smoke test: the original demo's curl flow$( ((MTLS)) && printf ', over mutual TLS')"
-	"${c[@]}" "${post[@]}" "$c_url/data" || die "POST to the caller failed"
+	"${c[@]}" "${post[@]}" "$c_url/data" || rc=$?
+	case $rc in
+	0) ;;
+	7 | 28) cannot_connect caller "$caller" "$rc" ;;
+	*) die "POST to the caller failed" ;;
+	esac
 	echo
 	"${r[@]}" "${post[@]}" "$r_url/data" || die "POST to the responder failed"
 	echo
@@ -703,9 +864,14 @@ main() {
 	ensure_log_group "$LOG_GROUP_RESPONDER"
 	ensure_log_group "$LOG_GROUP_PROXY"
 
-	ensure_role "$ROLE_EXECUTION" "$SCD_DEPLOY_DIR/iam/ecs-tasks-trust.json" "$SCD_DEPLOY_DIR/iam/task-execution-policy.json"
+	ensure_ecs_service_linked_role
+	# Each role trusts ecs-tasks.amazonaws.com as AWS documents it: the execution role plainly
+	# (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/task_execution_IAM_role.html),
+	# the task role with the aws:SourceAccount/aws:SourceArn conditions documented for it
+	# (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/task-iam-roles.html).
+	ensure_role "$ROLE_EXECUTION" "$SCD_DEPLOY_DIR/iam/execution-role-trust.json" "$SCD_DEPLOY_DIR/iam/task-execution-policy.json"
 	EXECUTION_ROLE_ARN=$ROLE_ARN
-	ensure_role "$ROLE_TASK" "$SCD_DEPLOY_DIR/iam/ecs-tasks-trust.json" "$SCD_DEPLOY_DIR/iam/task-role-policy.json"
+	ensure_role "$ROLE_TASK" "$SCD_DEPLOY_DIR/iam/task-role-trust.json" "$SCD_DEPLOY_DIR/iam/task-role-policy.json"
 	TASK_ROLE_ARN=$ROLE_ARN
 	TLS_ROLE_ARN=""
 	if [[ -n $TLS_PCA_ARN ]]; then
@@ -713,10 +879,7 @@ main() {
 		TLS_ROLE_ARN=$ROLE_ARN
 	fi
 	((MTLS)) && ensure_mtls
-	if (((ROLES_CREATED || POLICY_CHANGED) && !DRY_RUN)); then
-		log "waiting ${IAM_PROPAGATION_SECONDS}s for the new IAM roles and policies to propagate"
-		sleep "$IAM_PROPAGATION_SECONDS"
-	fi
+	wait_new_roles
 
 	ensure_namespace
 	ensure_cluster
@@ -727,12 +890,16 @@ main() {
 	register_task_definition caller "$caller_image" "$LOG_GROUP_CALLER"
 	local caller_td=$TASK_DEFINITION_ARN
 
-	# The server first: a client task only sees the endpoints that existed when it started.
+	# The server first. A Service Connect client task sees new tasks of the services that existed
+	# when it started, but not services created after it started (ECS developer guide, "Service
+	# Connect components": https://docs.aws.amazon.com/AmazonECS/latest/developerguide/service-connect-concepts-deploy.html).
+	# So the caller's tasks are replaced only when the responder's service is new in this run
+	# and the caller's tasks are not: an update of the responder needs nothing.
 	deploy_service responder "$responder_td"
-	local responder_changed=$SERVICE_CHANGED
+	local responder_created=$SERVICE_CREATED
 	deploy_service caller "$caller_td"
-	if ((responder_changed && !SERVICE_CHANGED)); then
-		log "responder changed: restarting the caller's tasks so their proxies pick up the new endpoint"
+	if [[ -n $responder_created && $SERVICE_CHANGED -eq 0 ]]; then
+		log "$SERVICE_RESPONDER was $responder_created in this run, after the caller's tasks started, and a Service Connect client only knows the services that existed when it started: restarting the caller's tasks"
 		aws_write ecs update-service --cluster "$CLUSTER" --service "$SERVICE_CALLER" --force-new-deployment \
 			--query service.serviceArn --output text >/dev/null
 		wait_stable "$SERVICE_CALLER"
@@ -750,6 +917,7 @@ main() {
 		printf 'caller    http://%s:5000\nresponder http://%s:5000\n' "$caller_ip" "$responder_ip"
 	fi
 	if ((SMOKE_TEST)); then
+		((DRY_RUN)) || check_exit_address
 		smoke_test "$caller_ip" "$responder_ip"
 	fi
 	log "done. Remove everything with: deploy/teardown.sh --region $REGION --prefix $PREFIX"

@@ -163,11 +163,13 @@ check_aws_cli() {
 	aws-cli/2.*) ;;
 	*) die "AWS CLI v2 is required (found: ${version:-nothing})" ;;
 	esac
-	# Service Connect timeouts and TLS arrived in January 2024; older 2.x CLIs reject those members.
-	local minor
-	minor=$(printf '%s\n' "$version" | sed -n 's#^aws-cli/2\.\([0-9]*\)\..*#\1#p')
-	if [[ -n $minor && $minor -lt 15 ]]; then
-		warn "$version is older than 2.15 and may not know Service Connect 'timeout'/'tls'; upgrade if create-service rejects them"
+	# Service Connect `timeout` and `tls` first came in the CLI's ECS model with 2.15.14 (its
+	# CHANGELOG.rst, https://github.com/aws/aws-cli/blob/v2/CHANGELOG.rst); older CLIs reject them.
+	local minor patch
+	minor=$(printf '%s\n' "$version" | sed -n 's#^aws-cli/2\.\([0-9]*\)\.\([0-9]*\).*#\1#p')
+	patch=$(printf '%s\n' "$version" | sed -n 's#^aws-cli/2\.\([0-9]*\)\.\([0-9]*\).*#\2#p')
+	if [[ -n $minor && -n $patch ]] && ((minor < 15 || (minor == 15 && patch < 14))); then
+		warn "${version%% *} is older than 2.15.14 and does not know Service Connect 'timeout'/'tls'; upgrade if create-service rejects them"
 	fi
 	export AWS_PAGER=""
 }

@@ -20,6 +20,10 @@ EOF
 
 REGION=${AWS_REGION:-${AWS_DEFAULT_REGION:-}}
 PREFIX=${SCD_PREFIX:-scdemo}
+# How many times teardown looks for the tasks' network interfaces in the security group,
+# POLL_SECONDS apart: 240 x 5 s is 20 minutes.
+ENI_WAIT_TRIES=${SCD_ENI_WAIT_TRIES:-240}
+TLS_USED=0
 need_value() { [[ $# -ge 2 && -n $2 ]] || die "$1 needs a value"; }
 while [[ $# -gt 0 ]]; do
 	case $1 in
@@ -128,14 +132,32 @@ delete_namespace() {
 	wait_cloudmap_operation "$op"
 }
 
+# wait_network_interfaces SG_ID: Fargate releases a task's network interface some time after
+# the task stops, and a group cannot be deleted while an interface uses it. Waits, at most
+# ENI_WAIT_TRIES polls POLL_SECONDS apart, until no interface uses the group.
+wait_network_interfaces() {
+	local id=$1 enis i
+	for ((i = 1; i <= ENI_WAIT_TRIES; i++)); do
+		enis=$(aws_read ec2 describe-network-interfaces --filters "Name=group-id,Values=$id" \
+			--query 'NetworkInterfaces[].NetworkInterfaceId' --output text)
+		none "$enis" && return 0
+		if ((i == 1 || i % 12 == 0)); then
+			log "waiting for Fargate to release the network interfaces in security group $id: $(printf '%s' "$enis" | tr '\t' ' ') ($i/$ENI_WAIT_TRIES, ${POLL_SECONDS}s apart)"
+		fi
+		sleep "$POLL_SECONDS"
+	done
+	die "security group $id still has network interfaces after $ENI_WAIT_TRIES polls, ${POLL_SECONDS}s apart: $(printf '%s' "$enis" | tr '\t' ' '). Fargate may still be releasing them, or something else uses the group (aws ec2 describe-network-interfaces --filters Name=group-id,Values=$id). Run deploy/teardown.sh again later: it deletes what is left"
+}
+
 delete_security_groups() {
 	local ids id
 	ids=$(aws_read ec2 describe-security-groups --filters "Name=group-name,Values=$SG_NAME" "Name=tag:Project,Values=$PREFIX" \
 		--query 'SecurityGroups[].GroupId' --output text)
 	none "$ids" && return 0
 	for id in $ids; do
-		# Fargate releases the tasks' network interfaces a little after the tasks stop.
-		retry 30 aws_write ec2 delete-security-group --group-id "$id" || die "could not delete security group $id"
+		wait_network_interfaces "$id"
+		# A few tries more, for EC2 to agree with itself once the last interface is gone.
+		retry 6 aws_write ec2 delete-security-group --group-id "$id" || die "could not delete security group $id"
 	done
 }
 
@@ -198,7 +220,19 @@ delete_roles() {
 			for a in $attached; do aws_write iam detach-role-policy --role-name "$name" --policy-arn "$a"; done
 		fi
 		aws_write iam delete-role --role-name "$name"
+		[[ $name != "$ROLE_TLS" ]] || TLS_USED=1
 	done
+}
+
+# Service Connect TLS keeps each service's TLS private key in a Secrets Manager secret that ECS
+# creates through the infrastructure role, named ecs-sc!...; AWS documents that ECS deletes
+# these secrets itself (a replica Region added to one "prevents Amazon ECS from deleting the
+# secret"), and that the role should be deleted after the services, as here. It does not say
+# when. https://docs.aws.amazon.com/AmazonECS/latest/developerguide/service-connect-tls.html
+# and the role's managed policy (secretsmanager:DeleteSecret on secret:ecs-sc!*):
+# https://docs.aws.amazon.com/aws-managed-policy/latest/reference/AmazonECSInfrastructureRolePolicyForServiceConnectTransportLayerSecurity.html
+tls_secrets_note() {
+	log "Service Connect TLS was on: ECS kept the TLS private keys in Secrets Manager secrets named ecs-sc!..., which ECS itself deletes (AWS does not document when; teardown leaves them to it). To see any left: aws secretsmanager list-secrets --region $REGION --filters 'Key=name,Values=ecs-sc!'"
 }
 
 main() {
@@ -221,6 +255,7 @@ main() {
 	delete_repositories
 	delete_secrets
 	delete_roles
+	((TLS_USED == 0)) || tls_secrets_note
 	log "teardown of $PREFIX complete"
 }
 

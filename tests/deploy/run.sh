@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Offline checks of the AWS deployment (part of `make test`): shellcheck, the JSON inputs
-# against the official ECS API model (aws-sdk v2, installed on demand into
-# tests/deploy/node_modules, which is git-ignored), and deploy/teardown runs against
+# against the ECS API model of the AWS SDK for JavaScript v3 (@aws-sdk/client-ecs, installed on
+# demand into tests/deploy/node_modules, which is git-ignored), and deploy/teardown runs against
 # recording aws/docker/curl stubs. Last line: "N passed, N failed".
 set -euo pipefail
 
@@ -46,16 +46,27 @@ command -v node >/dev/null 2>&1 || {
 	printf '%d passed, %d failed\n' "$PASSED" "$FAILED"
 	exit 1
 }
-if [[ ! -f $HERE/node_modules/aws-sdk/apis/ecs-2014-11-13.min.json || ! -d $HERE/node_modules/jmespath ]]; then
-	echo "installing aws-sdk (pinned in tests/deploy/package-lock.json) into tests/deploy/node_modules" >&2
+# The ECS model is @aws-sdk/client-ecs (v3) at the exact version pinned in package.json and
+# package-lock.json (validate.js reads its schemas and .d.ts files); jmespath is the aws stub's
+# --query. Installed (again) when missing or not the pinned version.
+# json_at FILE EXPR: EXPR (JavaScript, on "j") of a JSON file, or "none".
+json_at() { node -p 'try { const j = require(process.argv[1]); eval(process.argv[2]) } catch (e) { "none" }' "$1" "$2"; }
+ECS_PIN=$(json_at "$HERE/package.json" 'j.dependencies["@aws-sdk/client-ecs"]')
+ECS_LOCKED=$(json_at "$HERE/package-lock.json" 'j.packages["node_modules/@aws-sdk/client-ecs"].version')
+if [[ $(json_at "$HERE/node_modules/@aws-sdk/client-ecs/package.json" j.version) != "$ECS_PIN" || ! -d $HERE/node_modules/jmespath ]]; then
+	echo "installing @aws-sdk/client-ecs $ECS_PIN and jmespath (pinned in tests/deploy/package-lock.json) into tests/deploy/node_modules" >&2
 	if ! npm ci --prefix "$HERE" --no-audit --no-fund --ignore-scripts >"$TMP/npm.log" 2>&1; then
 		fail "npm ci (tests/deploy)" "$(cat "$TMP/npm.log")"
 		printf '%d passed, %d failed\n' "$PASSED" "$FAILED"
 		exit 1
 	fi
 fi
-SDK_VERSION=$(node -p "require('$HERE/node_modules/aws-sdk/package.json').version")
-if [[ $SDK_VERSION == 2.1693.0 ]]; then pass "aws-sdk model version is the pinned 2.1693.0"; else fail "aws-sdk version $SDK_VERSION is not the pinned 2.1693.0"; fi
+ECS_VERSION=$(json_at "$HERE/node_modules/@aws-sdk/client-ecs/package.json" j.version)
+if [[ $ECS_PIN =~ ^[0-9]+\.[0-9]+\.[0-9]+$ && $ECS_LOCKED == "$ECS_PIN" && $ECS_VERSION == "$ECS_PIN" ]]; then
+	pass "@aws-sdk/client-ecs model version is the pinned $ECS_PIN (package.json, package-lock.json, node_modules)"
+else
+	fail "@aws-sdk/client-ecs: package.json pins '$ECS_PIN' (an exact version expected), package-lock.json has $ECS_LOCKED, node_modules has $ECS_VERSION"
+fi
 
 # ------------------------------------------------------------------ shellcheck
 if command -v shellcheck >/dev/null 2>&1; then
@@ -114,7 +125,7 @@ run_script() {
 	shift
 	OUT="$TMP/out-$(date +%s%N)"
 	env -i PATH="${RUN_PATH:-$BASE_PATH}" HOME="$TMP" TMPDIR="$TMP" STUB_STATE_DIR="$STATE" \
-		STUB_NODE_MODULES="$STUB_NODE_MODULES" SCD_POLL_SECONDS=0 SCD_IAM_PROPAGATION_SECONDS=0 \
+		STUB_NODE_MODULES="$STUB_NODE_MODULES" SCD_POLL_SECONDS=0 \
 		${EXTRA_ENV:+$EXTRA_ENV} \
 		bash "$FAKE_ROOT/deploy/$script" "$@" >"$OUT" 2>&1
 }
@@ -126,7 +137,8 @@ calls() { node -e '
 		console.log([c.tool].concat(a).join(" "));
 	}' "$STATE/calls.log"; }
 MUTATING='^aws (ecr (create|delete|put)|logs (create|delete|put)|iam (create|delete|put|update|attach|detach|tag)|servicediscovery (create|delete|deregister|register)|ecs (create|update|delete|register|deregister|tag|put)|ec2 (create|delete|authorize|revoke))'
-line_of() { calls | grep -n -E "$1" | head -n 1 | cut -d: -f1; }
+# line_of ERE: number of the first call that matches, or nothing (not an error: set -e).
+line_of() { { calls | grep -n -E "$1" || true; } | head -n 1 | cut -d: -f1; }
 
 expect_ok() {
 	if [[ $1 -eq 0 ]]; then pass "$2"; else fail "$2 (exit $1)" "$(tail -n 20 "$OUT")"; fi
@@ -169,6 +181,7 @@ expect_ok "$rc" "second deploy succeeds"
 muts=$(calls | grep -E "$MUTATING" || true)
 if [[ -z $muts ]]; then pass "second deploy makes no mutating AWS call (creates nothing)"; else fail "second deploy mutated" "$muts"; fi
 check "second deploy pushes no image" bash -c "! grep -q '\"push\"' '$STATE/calls.log'"
+check "second deploy creates no role, so waits for none" bash -c "! grep -q 'role-exists' '$STATE/calls.log'"
 
 # ------------------------------------------------------------------ 3. a changed image updates responder then caller
 : >"$STATE/calls.log"
@@ -264,6 +277,7 @@ node "$HERE/validate.js" --captured "$STATE/inputs" >"$TMP/captured3.out" 2>&1 |
 absorb <"$TMP/captured3.out"
 rc=0; run_script teardown.sh --region eu-west-1 || rc=$?
 check "teardown after --tls also removes the infrastructure role" bash -c "[[ $rc -eq 0 ]] && node -e 'process.exit(Object.keys(JSON.parse(require(\"fs\").readFileSync(\"$STATE/state.json\",\"utf8\")).roles).length ? 1 : 0)'"
+check "teardown after --tls says what becomes of the ecs-sc! secrets ECS made" grep -q 'Service Connect TLS was on: ECS kept the TLS private keys in Secrets Manager secrets named ecs-sc!' "$OUT"
 
 # ------------------------------------------------------------------ 7b. mutual TLS (MTLS=1)
 new_state mtls
@@ -328,7 +342,7 @@ check "MTLS=1: registered task definitions have no appProtocol, https RESPONDER_
 node "$HERE/validate.js" --captured "$STATE/inputs" >"$TMP/captured-mtls.out" 2>&1 || true
 absorb <"$TMP/captured-mtls.out"
 check "MTLS=1: the smoke test uses https://caller:5000 with --cacert/--cert/--key and --resolve to the task's address" bash -c "
-	grep -q \"^curl -fsS --max-time 10 --cacert $CERTS/ca.pem --cert $CERTS/client.pem --key $CERTS/client-key.pem --resolve caller:5000:203.0.113.10 https://caller:5000/\$\" '$TMP/mtls.calls' &&
+	grep -q \"^curl -fsS --connect-timeout 5 --max-time 10 --cacert $CERTS/ca.pem --cert $CERTS/client.pem --key $CERTS/client-key.pem --resolve caller:5000:203.0.113.10 https://caller:5000/\$\" '$TMP/mtls.calls' &&
 	grep -q 'resolve responder:5000:203.0.113.20 https://responder:5000/data' '$TMP/mtls.calls' &&
 	! grep -q '^curl .*http://203' '$TMP/mtls.calls' && grep -q 'smoke test passed' '$TMP/mtls-deploy.out'"
 check "MTLS=1: prints the https addresses and a ready curl line" bash -c "
@@ -373,6 +387,7 @@ if [[ $rc -eq 0 && -n $d_resp && -n $w_inac && -n $c_resp && -n $u_call && $d_re
 else
 	fail "switch to mTLS (rc $rc)" "delete $d_resp wait $w_inac create $c_resp update $u_call"
 fi
+check "--mtls switch: the caller's own update starts its tasks after the new responder, so no extra restart" bash -c "! grep -q force-new-deployment '$STATE/calls.log'"
 
 # Both: the daemons' mutual TLS inside Service Connect TLS.
 new_state mtls-tls
@@ -441,6 +456,162 @@ rc=0; EXTRA_ENV="AWS_STUB_UNSTABLE=scdemo-responder" run_script deploy.sh --regi
 check "responder never stable: deploy stops before creating the caller" bash -c "[[ $rc -ne 0 ]] && grep -q 'did not become stable' '$OUT' && [[ \$(ls '$STATE/inputs' | grep -c create-service) -eq 1 ]]"
 rc=0; run_script deploy.sh --region eu-west-1 --bogus || rc=$?
 check "unknown option: usage and non-zero exit" bash -c "[[ $rc -ne 0 ]] && grep -q 'unknown argument' '$OUT'"
+
+# ------------------------------------------------------------------ 9. what a real account does (issue #16)
+# Each failure comes from a knob of the stubs (see the top of stubs/aws and stubs/curl).
+
+# 1. A new account has no ECS service-linked role: deploy makes it once, before the cluster,
+# and create-cluster is retried while the new role cannot be assumed yet.
+new_state slr
+rc=0; EXTRA_ENV="AWS_STUB_NO_SLR=1 AWS_STUB_SLR_LAG=2" run_script deploy.sh --region eu-west-1 --no-smoke-test || rc=$?
+s_slr=$(line_of '^aws iam create-service-linked-role --aws-service-name ecs.amazonaws.com')
+w_slr=$(line_of '^aws iam wait role-exists --role-name AWSServiceRoleForECS$')
+c_cl=$(line_of '^aws ecs create-cluster')
+if [[ $rc -eq 0 && $(calls | grep -c 'create-service-linked-role') -eq 1 && $(calls | grep -c '^aws ecs create-cluster') -eq 3 &&
+	-n $s_slr && -n $w_slr && -n $c_cl && $s_slr -lt $w_slr && $w_slr -lt $c_cl ]]; then
+	pass "no ECS service-linked role: deploy creates it once and waits for it, before create-cluster (retried twice on 'Unable to assume the service linked role')"
+else
+	fail "ECS service-linked role (rc $rc)" "create $s_slr wait $w_slr create-cluster $c_cl$(printf '\n')$(tail -n 5 "$OUT")"
+fi
+: >"$STATE/calls.log"
+rc=0; EXTRA_ENV="AWS_STUB_NO_SLR=1 AWS_STUB_SLR_LAG=2" run_script deploy.sh --region eu-west-1 --no-smoke-test || rc=$?
+check "ECS service-linked role: a second deploy does not create it again" bash -c "[[ $rc -eq 0 ]] && ! grep -q create-service-linked-role '$STATE/calls.log'"
+new_state slr-race
+rc=0; EXTRA_ENV="AWS_STUB_NO_SLR=1 AWS_STUB_SLR_RACE=1" run_script deploy.sh --region eu-west-1 --no-smoke-test || rc=$?
+check "ECS service-linked role made by someone else meanwhile ('has been taken in this account'): deploy goes on" bash -c "[[ $rc -eq 0 ]] && grep -q 'AWSServiceRoleForECS was created meanwhile' '$OUT'"
+
+# 2. IAM propagation: roles created in this run are waited for; the first calls that use them
+# are retried on IAM lag errors only, a bounded number of times.
+check "roles created in this run: 'aws iam wait role-exists' for each, before the cluster" bash -c "
+	w=\$(grep -n '^aws iam wait role-exists --role-name scdemo-task-execution\$' '$TMP/first-deploy.calls' | cut -d: -f1) &&
+	grep -q '^aws iam wait role-exists --role-name scdemo-task\$' '$TMP/first-deploy.calls' &&
+	c=\$(grep -n '^aws ecs create-cluster' '$TMP/first-deploy.calls' | cut -d: -f1) && [[ -n \$w && -n \$c && \$w -lt \$c ]]"
+n_create() { grep -c '"create-service"' "$STATE/calls.log" || true; }
+new_state iam-lag
+rc=0; EXTRA_ENV="AWS_STUB_IAM_LAG=3" run_script deploy.sh --region eu-west-1 --tls "$PCA" --no-smoke-test || rc=$?
+check "IAM lag ('ECS was unable to assume the configured ECS Infrastructure Role'): create-service retried, deploy succeeds" bash -c "
+	[[ $rc -eq 0 && $(n_create) -eq 5 ]] && grep -q 'create-service: ECS cannot use a role created or changed in this run yet (.*ECS was unable to assume.*); retrying in 0s (3/10)' '$OUT'"
+new_state iam-lag-bound
+rc=0; EXTRA_ENV="AWS_STUB_IAM_LAG=1000" run_script deploy.sh --region eu-west-1 --tls "$PCA" --no-smoke-test || rc=$?
+check "IAM lag that does not end: create-service tried 10 times, then a clear error" bash -c "
+	[[ $rc -ne 0 && $(n_create) -eq 10 ]] && grep -q 'aws ecs create-service still fails after 10 tries' '$OUT' && grep -q 'unable to assume the configured ECS Infrastructure Role' '$OUT'"
+new_state not-iam
+rc=0; EXTRA_ENV="AWS_STUB_NOT_FARGATE=1" run_script deploy.sh --region eu-west-1 --no-smoke-test || rc=$?
+check "an error that is not IAM lag stops deploy at once (create-service tried once)" bash -c "
+	[[ $rc -ne 0 && $(n_create) -eq 1 ]] && grep -q 'does not support launch_type FARGATE' '$OUT' && grep -q 'aws ecs create-service failed' '$OUT' && ! grep -q retrying '$OUT'"
+# Tasks that cannot start until their new role works: with the circuit breaker on, the first
+# deployment would fail (the stub's services-stable then fails).
+new_state task-role-lag
+rc=0; EXTRA_ENV="AWS_STUB_TASK_ROLE_LAG=1" run_script deploy.sh --region eu-west-1 --no-smoke-test || rc=$?
+breaker_off_then_on() {
+	local n w u t f
+	[[ $rc -eq 0 ]] || { tail -n 8 "$OUT"; return 1; }
+	for n in responder caller; do
+		f=$(grep -l "\"serviceName\": \"scdemo-$n\"" "$STATE"/inputs/*create-service*.json)
+		grep -q '"deploymentCircuitBreaker": { "enable": false, "rollback": false }' "$f" || { echo "$n created with the breaker on"; return 1; }
+		grep -q '"key": "SpecSha256", "value": "pending"' "$f" || { echo "$n created with its final SpecSha256 tag"; return 1; }
+		w=$(line_of "^aws ecs wait services-stable --cluster scdemo --services scdemo-$n\$")
+		u=$(line_of "^aws ecs update-service --cluster scdemo --service scdemo-$n --deployment-configuration \{ \"deploymentCircuitBreaker\": \{ \"enable\": true, \"rollback\": true \}, \"maximumPercent\": 200, \"minimumHealthyPercent\": 100 \}")
+		t=$(line_of "^aws ecs tag-resource --resource-arn arn:aws:ecs:eu-west-1:123456789012:service/scdemo/scdemo-$n --tags key=SpecSha256,value=[0-9a-f]{64}\$")
+		[[ -n $w && -n $u && -n $t && $w -lt $u && $u -lt $t ]] || { echo "$n: stable $w, update $u, tag $t"; return 1; }
+	done
+	node -e '
+	const s = JSON.parse(require("fs").readFileSync(process.argv[1] + "/state.json", "utf8")).services;
+	for (const n of ["scdemo-responder", "scdemo-caller"]) if (JSON.stringify(s[n].breakerLog) !== "[\"create:false\",\"update:true\"]") throw new Error(n + ": " + s[n].breakerLog);' "$STATE"
+}
+check "new roles: each service created with the circuit breaker off, once stable set to the template's, then tagged" breaker_off_then_on
+: >"$STATE/calls.log"
+rc=0; run_script deploy.sh --region eu-west-1 --no-smoke-test || rc=$?
+muts=$(calls | grep -E "$MUTATING" || true)
+if [[ $rc -eq 0 && -z $muts ]]; then pass "after the breaker-off create, a second deploy finds everything up to date"; else fail "deploy after breaker-off create (rc $rc)" "$muts"; fi
+
+# 3. The execution role's trust policy is the documented one; the task role keeps its conditions.
+check "execution role trusts ecs-tasks.amazonaws.com with no Condition; the task role with aws:SourceAccount and aws:SourceArn" node -e '
+	const r = JSON.parse(require("fs").readFileSync(process.argv[1] + "/state.json", "utf8")).roles;
+	const x = r["scdemo-task-execution"].trust.Statement, t = r["scdemo-task"].trust.Statement;
+	if (x.length !== 1 || x[0].Principal.Service !== "ecs-tasks.amazonaws.com" || x[0].Action !== "sts:AssumeRole" || "Condition" in x[0]) throw new Error("execution role: " + JSON.stringify(x));
+	const c = t[0].Condition || {};
+	if (t[0].Principal.Service !== "ecs-tasks.amazonaws.com" || !(c.StringEquals || {})["aws:SourceAccount"] || !(c.ArnLike || {})["aws:SourceArn"]) throw new Error("task role: " + JSON.stringify(t));' "$TMP/state-after-deploy"
+
+# 4. describe-tasks with another attachment before the network interface.
+new_state attachments
+rc=0; EXTRA_ENV="AWS_STUB_OTHER_ATTACHMENT=1" run_script deploy.sh --region eu-west-1 || rc=$?
+check "another attachment listed first: the ElasticNetworkInterface one gives the public IPs" bash -c "
+	[[ $rc -eq 0 ]] && grep -q '^caller    http://203.0.113.10:5000' '$OUT' && grep -q '^responder http://203.0.113.20:5000' '$OUT' && grep -q 'smoke test passed' '$OUT'"
+
+# 5. curl leaves from an address the security group does not admit.
+new_state exit-address
+rc=0; EXTRA_ENV="AWS_STUB_CHECKIP=198.51.100.7,198.51.100.99 AWS_STUB_EXIT_IP=198.51.100.99" run_script deploy.sh --region eu-west-1 || rc=$?
+n_task_curls=$(calls | grep -c '^curl .*:5000' || true)
+first_task_curl=$(calls | grep -m 1 '^curl .*:5000' || true)
+if [[ $rc -ne 0 && $n_task_curls -eq 1 && $first_task_curl == "curl -fsS --connect-timeout 5 "* ]] &&
+	grep -q 'checkip.amazonaws.com now sees you at more than one address (198.51.100.7 198.51.100.99)' "$OUT" &&
+	grep -q 'cannot connect to the caller at 203.0.113.10:5000 (curl exit 28). The security group admits port 5000 only from 198.51.100.7/32 (the address https://checkip.amazonaws.com saw: 198.51.100.7, 198.51.100.99).*--allowed-cidr.*--no-smoke-test' "$OUT"; then
+	pass "several exit addresses: said before the smoke test; the first request that cannot connect stops it with the CIDR, the addresses and the fix"
+else
+	fail "exit address (rc $rc, $n_task_curls task requests)" "$first_task_curl$(printf '\n')$(tail -n 5 "$OUT")"
+fi
+new_state proxy
+rc=0; EXTRA_ENV="https_proxy=http://demo:pw-not-to-print@proxy.example:3128 AWS_STUB_EXIT_IP=192.0.2.50" run_script deploy.sh --region eu-west-1 || rc=$?
+check "a proxy in the environment: named (not its URL) before the smoke test and in the error" bash -c "
+	[[ $rc -ne 0 ]] && grep -q 'curl goes through the proxy set in https_proxy' '$OUT' &&
+	grep -q 'cannot connect to the caller.*curl goes through the proxy set in https_proxy' '$OUT' && ! grep -q pw-not-to-print '$OUT'"
+
+# 6. The caller is restarted only when the responder's service is new and the caller's tasks are not.
+new_state restart
+rc=0; run_script deploy.sh --region eu-west-1 --no-smoke-test || rc=$?
+: >"$STATE/calls.log"
+rc=0; EXTRA_ENV="AWS_STUB_IMAGE_SALT=v2 AWS_STUB_IMAGE_SALT_FOR=responder" run_script deploy.sh --region eu-west-1 --no-smoke-test || rc=$?
+check "a new responder image (update of an existing service): responder updated, the caller not restarted" bash -c "
+	[[ $rc -eq 0 && $(calls | grep -c '^aws ecs update-service') -eq 1 ]] && grep -q '\"service\": \"scdemo-responder\"' \"\$(ls '$STATE'/inputs/*update-service*.json | tail -n 1)\""
+# The responder's service gone (deleted by hand), the caller's still there.
+env -i PATH="$BASE_PATH" STUB_STATE_DIR="$STATE" STUB_NODE_MODULES="$STUB_NODE_MODULES" bash -c '
+	aws --region eu-west-1 ecs delete-service --cluster scdemo --service scdemo-responder --force >/dev/null &&
+	aws --region eu-west-1 ecs wait services-inactive --cluster scdemo --services scdemo-responder'
+: >"$STATE/calls.log"
+rc=0; run_script deploy.sh --region eu-west-1 --no-smoke-test || rc=$?
+c_resp=$(line_of '^aws ecs create-service')
+r_call=$(line_of '^aws ecs update-service --cluster scdemo --service scdemo-caller --force-new-deployment')
+if [[ $rc -eq 0 && -n $c_resp && -n $r_call && $c_resp -lt $r_call ]] &&
+	grep -q "scdemo-responder was created in this run, after the caller's tasks started, and a Service Connect client only knows the services that existed when it started: restarting the caller's tasks" "$OUT"; then
+	pass "responder service created anew while the caller's tasks run: the caller restarted, with the reason"
+else
+	fail "restart after a new responder service (rc $rc)" "create $c_resp restart $r_call$(printf '\n')$(tail -n 5 "$OUT")"
+fi
+
+# 7. Teardown waits for Fargate to release the tasks' network interfaces, within a bound.
+new_state eni
+rc=0; run_script deploy.sh --region eu-west-1 --no-smoke-test || rc=$?
+: >"$STATE/calls.log"
+rc=0; EXTRA_ENV="AWS_STUB_ENI_RELEASE_POLLS=3" run_script teardown.sh --region eu-west-1 || rc=$?
+polls=$(calls | grep -c '^aws ec2 describe-network-interfaces --filters Name=group-id,Values=sg-' || true)
+last_poll=$({ calls | grep -n '^aws ec2 describe-network-interfaces --filters' || true; } | tail -n 1 | cut -d: -f1)
+d_sg=$(line_of '^aws ec2 delete-security-group')
+if [[ $rc -eq 0 && $polls -eq 4 && -n $d_sg && $last_poll -lt $d_sg && $(calls | grep -c '^aws ec2 delete-security-group') -eq 1 ]] &&
+	grep -q 'waiting for Fargate to release the network interfaces in security group sg-.*eni-' "$OUT" && ! grep -q 'ecs-sc!' "$OUT"; then
+	pass "teardown: network interfaces in use for 3 polls after the services went; waited for, then the group deleted once"
+else
+	fail "teardown ENI wait (rc $rc)" "polls $polls, last poll $last_poll, delete-security-group $d_sg$(printf '\n')$(tail -n 5 "$OUT")"
+fi
+new_state eni-bound
+rc=0; run_script deploy.sh --region eu-west-1 --no-smoke-test || rc=$?
+: >"$STATE/calls.log"
+rc=0; EXTRA_ENV="AWS_STUB_ENI_RELEASE_POLLS=1000 SCD_ENI_WAIT_TRIES=5" run_script teardown.sh --region eu-west-1 || rc=$?
+polls=$(calls | grep -c '^aws ec2 describe-network-interfaces --filters' || true)
+check "teardown: interfaces that stay past the bound: stops after it, names them and says to run teardown again" bash -c "
+	[[ $rc -ne 0 && $polls -eq 5 ]] && ! grep -q 'delete-security-group' '$STATE/calls.log' &&
+	grep -q 'still has network interfaces after 5 polls, 0s apart: eni-[0-9]* eni-[0-9]*\..*Run deploy/teardown.sh again later' '$OUT'"
+
+# 8. The first CLI whose ECS model has Service Connect timeout and tls is 2.15.14.
+new_state cli-version
+rc=0; EXTRA_ENV="AWS_STUB_CLI_VERSION=2.15.13" run_script deploy.sh --region eu-west-1 --dry-run || rc=$?
+old_warned=$(grep -c 'aws-cli/2.15.13 is older than 2.15.14' "$OUT" || true)
+rc2=0; EXTRA_ENV="AWS_STUB_CLI_VERSION=2.15.14" run_script deploy.sh --region eu-west-1 --dry-run || rc2=$?
+if [[ $rc -eq 0 && $rc2 -eq 0 && $old_warned -eq 1 ]] && ! grep -q 'is older than' "$OUT"; then
+	pass "AWS CLI 2.15.13 gets the warning about Service Connect timeout/tls, 2.15.14 does not"
+else
+	fail "CLI version warning (rc $rc/$rc2, warned $old_warned)" "$(tail -n 5 "$OUT")"
+fi
 
 printf '%d passed, %d failed\n' "$PASSED" "$FAILED"
 [[ $FAILED -eq 0 ]]

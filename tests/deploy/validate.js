@@ -1,9 +1,42 @@
 'use strict';
-// Validates the deployment's JSON inputs against the official Amazon ECS API model that
-// ships with the npm package aws-sdk (v2): apis/ecs-2014-11-13.min.json gives the shapes
-// (structures, required members, lists, maps, scalar types); clients/ecs.d.ts, generated
-// from the same model, gives the member type names and the enums, which the minified model
-// leaves out. Plain JavaScript, no other dependencies.
+// Validates the deployment's JSON inputs against the Amazon ECS API model (2014-11-13) as
+// shipped in the npm package @aws-sdk/client-ecs (AWS SDK for JavaScript v3), at the exact
+// version pinned in package.json / package-lock.json. That package ships no Smithy JSON model,
+// only code generated from it; this file reads three parts of it (plain JavaScript; requiring
+// the package loads its own @smithy/@aws-sdk dependencies, and nothing is sent anywhere):
+//
+// 1. The static schemas, exported as "<Shape>$" by the package's CommonJS entry
+//    node_modules/@aws-sdk/client-ecs/dist-cjs/index.js (the same generated code as
+//    dist-es/schemas/schemas_0.js; the tuple format is declared in @smithy/types
+//    dist-types/schema/static-schemas.d.ts and sentinels.d.ts). A shape is
+//      [3 structure | 4 union | 1 list | 2 map | 0 named simple | 9 operation, namespace, name, traits, ...];
+//    a structure has [..., memberNames, memberSchemas, requiredCount]: the last, an unnamed
+//    "number?" in static-schemas.d.ts, is the number of required members (smithy-typescript
+//    PR #1835, "encode required member count in schemas", January 2026), which are listed
+//    first (not written down anywhere: the sanity check below proves it against the .d.ts for
+//    every structure). A bare number is a simple type (0 string or enum, 1 number, 2 boolean,
+//    4-7 timestamp, 15 document, 21 blob), with 64 (list of) or 128 (map of) or'ed in; a member
+//    with traits of its own is [target, traits]. From these: structure and union member names
+//    (unknown member = error; a union takes exactly one), member types (string / number /
+//    boolean / timestamp / blob / document / list / map / structure / union, nested) and
+//    required members.
+// 2. dist-types/models/models_*.d.ts: the TypeScript interfaces of the same shapes. A member's
+//    declared type names its enum ("assignPublicIp?: AssignPublicIp | undefined"), which the
+//    schemas leave out (an enum is just 0, a string); required members are declared without
+//    "?" (used only to cross-check 1).
+// 3. dist-types/models/enums.d.ts: each enum's values ("export declare const AssignPublicIp:
+//    { readonly DISABLED: "DISABLED"; ... }"), checked equal to the package's runtime objects.
+// The sanity check below proves, for every structure and union the package exports, that the
+// schemas and the .d.ts agree on member names, kinds and required members, and that every enum
+// a member names exists; it fails on a package built without the required counts.
+//
+// What this model cannot check that the v2 model used before (aws-sdk 2.1693.0,
+// apis/ecs-2014-11-13.min.json plus clients/ecs.d.ts) could: integer versus fractional
+// numbers. Schema type 1 is every Smithy number ("byte, short, integer, long, float, double,
+// intEnum", sentinels.d.ts) and the .d.ts says "number", so desiredCount: 1.5 passes here (the
+// v2 model said "integer"); a string or anything else that is not a number still fails.
+// Neither model has lengths, ranges or patterns (constraint traits are not generated into the
+// schemas, PR #1835; the v2 minified model has no min/max either), so none are checked.
 //
 // Usage: node validate.js                 templates (placeholders filled with samples),
 //                                         project rules, and negative tests
@@ -14,88 +47,106 @@ const path = require('path');
 
 const HERE = __dirname;
 const ROOT = path.resolve(HERE, '..', '..');
-const SDK = path.join(HERE, 'node_modules', 'aws-sdk');
-const model = require(path.join(SDK, 'apis', 'ecs-2014-11-13.min.json'));
-const dts = fs.readFileSync(path.join(SDK, 'clients', 'ecs.d.ts'), 'utf8');
+const PKG_DIR = path.join(HERE, 'node_modules', '@aws-sdk', 'client-ecs');
+const PKG = require(path.join(PKG_DIR, 'package.json'));
+const ecs = require(PKG_DIR); // "main": dist-cjs/index.js
+const MODELS = path.join(PKG_DIR, 'dist-types', 'models');
+const dts = fs.readdirSync(MODELS).filter((f) => /^models_\d+\.d\.ts$/.test(f)).sort().map((f) => fs.readFileSync(path.join(MODELS, f), 'utf8')).join('\n');
+const enumsDts = fs.readFileSync(path.join(MODELS, 'enums.d.ts'), 'utf8');
+// The documentation comments as prose (they keep the model's HTML tags).
+const dtsProse = dts.replace(/<\/?[a-z][^>]*>/g, '');
 
-// ------------------------------------------------------------------ d.ts: names and enums
-const tsInterfaces = {}; // name -> { member -> { type, optional } }
-for (const m of dts.matchAll(/export interface (\w+) \{([\s\S]*?)\n {2}\}/g)) {
+// ------------------------------------------------------------------ d.ts: member types and enums
+const tsShapes = {}; // structure or union name -> { member -> { type, optional } }
+for (const m of dts.matchAll(/^export interface (\w+) \{$([\s\S]*?)^\}$/gm)) {
   const members = {};
-  for (const mm of m[2].matchAll(/^ {4}(\w+)(\??): ([\w[\]]+);$/gm)) members[mm[1]] = { type: mm[3], optional: mm[2] === '?' };
-  tsInterfaces[m[1]] = members;
+  for (const mm of m[2].matchAll(/^ {4}(\w+)(\??): (.+);$/gm)) members[mm[1]] = { type: mm[3].replace(/ \| undefined$/, ''), optional: mm[2] === '?' };
+  tsShapes[m[1]] = members;
 }
-const tsTypes = {}; // name -> { kind: enum|list|map|alias, ... }
-for (const m of dts.matchAll(/export type (\w+) = (.+);/g)) {
-  const rhs = m[2].trim();
-  let t;
-  if (/^("[^"]*"\|)+string$/.test(rhs)) t = { kind: 'enum', values: [...rhs.matchAll(/"([^"]*)"/g)].map((x) => x[1]) };
-  else if (/^\w+\[\]$/.test(rhs)) t = { kind: 'list', member: rhs.slice(0, -2) };
-  else if (/^\{\[key: string\]: \w+\}$/.test(rhs)) t = { kind: 'map', value: /: (\w+)\}$/.exec(rhs)[1] };
-  else t = { kind: 'alias', to: rhs };
-  tsTypes[m[1]] = t;
+// A union: "export type X = X.AMember | ... | X.$UnknownMember" and a namespace X with one
+// interface per member, "interface AMember { a: T; $unknown?: never; }".
+for (const m of dts.matchAll(/^export declare namespace (\w+) \{$([\s\S]*?)^\}$/gm)) {
+  const members = {};
+  for (const mm of m[2].matchAll(/^ {4}interface \w+Member \{\n {8}(\w+): (.+);\n {8}\$unknown\?: never;\n {4}\}$/gm)) members[mm[1]] = { type: mm[2], optional: true };
+  tsShapes[m[1]] = members;
 }
+const tsEnums = {}; // enum name -> values
+for (const m of enumsDts.matchAll(/^export declare const (\w+): \{$([\s\S]*?)^\};$/gm)) {
+  tsEnums[m[1]] = [...m[2].matchAll(/^ {4}readonly (?:\w+|"[^"]*"): ("[^"]*"|-?\d+);$/gm)].map((x) => JSON.parse(x[1]));
+}
+const listOf = (ts) => (ts && ts.endsWith('[]') ? ts.slice(0, -2) : undefined); // "X[]" -> "X"
+const mapOf = (ts) => (/^Record<string, (.+)>$/.exec(ts || '') || [])[1]; // "Record<string, X>" -> "X"
 
-// ------------------------------------------------------------------ walking the model
-function resolve(ref) {
-  let shape = ref;
-  while (shape && shape.shape) shape = Object.assign({}, model.shapes[shape.shape], shape.shape ? {} : {});
-  return shape || {};
-}
-function kindOf(shape) {
-  return shape.type || 'string'; // the minified model leaves "type": "string" out
+// ------------------------------------------------------------------ schemas: the shapes
+const SIMPLE = { 0: 'string', 1: 'number', 2: 'boolean', 4: 'timestamp', 5: 'timestamp', 6: 'timestamp', 7: 'timestamp', 15: 'document', 17: 'number', 19: 'number', 21: 'blob', 42: 'blob' };
+const deref = (ref) => (typeof ref === 'function' ? ref() : ref);
+// shape(schema ref) -> { kind, name?, names/members/required (structure, union), member (list), key/value (map) }
+function shape(ref) {
+  let s = deref(ref);
+  while (Array.isArray(s) && s.length === 2) s = deref(s[0]); // a member: [target, member traits]
+  if (typeof s === 'number') {
+    if (s >= 64 && s < 128) return { kind: 'list', member: s & 63 };
+    if (s >= 128 && s < 256) return { kind: 'map', key: 0, value: s & 63 };
+    return { kind: SIMPLE[s] || `simple schema ${s}` };
+  }
+  if (!Array.isArray(s)) return { kind: `schema ${JSON.stringify(s)}` };
+  switch (s[0]) {
+    case 0: return Object.assign(shape(s[4]), { name: s[2] }); // a simple shape with traits of its own
+    case 1: return { kind: 'list', name: s[2], member: s[4] };
+    case 2: return { kind: 'map', name: s[2], key: s[4], value: s[5] };
+    case 3: return { kind: 'structure', name: s[2], names: s[4], members: s[5], required: s[4].slice(0, s[6] || 0) };
+    case 4: return { kind: 'union', name: s[2], names: s[4], members: s[5], required: [] };
+    default: return { kind: `schema id ${s[0]}`, name: s[2] };
+  }
 }
 function jsType(v) {
   return v === null ? 'null' : Array.isArray(v) ? 'array' : typeof v;
 }
+function enumCheck(value, ts, where) {
+  const values = ts && tsEnums[ts];
+  return values && !values.includes(value) ? [`${where}: ${JSON.stringify(value).replace(/"/g, "'")} is not one of ${values.join(', ')}`] : [];
+}
 
-// validate(value, shapeRef, tsName, path) -> list of error strings
-function validate(value, ref, tsName, where) {
+// validate(value, schema ref, .d.ts type of this position, path) -> list of error strings
+function validate(value, ref, ts, where) {
   const errors = [];
-  const shape = resolve(ref);
-  const kind = kindOf(shape);
-  const ts = tsName && tsTypes[tsName];
-  switch (kind) {
-    case 'structure': {
+  const sh = shape(ref);
+  switch (sh.kind) {
+    case 'structure':
+    case 'union': {
       if (jsType(value) !== 'object') return [`${where}: expected an object, got ${jsType(value)}`];
-      const members = shape.members || {};
-      const tsMembers = tsInterfaces[tsName] || {};
-      for (const req of shape.required || []) if (!(req in value)) errors.push(`${where}: missing required member '${req}'`);
+      const tsMembers = tsShapes[sh.name] || {};
+      for (const req of sh.required) if (!(req in value)) errors.push(`${where}: missing required member '${req}'`);
+      const set = Object.keys(value);
+      if (sh.kind === 'union' && set.length !== 1) errors.push(`${where}: a union takes exactly one of ${sh.names.join(', ')}, got ${set.length}`);
       for (const [k, v] of Object.entries(value)) {
-        if (!(k in members)) {
+        const i = sh.names.indexOf(k);
+        if (i < 0) {
           errors.push(`${where}: unknown member '${k}'`);
           continue;
         }
-        errors.push(...validate(v, members[k], tsMembers[k] && tsMembers[k].type, `${where}.${k}`));
+        errors.push(...validate(v, sh.members[i], tsMembers[k] && tsMembers[k].type, `${where}.${k}`));
       }
       break;
     }
-    case 'list': {
+    case 'list':
       if (!Array.isArray(value)) return [`${where}: expected a list, got ${jsType(value)}`];
-      const elemTs = ts && ts.kind === 'list' ? ts.member : undefined;
-      value.forEach((v, i) => errors.push(...validate(v, shape.member, elemTs, `${where}[${i}]`)));
+      value.forEach((v, i) => errors.push(...validate(v, sh.member, listOf(ts), `${where}[${i}]`)));
       break;
-    }
-    case 'map': {
+    case 'map':
       if (jsType(value) !== 'object') return [`${where}: expected a map, got ${jsType(value)}`];
-      const valTs = ts && ts.kind === 'map' ? ts.value : undefined;
       for (const [k, v] of Object.entries(value)) {
-        errors.push(...validate(k, shape.key || {}, undefined, `${where} key '${k}'`));
-        errors.push(...validate(v, shape.value, valTs, `${where}['${k}']`));
+        errors.push(...validate(k, sh.key, undefined, `${where} key '${k}'`));
+        errors.push(...validate(v, sh.value, mapOf(ts), `${where}['${k}']`));
       }
       break;
-    }
     case 'string':
       if (typeof value !== 'string') return [`${where}: expected a string, got ${jsType(value)}`];
-      if (ts && ts.kind === 'enum' && !ts.values.includes(value)) errors.push(`${where}: '${value}' is not one of ${ts.values.join(', ')}`);
+      errors.push(...enumCheck(value, ts, where));
       break;
-    case 'integer':
-    case 'long':
-      if (!Number.isInteger(value)) errors.push(`${where}: expected an integer, got ${JSON.stringify(value)}`);
-      break;
-    case 'double':
-    case 'float':
-      if (typeof value !== 'number') errors.push(`${where}: expected a number, got ${jsType(value)}`);
+    case 'number': // any Smithy number: the schemas do not tell integer from double
+      if (typeof value !== 'number' || !Number.isFinite(value)) return [`${where}: expected a number, got ${jsType(value)}`];
+      errors.push(...enumCheck(value, ts, where)); // an intEnum
       break;
     case 'boolean':
       if (typeof value !== 'boolean') errors.push(`${where}: expected a boolean, got ${jsType(value)}`);
@@ -103,35 +154,37 @@ function validate(value, ref, tsName, where) {
     case 'timestamp':
       if (typeof value !== 'string' && typeof value !== 'number') errors.push(`${where}: expected a timestamp`);
       break;
+    case 'blob': // base64 text in JSON input
+      if (typeof value !== 'string') errors.push(`${where}: expected a blob (base64 string), got ${jsType(value)}`);
+      break;
+    case 'document':
+      break;
     default:
-      errors.push(`${where}: validator does not handle shape type ${kind}`);
+      errors.push(`${where}: validator does not handle ${sh.kind}`);
   }
   return errors;
 }
 
-const OPS = {
-  RegisterTaskDefinition: 'RegisterTaskDefinitionRequest',
-  CreateService: 'CreateServiceRequest',
-  UpdateService: 'UpdateServiceRequest',
-};
+const OPS = ['RegisterTaskDefinition', 'CreateService', 'UpdateService'];
+const inputOf = (op) => ecs[op + '$'][4]; // an operation: [9, namespace, name, traits, input, output]
 function validateOp(op, doc) {
-  return validate(doc, model.operations[op].input, OPS[op], op + 'Request');
+  return validate(doc, inputOf(op), undefined, op + 'Request');
 }
-// A nested shape, reached by walking member names from an operation's input.
+// A nested shape, reached by walking member names (or, for a list, any name) from an operation's input.
 function validateAt(op, memberPath, doc) {
-  let ref = model.operations[op].input;
-  let tsName = OPS[op];
+  let ref = inputOf(op);
+  let ts;
   for (const name of memberPath) {
-    const shape = resolve(ref);
-    if (shape.type === 'list') {
-      ref = shape.member;
-      tsName = tsTypes[tsName] && tsTypes[tsName].member;
+    const sh = shape(ref);
+    if (sh.kind === 'list') {
+      ref = sh.member;
+      ts = listOf(ts);
       continue;
     }
-    ref = shape.members[name];
-    tsName = tsInterfaces[tsName][name].type;
+    ref = sh.members[sh.names.indexOf(name)];
+    ts = ((tsShapes[sh.name] || {})[name] || {}).type;
   }
-  return validate(doc, ref, tsName, memberPath.join('.'));
+  return validate(doc, ref, ts, memberPath.join('.'));
 }
 
 // ------------------------------------------------------------------ placeholders
@@ -181,9 +234,12 @@ function check(name, errors) {
     for (const e of errors) console.log(`      ${e}`);
   }
 }
+// A negative test: the mutated input must fail, and for the stated reason only (every error
+// matches the pattern), so an unrelated error cannot make it pass. The errors are printed.
 function expectRejected(name, errors, pattern) {
-  const hit = errors.some((e) => pattern.test(e));
-  check(`rejects ${name}`, hit ? [] : [`expected an error matching ${pattern}, got: ${errors.join('; ') || 'none'}`]);
+  const hit = errors.length > 0 && errors.every((e) => pattern.test(e));
+  check(`rejects ${name}`, hit ? [] : [`expected only errors matching ${pattern}, got: ${errors.join('; ') || 'none'}`]);
+  if (hit) for (const e of errors) console.log(`      error: ${e}`);
 }
 const clone = (o) => JSON.parse(JSON.stringify(o));
 
@@ -201,19 +257,66 @@ if (process.argv[2] === '--captured') {
 }
 
 // ------------------------------------------------------------------ sanity of the validator
-check('model is the ECS 2014-11-13 API with Service Connect timeout and tls', (() => {
+check(`model is @aws-sdk/client-ecs ${PKG.version}: ECS 2014-11-13 with Service Connect timeout and tls`, (() => {
   const e = [];
-  if (model.metadata.apiVersion !== '2014-11-13') e.push('wrong apiVersion');
-  const scs = tsInterfaces.ServiceConnectService || {};
-  for (const m of ['portName', 'discoveryName', 'clientAliases', 'ingressPortOverride', 'timeout', 'tls']) if (!scs[m]) e.push(`ServiceConnectService lacks ${m}`);
-  const tls = tsInterfaces.ServiceConnectTlsConfiguration || {};
-  if (!tls.issuerCertificateAuthority || tls.issuerCertificateAuthority.optional) e.push('tls.issuerCertificateAuthority should be required');
-  if (!tsTypes.NetworkMode || !tsTypes.NetworkMode.values.includes('awsvpc')) e.push('NetworkMode enum not found');
-  // required members in the model agree with the d.ts optional markers
-  for (const [op, iface] of Object.entries(OPS)) {
-    const shape = resolve(model.operations[op].input);
-    for (const r of shape.required || []) if (!tsInterfaces[iface][r] || tsInterfaces[iface][r].optional) e.push(`${iface}.${r} disagrees`);
+  if (!/apiVersion: "2014-11-13"/.test(fs.readFileSync(path.join(PKG_DIR, 'dist-cjs', 'index.js'), 'utf8'))) e.push('dist-cjs/index.js: no apiVersion "2014-11-13"');
+  for (const op of OPS) if (!Array.isArray(ecs[op + '$']) || ecs[op + '$'][0] !== 9 || ecs[op + '$'][1] !== 'com.amazonaws.ecs') e.push(`no operation schema ${op}$ in com.amazonaws.ecs`);
+  const scs = shape(ecs.ServiceConnectService$);
+  for (const m of ['portName', 'discoveryName', 'clientAliases', 'ingressPortOverride', 'timeout', 'tls']) if (!scs.names.includes(m)) e.push(`ServiceConnectService lacks ${m}`);
+  if (!shape(ecs.ServiceConnectTlsConfiguration$).required.includes('issuerCertificateAuthority')) e.push('tls.issuerCertificateAuthority should be required');
+  if (!(tsEnums.NetworkMode || []).includes('awsvpc')) e.push('NetworkMode enum not found');
+  return e;
+})());
+check('model has the deployment strategies LINEAR and CANARY and the newer Service Connect members', (() => {
+  const e = [];
+  if (!['ROLLING', 'BLUE_GREEN', 'LINEAR', 'CANARY'].every((v) => (tsEnums.DeploymentStrategy || []).includes(v))) e.push(`DeploymentStrategy: ${tsEnums.DeploymentStrategy}`);
+  const dc = shape(ecs.DeploymentConfiguration$).names;
+  for (const m of ['strategy', 'bakeTimeInMinutes', 'linearConfiguration', 'canaryConfiguration']) if (!dc.includes(m)) e.push(`DeploymentConfiguration lacks ${m}`);
+  if (String(shape(ecs.CanaryConfiguration$).names) !== 'canaryPercent,canaryBakeTimeInMinutes') e.push('CanaryConfiguration members');
+  if (String(shape(ecs.LinearConfiguration$).names) !== 'stepPercent,stepBakeTimeInMinutes') e.push('LinearConfiguration members');
+  if (!shape(ecs.ServiceConnectConfiguration$).names.includes('accessLogConfiguration')) e.push('ServiceConnectConfiguration lacks accessLogConfiguration');
+  if (!shape(ecs.ServiceConnectClientAlias$).names.includes('testTrafficRules')) e.push('ServiceConnectClientAlias lacks testTrafficRules');
+  return e;
+})());
+// The schemas and the .d.ts are two renderings of one model: every structure and union the
+// package exports must have the same members in both, the same required ones, member types of
+// the same kind, and every enum a member names must exist with the runtime object's values.
+// This is also what makes the required counts (schemas) and the enums (.d.ts) trustworthy.
+const KIND_OF_TS = { string: 'string', number: 'number', boolean: 'boolean', Date: 'timestamp', Uint8Array: 'blob', __DocumentType: 'document' };
+function tsKind(ts) {
+  if (listOf(ts)) return 'list';
+  if (mapOf(ts)) return 'map';
+  if (KIND_OF_TS[ts]) return KIND_OF_TS[ts];
+  if (tsEnums[ts]) return typeof tsEnums[ts][0] === 'number' ? 'number' : 'string';
+  if (tsShapes[ts]) return 'structure or union';
+  return `unknown type ${ts}`;
+}
+function sameKind(ref, ts) {
+  const sh = shape(ref), k = tsKind(ts);
+  if (sh.kind === 'list' || sh.kind === 'map') return k === sh.kind && sameKind(sh.kind === 'list' ? sh.member : sh.value, sh.kind === 'list' ? listOf(ts) : mapOf(ts));
+  if (sh.kind === 'structure' || sh.kind === 'union') return k === 'structure or union' && sh.name === ts;
+  return k === sh.kind;
+}
+const exported = Object.keys(ecs).filter((k) => k.endsWith('$') && Array.isArray(ecs[k]) && (ecs[k][0] === 3 || ecs[k][0] === 4));
+check(`schemas (dist-cjs) and .d.ts agree: members, required, kinds, enums (${exported.length} structures and unions, ${Object.keys(tsEnums).length} enums)`, (() => {
+  const e = [];
+  let required = 0;
+  for (const k of exported) {
+    const sh = shape(ecs[k]), ts = tsShapes[sh.name];
+    if (k !== sh.name + '$') e.push(`${k} names ${sh.name}`);
+    if (!ts) { e.push(`${sh.name}: no interface in the .d.ts`); continue; }
+    if (String(Object.keys(ts).sort()) !== String([...sh.names].sort())) e.push(`${sh.name}: members ${sh.names} vs .d.ts ${Object.keys(ts)}`);
+    const tsRequired = Object.keys(ts).filter((m) => !ts[m].optional);
+    if (String(tsRequired.sort()) !== String([...sh.required].sort())) e.push(`${sh.name}: required ${sh.required} vs .d.ts ${tsRequired}`);
+    required += sh.required.length;
+    sh.names.forEach((m, i) => { if (ts[m] && !sameKind(sh.members[i], ts[m].type)) e.push(`${sh.name}.${m}: schema ${shape(sh.members[i]).kind} vs .d.ts ${ts[m].type}`); });
   }
+  if (required < 100) e.push(`only ${required} required members: is the required count still in the schemas?`);
+  for (const [name, values] of Object.entries(tsEnums)) {
+    if (!values.length) e.push(`enum ${name} has no values`);
+    if (jsType(ecs[name]) !== 'object' || String(Object.values(ecs[name]).sort()) !== String([...values].sort())) e.push(`enum ${name}: enums.d.ts and the runtime object differ`);
+  }
+  for (const op of OPS) if (!tsShapes[op + 'Request']) e.push(`no interface ${op}Request`);
   return e;
 })());
 
@@ -366,8 +469,8 @@ check('deploy/services/responder-mtls.json: no perRequestTimeout (TCP), otherwis
 // What the pinned model's own documentation says about the two facts the variant rests on.
 check('the ECS model documents appProtocol absent = TCP, and no perRequestTimeout for TCP', (() => {
   const e = [];
-  if (!/If you don't set a value for this parameter, then TCP is used/.test(dts)) e.push('PortMapping.appProtocol: "then TCP is used" not found');
-  if (!/perRequestTimeout can only be set if Service Connect appProtocol isn't TCP/.test(dts)) e.push('TimeoutConfiguration: perRequestTimeout/TCP sentence not found');
+  if (!/If you don't set a value for this parameter, then TCP is used/.test(dtsProse)) e.push('PortMapping.appProtocol: "then TCP is used" not found');
+  if (!/perRequestTimeout can only be set if Service Connect appProtocol isn't TCP/.test(dtsProse)) e.push('TimeoutConfiguration: perRequestTimeout/TCP sentence not found');
   return e;
 })());
 check('deploy/iam/mtls-secrets-policy.json: GetSecretValue on exactly the secrets the task definitions read', (() => {
@@ -394,6 +497,21 @@ function tdWith(mut) {
   mut(x);
   return validateOp('RegisterTaskDefinition', x);
 }
+// ------------------------------------------------------------------ the current model is in use
+// Members and enum values the v2 model (aws-sdk 2.1693.0) did not have: these inputs validate
+// only against the newer model, and the negative tests after them only with its shapes.
+const canary = (x) => Object.assign(x.deploymentConfiguration, { strategy: 'CANARY', bakeTimeInMinutes: 10, canaryConfiguration: { canaryPercent: 10, canaryBakeTimeInMinutes: 5 } });
+const linear = (x) => Object.assign(x.deploymentConfiguration, { strategy: 'LINEAR', bakeTimeInMinutes: 10, linearConfiguration: { stepPercent: 25, stepBakeTimeInMinutes: 3 } });
+check('service with deploymentConfiguration.strategy CANARY and canaryConfiguration is a valid CreateServiceRequest', svcWith(canary));
+check('update with deploymentConfiguration.strategy LINEAR and linearConfiguration is a valid UpdateServiceRequest',
+  validateOp('UpdateService', { cluster: 'scdemo', service: 'scdemo-caller', taskDefinition: SAMPLES.CALLER_TASK_DEFINITION, deploymentConfiguration: linear({ deploymentConfiguration: clone(svc.caller.deploymentConfiguration) }) }));
+check('service with Service Connect accessLogConfiguration, proxy containerConfigurations and BLUE_GREEN testTrafficRules is a valid CreateServiceRequest', svcWith((x) => {
+  x.deploymentConfiguration.strategy = 'BLUE_GREEN';
+  x.serviceConnectConfiguration.accessLogConfiguration = { format: 'JSON', includeQueryParameters: 'ENABLED' };
+  x.serviceConnectConfiguration.containerConfigurations = [{ logLevel: 'debug' }];
+  x.serviceConnectConfiguration.services[0].clientAliases[0].testTrafficRules = { header: { name: 'x-scdemo-test', value: { exact: 'true' } } };
+}));
+
 expectRejected('tls.encryptionConfiguration (no such member)', svcWith((x) => { x.serviceConnectConfiguration.services[0].tls.encryptionConfiguration = { mode: 'TLS' }; }), /unknown member 'encryptionConfiguration'/);
 expectRejected('serviceConnectConfiguration.encryptionConfiguration', svcWith((x) => { x.serviceConnectConfiguration.encryptionConfiguration = {}; }), /unknown member 'encryptionConfiguration'/);
 expectRejected('tls.certificateArn (no such member)', svcWith((x) => { x.serviceConnectConfiguration.services[0].tls.certificateArn = 'arn:aws:acm:x'; }), /unknown member 'certificateArn'/);
@@ -404,13 +522,13 @@ expectRejected('Service Connect service without portName', svcWith((x) => { dele
 expectRejected('clientAlias without port', svcWith((x) => { delete x.serviceConnectConfiguration.services[0].clientAliases[0].port; }), /missing required member 'port'/);
 expectRejected('task definition without family', tdWith((x) => { delete x.family; }), /missing required member 'family'/);
 expectRejected('bad enum networkMode', tdWith((x) => { x.networkMode = 'awsvpcx'; }), /networkMode: 'awsvpcx' is not one of/);
-expectRejected('bad enum appProtocol https', tdWith((x) => { x.containerDefinitions[0].portMappings[0].appProtocol = 'https'; }), /appProtocol: 'https' is not one of http, http2, grpc/);
+expectRejected('bad enum appProtocol https', tdWith((x) => { x.containerDefinitions[0].portMappings[0].appProtocol = 'https'; }), /appProtocol: 'https' is not one of grpc, http, http2$/);
 expectRejected('bad enum logDriver', tdWith((x) => { x.containerDefinitions[0].logConfiguration.logDriver = 'cloudwatch'; }), /logDriver: 'cloudwatch' is not one of/);
-expectRejected('bad enum assignPublicIp', svcWith((x) => { x.networkConfiguration.awsvpcConfiguration.assignPublicIp = 'YES'; }), /assignPublicIp: 'YES' is not one of ENABLED, DISABLED/);
-expectRejected('wrong type: desiredCount as a string', svcWith((x) => { x.desiredCount = '1'; }), /desiredCount: expected an integer/);
+expectRejected('bad enum assignPublicIp', svcWith((x) => { x.networkConfiguration.awsvpcConfiguration.assignPublicIp = 'YES'; }), /assignPublicIp: 'YES' is not one of DISABLED, ENABLED$/);
+expectRejected('wrong type: desiredCount as a string', svcWith((x) => { x.desiredCount = '1'; }), /desiredCount: expected a number, got string/);
 expectRejected('wrong type: task cpu as a number', tdWith((x) => { x.cpu = 512; }), /cpu: expected a string/);
 expectRejected('wrong type: enableExecuteCommand as a string', svcWith((x) => { x.enableExecuteCommand = 'true'; }), /enableExecuteCommand: expected a boolean/);
-expectRejected('wrong type: timeout seconds as a string', svcWith((x) => { x.serviceConnectConfiguration.services[0].timeout.perRequestTimeoutSeconds = '5'; }), /perRequestTimeoutSeconds: expected an integer/);
+expectRejected('wrong type: timeout seconds as a string', svcWith((x) => { x.serviceConnectConfiguration.services[0].timeout.perRequestTimeoutSeconds = '5'; }), /perRequestTimeoutSeconds: expected a number, got string/);
 expectRejected('wrong type: subnets as a string', svcWith((x) => { x.networkConfiguration.awsvpcConfiguration.subnets = 'subnet-0aaa'; }), /subnets: expected a list/);
 expectRejected('unknown container member', tdWith((x) => { x.containerDefinitions[0].healthcheck = {}; }), /unknown member 'healthcheck'/);
 expectRejected('mTLS variant with appProtocol http', rules('caller', (() => { const x = clone(tdm.caller); x.containerDefinitions[0].portMappings[0].appProtocol = 'http'; return x; })(), true), /without appProtocol/);
@@ -419,5 +537,16 @@ expectRejected('mTLS valueFrom with a wildcard suffix', mtlsSecrets('responder',
 expectRejected('mTLS key read from the wrong JSON key', mtlsSecrets('caller', (() => { const x = clone(tdm.caller); x.containerDefinitions[0].secrets[1].valueFrom = SAMPLES.CALLER_SECRET_ARN + ':TLS_CERT_PEM::'; return x; })()).e, /reads JSON key TLS_CERT_PEM, not TLS_KEY_PEM/);
 expectRejected('mTLS variant drifting from the base', mtlsDrift('caller', (() => { const x = clone(tdm.caller); x.containerDefinitions[0].stopTimeout = 20; return x; })(), td.caller), /differs from task-definitions\/caller.json/);
 expectRejected('create-only member in UpdateServiceRequest', (() => { const x = clone(svc.responder); x.service = x.serviceName; delete x.serviceName; return validateOp('UpdateService', x); })(), /unknown member '(launchType|schedulingStrategy|deploymentController|tags)'/);
+
+expectRejected('deploymentConfiguration.strategy WEIGHTED (no such strategy)', svcWith((x) => { canary(x); x.deploymentConfiguration.strategy = 'WEIGHTED'; }), /deploymentConfiguration\.strategy: 'WEIGHTED' is not one of BLUE_GREEN, CANARY, LINEAR, ROLLING$/);
+expectRejected('canaryConfiguration.canaryPercentage (no such member)', svcWith((x) => { canary(x); const c = x.deploymentConfiguration.canaryConfiguration; c.canaryPercentage = c.canaryPercent; delete c.canaryPercent; }), /canaryConfiguration: unknown member 'canaryPercentage'$/);
+expectRejected('wrong type: canaryPercent as a string', svcWith((x) => { canary(x); x.deploymentConfiguration.canaryConfiguration.canaryPercent = '10'; }), /canaryConfiguration\.canaryPercent: expected a number, got string$/);
+expectRejected('linearConfiguration as a list', svcWith((x) => { linear(x); x.deploymentConfiguration.linearConfiguration = [x.deploymentConfiguration.linearConfiguration]; }), /linearConfiguration: expected an object, got array$/);
+expectRejected('accessLogConfiguration without format', svcWith((x) => { x.serviceConnectConfiguration.accessLogConfiguration = { includeQueryParameters: 'ENABLED' }; }), /accessLogConfiguration: missing required member 'format'$/);
+expectRejected('bad enum accessLogConfiguration.format CSV', svcWith((x) => { x.serviceConnectConfiguration.accessLogConfiguration = { format: 'CSV' }; }), /accessLogConfiguration\.format: 'CSV' is not one of JSON, TEXT$/);
+expectRejected('testTrafficRules header without name', svcWith((x) => { x.serviceConnectConfiguration.services[0].clientAliases[0].testTrafficRules = { header: { value: { exact: 'true' } } }; }), /testTrafficRules\.header: missing required member 'name'$/);
+expectRejected('proxy containerConfigurations entry {} (a union takes exactly one member)', svcWith((x) => { x.serviceConnectConfiguration.containerConfigurations = [{}]; }), /containerConfigurations\[0\]: a union takes exactly one of logLevel, got 0$/);
+expectRejected('proxy containerConfigurations setting logFormat (no such member)', svcWith((x) => { x.serviceConnectConfiguration.containerConfigurations = [{ logFormat: 'json' }]; }), /containerConfigurations\[0\]: unknown member 'logFormat'$/);
+expectRejected('bad enum proxy logLevel DEBUG (the values are lower case)', svcWith((x) => { x.serviceConnectConfiguration.containerConfigurations = [{ logLevel: 'DEBUG' }]; }), /containerConfigurations\[0\]\.logLevel: 'DEBUG' is not one of debug, info$/);
 
 process.exit(failed ? 1 : 0);

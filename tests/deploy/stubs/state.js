@@ -27,6 +27,9 @@ function empty() {
     tasks: {}, // arn -> { service, eni, ip }
     docker: { images: {} }, // local tag -> id
     secrets: {}, // name -> { arn, value, tags: {k: v}, versions }
+    releasingEnis: [], // [{ eni, sg, polls }]: network interfaces of deleted tasks not released yet
+    counts: {}, // calls the knobs count (create-service, slr-lag)
+    // also, once set: slr ('created': the ECS service-linked role), checkipCalls (curl)
   };
 }
 
