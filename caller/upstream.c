@@ -45,11 +45,12 @@ static const char *const outcome_names[OUTCOME_COUNT] = {
 /* A call in flight (or waiting to retry); owned by one server thread, reused for its later calls.
  */
 struct transfer {
-	struct transfer *next; /* in the active, waiting or idle list */
+	struct transfer *next; /* in the active, waiting, queued or idle list */
 	CURL *easy;
 	struct curl_slist *headers;
 	struct buffer body;
 	int too_large;
+	int in_multi; /* added to the multi handle: counts in `running` */
 	void *arg;
 	unsigned int attempt;  /* 1 for the first */
 	long long started_ms;  /* when the call (its first attempt) started */
@@ -83,6 +84,8 @@ struct upstream_worker {
 	int aborting;             /* ending every call at shutdown; later calls fail at once */
 	struct transfer *active;  /* in the multi handle */
 	struct transfer *waiting; /* backing off, soonest first */
+	struct transfer *queued;  /* waiting for one of the UPSTREAM_CALLS_MAX, deadline first */
+	unsigned int running;     /* transfers in the multi handle */
 	struct transfer *idle;
 	uint64_t rng; /* backoff jitter */
 };
@@ -224,8 +227,36 @@ attempt_start(struct upstream_worker *w, struct transfer *t, long long now)
 	                         : u->cfg.connect_timeout_ms) != CURLE_OK ||
 	    curl_multi_add_handle(w->multi, t->easy) != CURLM_OK)
 		return -1;
+	t->in_multi = 1;
+	w->running++;
 	t->next = w->active;
 	w->active = t;
+	return 0;
+}
+
+/*
+ * Starts an attempt when fewer than UPSTREAM_CALLS_MAX are in the multi handle;
+ * otherwise queues it, its deadline running. libcurl's own queue (past
+ * CURLMOPT_MAX_TOTAL_CONNECTIONS) is not used: it starts a queued transfer on
+ * a connection as soon as the previous one ends, so within one turn of the
+ * loop a connection can receive several whole answers, and the answers
+ * received before the turn hands them on are bounded only by the calls
+ * waiting. With at most UPSTREAM_CALLS_MAX transfers in the multi handle,
+ * at most that many answers are ever held by libcurl's side of the loop.
+ */
+static int
+attempt_begin(struct upstream_worker *w, struct transfer *t, long long now)
+{
+	struct transfer **p;
+	long long deadline = t->started_ms + w->u->cfg.timeout_ms;
+
+	if (w->running < (unsigned long)w->u->cfg.calls_max)
+		return attempt_start(w, t, now);
+	for (p = &w->queued; *p != NULL && (*p)->started_ms + w->u->cfg.timeout_ms <= deadline;
+	     p = &(*p)->next)
+		;
+	t->next = *p;
+	*p = t;
 	return 0;
 }
 
@@ -343,12 +374,17 @@ attempt_finish(struct upstream_worker *w, struct transfer *t, CURLcode code)
 	long long now = clock_ms();
 	enum outcome o;
 	long status;
+	int ran = t->in_multi; /* a queued call that timed out never ran */
 
-	list_remove(&w->active, t);
+	if (ran) {
+		list_remove(&w->active, t);
+		t->in_multi = 0;
+		w->running--;
+	}
 	memset(&r, 0, sizeof(r));
 	r.body = buffer_steal(&t->body, &r.body_len);
 	o = judge(u, t, code, &r, &status);
-	if (curl_easy_getinfo(t->easy, CURLINFO_TOTAL_TIME_T, &total_us) == CURLE_OK)
+	if (ran && curl_easy_getinfo(t->easy, CURLINFO_TOTAL_TIME_T, &total_us) == CURLE_OK)
 		histogram_observe(&u->latency, (double)total_us / 1e6);
 	if (!w->aborting && retry_later(w, t, o, status, now)) {
 		free(r.body);
@@ -439,7 +475,7 @@ upstream_fetch(struct upstream_worker *w, const char *request_id, const struct t
 	t->started_ms = now;
 	t->headers = headers;
 	if (curl_easy_setopt(t->easy, CURLOPT_HTTPHEADER, headers) != CURLE_OK ||
-	    attempt_start(w, t, now) < 0) {
+	    attempt_begin(w, t, now) < 0) {
 		curl_slist_free_all(t->headers);
 		t->headers = NULL;
 		t->next = w->idle;
@@ -457,14 +493,42 @@ start_due_retries(struct upstream_worker *w, long long now)
 
 	while ((t = w->waiting) != NULL && t->retry_at_ms <= now) {
 		w->waiting = t->next;
-		if (attempt_start(w, t, now) < 0) {
+		if (attempt_begin(w, t, now) < 0) {
 			snprintf(t->errbuf, sizeof(t->errbuf), "could not start a retry");
-			t->next = w->active;
-			w->active = t;
 			attempt_finish(w, t, CURLE_FAILED_INIT);
 		}
 	}
 	return w->waiting != NULL ? (long)(w->waiting->retry_at_ms - now) : -1;
+}
+
+/*
+ * Starts queued calls while fewer than UPSTREAM_CALLS_MAX run, and ends the
+ * queued calls whose deadline has passed. Returns the ms until the next
+ * queued deadline, or -1.
+ */
+static long
+start_queued(struct upstream_worker *w, long long now)
+{
+	long long deadline;
+	struct transfer *t;
+
+	while ((t = w->queued) != NULL) {
+		deadline = t->started_ms + w->u->cfg.timeout_ms;
+		if (deadline > now && w->running >= (unsigned long)w->u->cfg.calls_max)
+			return (long)(deadline - now);
+		w->queued = t->next;
+		if (deadline <= now) {
+			snprintf(t->errbuf, sizeof(t->errbuf),
+			         "Operation timed out after %lld milliseconds waiting for one of "
+			         "UPSTREAM_CALLS_MAX (%ld) calls",
+			         now - t->started_ms, w->u->cfg.calls_max);
+			attempt_finish(w, t, CURLE_OPERATION_TIMEDOUT);
+		} else if (attempt_start(w, t, now) < 0) {
+			snprintf(t->errbuf, sizeof(t->errbuf), "could not start the call");
+			attempt_finish(w, t, CURLE_FAILED_INIT);
+		}
+	}
+	return -1;
 }
 
 /* Ends the attempts libcurl has finished. */
@@ -537,7 +601,7 @@ worker_run(void *state, int ready)
 	struct upstream_worker *w = state;
 	struct epoll_event events[EVENTS_PER_TURN];
 	long long now;
-	long retry_ms;
+	long retry_ms, queued_ms;
 	int n = 0, i, running;
 
 	if (ready)
@@ -556,6 +620,9 @@ worker_run(void *state, int ready)
 	finish_done(w);
 	now = clock_ms();
 	retry_ms = start_due_retries(w, now);
+	queued_ms = start_queued(w, now);
+	if (queued_ms >= 0 && (retry_ms < 0 || queued_ms < retry_ms))
+		retry_ms = queued_ms;
 	if (w->timer_at_ms < 0)
 		return retry_ms;
 	if (retry_ms < 0 || w->timer_at_ms - now < retry_ms)
@@ -573,8 +640,13 @@ worker_abort(void *state)
 	w->aborting = 1;
 	while ((t = w->waiting) != NULL) {
 		w->waiting = t->next;
-		t->next = w->active;
-		w->active = t;
+		snprintf(t->errbuf, sizeof(t->errbuf), "the caller is shutting down");
+		attempt_finish(w, t, CURLE_ABORTED_BY_CALLBACK);
+	}
+	while ((t = w->queued) != NULL) {
+		w->queued = t->next;
+		snprintf(t->errbuf, sizeof(t->errbuf), "the caller is shutting down");
+		attempt_finish(w, t, CURLE_ABORTED_BY_CALLBACK);
 	}
 	while ((t = w->active) != NULL) {
 		curl_multi_remove_handle(w->multi, t->easy);

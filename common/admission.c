@@ -162,11 +162,13 @@ admission_busy(struct admission *a, struct admitted *c)
 	c->state = ADMITTED_BUSY;
 }
 
-void
+unsigned int
 admission_hold(struct admission *a, struct admitted *c, size_t bytes)
 {
+	unsigned int cut_count = 0;
+
 	if (c == NULL || c->state == ADMITTED_CLOSING)
-		return;
+		return 0;
 	list_remove(c);
 	release_held(a, c);
 	c->state = ADMITTED_BUSY;
@@ -174,8 +176,11 @@ admission_hold(struct admission *a, struct admitted *c, size_t bytes)
 	a->held += bytes;
 	atomic_fetch_add_explicit(&a->stats->held, bytes, memory_order_relaxed);
 	list_append(&a->holding, c);
-	while (a->held > a->limits.held_bytes && a->holding.head != c)
+	while (a->held > a->limits.held_bytes && a->holding.head != c) {
 		cut(a, a->holding.head, CLOSE_SLOW_READER);
+		cut_count++;
+	}
+	return cut_count;
 }
 
 void

@@ -79,9 +79,9 @@ void admission_busy(struct admission *a, struct admitted *c);
 /*
  * An answer of bytes is queued on c and held until admission_done(). When the
  * thread's held answers then pass its share, those held longest, other than
- * this one, are cut off.
+ * this one, are cut off; returns how many were.
  */
-void admission_hold(struct admission *a, struct admitted *c, size_t bytes);
+unsigned int admission_hold(struct admission *a, struct admitted *c, size_t bytes);
 
 /* The request ended (answer sent, or the client left): c waits for the next one. */
 void admission_done(struct admission *a, struct admitted *c);

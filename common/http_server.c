@@ -362,9 +362,14 @@ queue_answer(struct http_exchange *ex)
 	if (atomic_load(&ex->server->phase) != PHASE_SERVING)
 		MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
 	record_request(ex);
-	/* Counted until it is sent: a reader too slow to take it may be cut off for the next. */
-	if (ex->conn != NULL)
-		admission_hold(ex->worker->admission, ex->conn->admitted, ex->response_bytes);
+	/*
+	 * Counted until it is sent: a reader too slow to take it may be cut off for the next.
+	 * A cut answer stops counting at once but is freed only when libmicrohttpd closes
+	 * its connection: the daemon is run again before the loop receives more answers.
+	 */
+	if (ex->conn != NULL &&
+	    admission_hold(ex->worker->admission, ex->conn->admitted, ex->response_bytes) > 0)
+		ex->worker->resumed = 1;
 	ok = MHD_queue_response(ex->connection, ex->status, r);
 	MHD_destroy_response(r);
 	return ok;

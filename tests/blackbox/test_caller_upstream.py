@@ -280,3 +280,23 @@ def test_calls_in_flight_bounded_by_upstream_calls_max(caller_with_fake, fake_re
     assert len(fake_responder.requests) == concurrent
     assert len(peers) <= 2, f"{len(peers)} connections to the responder; at most 2 allowed"
     assert took >= (concurrent / 2) * delay * 0.9, f"8 calls with 2 at a time took {took:.2f} s"
+
+
+def test_waiting_for_a_call_slot_counts_against_the_deadline(caller_with_fake, fake_responder):
+    """UPSTREAM_CALLS_MAX=1, UPSTREAM_TIMEOUT_MS=600, the responder takes 0.4 s: of two
+    concurrent GET /, the second waits 0.4 s for the slot and has 0.2 s left, so it answers
+    200 with "Failed to reach Service B" at about 0.6 s from its start, not at 1.0 s: the
+    wait is part of its deadline, and at most one call is ever in flight."""
+    fake_responder.configure(delay=0.4)
+    c = caller_with_fake(THREADS=1, UPSTREAM_CALLS_MAX=1, UPSTREAM_TIMEOUT_MS="600",
+                         RETRY_MAX="0")
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(lambda _: http_request(c.port, "GET", "/"), range(2)))
+    assert all(a.status == 200 for a in answers), answers
+    ok = [a for a in answers if isinstance(json.loads(a.body)["responder_service_data"], list)]
+    failed = [a for a in answers if a not in ok]
+    assert len(ok) == 1 and len(failed) == 1, [a.body for a in answers]
+    error = json.loads(failed[0].body)["responder_service_data"]["error"]
+    assert error.startswith("Failed to reach Service B: "), error
+    assert failed[0].elapsed < 0.9, \
+        f"the waiting call answered after {failed[0].elapsed:.2f} s; its deadline is 0.6 s"
