@@ -15,8 +15,19 @@ fi
 
 FIRST_PROJECT="${PROJECT}first"
 
+# readme_steps_against WHAT CALLER_PORT RESPONDER_PORT: the README's curl steps, word for word.
+readme_steps_against() {
+    local out
+    if out=$("$PY" "$ROOT/tests/e2e/readme_steps.py" "$ROOT/README.md" "$2" "$3" 2>&1); then
+        pass "the README's curl steps against $1: $(printf '%s' "$out" | tail -n 1)"
+    else
+        fail "the README's curl steps against $1"
+    fi
+    printf '%s\n' "$out" | sed 's/^/#   /'
+}
+
 first_command_stack() {
-    local cport rport t0 rc out
+    local cport rport t0 rc
     cport=$(free_port)
     rport=$(free_port)
     while [ "$rport" = "$cport" ]; do rport=$(free_port); done
@@ -38,12 +49,7 @@ first_command_stack() {
     else
         fail "scripts/demo.sh did not print the curl steps for ports $cport/$rport"
     fi
-    if out=$("$PY" "$ROOT/tests/e2e/readme_steps.py" "$ROOT/README.md" "$cport" "$rport" 2>&1); then
-        pass "the README's curl steps against scripts/demo.sh's stack: $(printf '%s' "$out" | tail -n 1)"
-    else
-        fail "the README's curl steps against scripts/demo.sh's stack"
-    fi
-    printf '%s\n' "$out" | sed 's/^/#   /'
+    readme_steps_against "scripts/demo.sh's stack" "$cport" "$rport"
     if COMPOSE_PROJECT_NAME="$FIRST_PROJECT" timeout 120 bash "$ROOT/scripts/demo.sh" down >"$TMP/demo-down.log" 2>&1 &&
         [ -z "$(docker ps -aq --filter "label=com.docker.compose.project=$FIRST_PROJECT")" ]; then
         pass "scripts/demo.sh down removed the stack"
@@ -54,7 +60,7 @@ first_command_stack() {
 }
 
 make_run_in_container() {
-    local cport rport name t0 up=0 out
+    local cport rport name t0 up=0
     cport=$(free_port)
     rport=$(free_port)
     while [ "$rport" = "$cport" ]; do rport=$(free_port); done
@@ -86,12 +92,7 @@ make_run_in_container() {
     MAKE_RUN_S=$(($(date +%s) - t0))
     if [ $up = 1 ]; then
         pass "make run in a fresh container installed, built and served in $MAKE_RUN_S s"
-        if out=$("$PY" "$ROOT/tests/e2e/readme_steps.py" "$ROOT/README.md" "$cport" "$rport" 2>&1); then
-            pass "the README's curl steps against make run: $(printf '%s' "$out" | tail -n 1)"
-        else
-            fail "the README's curl steps against make run"
-        fi
-        printf '%s\n' "$out" | sed 's/^/#   /'
+        readme_steps_against "make run" "$cport" "$rport"
     else
         fail "make run in a fresh container did not serve within $MAKE_RUN_S s"
         docker logs --tail 25 "$name" 2>&1 | sed 's/^/#   /'

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Runs the README's "Try it" curl steps as written against a running caller and responder.
 
-    readme_steps.py README CALLER_PORT RESPONDER_PORT [--host HOST]
+    readme_steps.py README CALLER_PORT RESPONDER_PORT
 
 Each `curl ...` line of the first sh block under "## Try it" runs with localhost:5000 and
 localhost:5001 turned into the given ports, and the `# -> STATUS JSON` line after it is the
@@ -35,12 +35,11 @@ def readme_steps(path):
 
 def main():
     readme, caller_port, responder_port = sys.argv[1:4]
-    host = sys.argv[5] if len(sys.argv) > 5 and sys.argv[4] == "--host" else "localhost"
     ports = {"5000": caller_port, "5001": responder_port}
     steps = readme_steps(readme)
     failed = 0
     for argv, want_status, want_body in steps:
-        run = [re.sub(r"localhost:(500[01])", lambda m: f"{host}:{ports[m.group(1)]}", a) for a in argv]
+        run = [re.sub(r"localhost:(500[01])", lambda m: f"localhost:{ports[m.group(1)]}", a) for a in argv]
         shown = " ".join(shlex.quote(a) for a in run)
         out = subprocess.run(run[:1] + ["-sS", "--max-time", "10", "-w", "\n%{http_code}"] + run[1:],
                              capture_output=True, text=True, timeout=30)
