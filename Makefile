@@ -121,12 +121,8 @@ analysis: lint valgrind tsan
 e2e:
 	tests/e2e/run.sh
 
-# What building and trying the daemons need, installed by `make run` when missing.
-RUN_PKGS := build-essential pkg-config libmicrohttpd-dev libjansson-dev libgnutls28-dev \
-	libcurl4-openssl-dev curl
-
 run:
-	@scripts/install-deps.sh $(RUN_PKGS)
+	@scripts/install-deps.sh --build
 	@$(MAKE) --no-print-directory all
 	@scripts/run-local.sh $(BIN)
 

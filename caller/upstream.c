@@ -206,6 +206,13 @@ list_remove(struct transfer **list, struct transfer *t)
 	}
 }
 
+/* When the call must have ended: UPSTREAM_TIMEOUT_MS after its first attempt started. */
+static long long
+call_deadline(const struct upstream *u, const struct transfer *t)
+{
+	return t->started_ms + u->cfg.timeout_ms;
+}
+
 /*
  * Adds an attempt to the multi handle, with a timeout that ends it by the
  * call's deadline. Returns 0, or -1 when libcurl refuses it.
@@ -214,7 +221,7 @@ static int
 attempt_start(struct upstream_worker *w, struct transfer *t, long long now)
 {
 	struct upstream *u = w->u;
-	long long left = t->started_ms + u->cfg.timeout_ms - now;
+	long long left = call_deadline(u, t) - now;
 	long timeout = (long)(left < u->cfg.attempt_timeout_ms ? left : u->cfg.attempt_timeout_ms);
 
 	if (timeout < 1)
@@ -248,12 +255,11 @@ static int
 attempt_begin(struct upstream_worker *w, struct transfer *t, long long now)
 {
 	struct transfer **p;
-	long long deadline = t->started_ms + w->u->cfg.timeout_ms;
 
 	if (w->running < (unsigned long)w->u->cfg.calls_max)
 		return attempt_start(w, t, now);
-	for (p = &w->queued; *p != NULL && (*p)->started_ms + w->u->cfg.timeout_ms <= deadline;
-	     p = &(*p)->next)
+	/* Every call has the same timeout: the earlier it started, the sooner its deadline. */
+	for (p = &w->queued; *p != NULL && (*p)->started_ms <= t->started_ms; p = &(*p)->next)
 		;
 	t->next = *p;
 	*p = t;
@@ -321,7 +327,7 @@ retry_later(struct upstream_worker *w, struct transfer *t, enum outcome o, long 
             long long now)
 {
 	struct upstream *u = w->u;
-	long long wait, deadline = t->started_ms + u->cfg.timeout_ms;
+	long long wait, deadline = call_deadline(u, t);
 	struct transfer **p;
 	int granted;
 
@@ -513,7 +519,7 @@ start_queued(struct upstream_worker *w, long long now)
 	struct transfer *t;
 
 	while ((t = w->queued) != NULL) {
-		deadline = t->started_ms + w->u->cfg.timeout_ms;
+		deadline = call_deadline(w->u, t);
 		if (deadline > now && w->running >= (unsigned long)w->u->cfg.calls_max)
 			return (long)(deadline - now);
 		w->queued = t->next;

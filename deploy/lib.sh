@@ -165,11 +165,10 @@ check_aws_cli() {
 	esac
 	# Service Connect `timeout` and `tls` first came in the CLI's ECS model with 2.15.14 (its
 	# CHANGELOG.rst, https://github.com/aws/aws-cli/blob/v2/CHANGELOG.rst); older CLIs reject them.
-	local minor patch
-	minor=$(printf '%s\n' "$version" | sed -n 's#^aws-cli/2\.\([0-9]*\)\.\([0-9]*\).*#\1#p')
-	patch=$(printf '%s\n' "$version" | sed -n 's#^aws-cli/2\.\([0-9]*\)\.\([0-9]*\).*#\2#p')
-	if [[ -n $minor && -n $patch ]] && ((minor < 15 || (minor == 15 && patch < 14))); then
-		warn "${version%% *} is older than 2.15.14 and does not know Service Connect 'timeout'/'tls'; upgrade if create-service rejects them"
+	local cli=${version%% *} minor patch
+	IFS=. read -r _ minor patch <<<"${cli#aws-cli/}"
+	if [[ $minor =~ ^[0-9]+$ && $patch =~ ^[0-9]+$ ]] && ((minor < 15 || (minor == 15 && patch < 14))); then
+		warn "$cli is older than 2.15.14 and does not know Service Connect 'timeout'/'tls'; upgrade if create-service rejects them"
 	fi
 	export AWS_PAGER=""
 }

@@ -1,17 +1,21 @@
 #!/bin/sh
-# Installs Debian packages when any is missing: the given ones, or with no arguments what
-# building and testing need. As root or through passwordless sudo; otherwise prints the
-# one command to run and fails. Used by `make test` and by every script that needs a tool
-# (bench, fuzz, analysis), since CI and new users start on a fresh machine.
-#   scripts/install-deps.sh [PACKAGE...]
+# Installs Debian packages when any is missing: the given ones; with --build, what building and
+# running the daemons need (`make run`); with no arguments, that and what testing needs. As
+# root or through passwordless sudo; otherwise prints the one command to run and fails. Used by
+# `make run`, `make test` and every script that needs a tool (bench, fuzz, analysis), since CI
+# and new users start on a fresh machine.
+#   scripts/install-deps.sh [--build | PACKAGE...]
 set -eu
 
-if [ $# -gt 0 ]; then
+build="build-essential pkg-config libmicrohttpd-dev libjansson-dev libgnutls28-dev \
+libcurl4-openssl-dev curl"
+if [ "${1:-}" = --build ]; then
+	packages=$build
+elif [ $# -gt 0 ]; then
 	packages="$*"
 else
-	packages="build-essential pkg-config libmicrohttpd-dev libjansson-dev libgnutls28-dev \
-libcurl4-openssl-dev libcmocka-dev python3 python3-pytest curl openssl shellcheck \
-slowhttptest nghttp2-client testssl.sh"
+	packages="$build libcmocka-dev python3 python3-pytest openssl shellcheck slowhttptest \
+nghttp2-client testssl.sh"
 	# The deployment tests validate against AWS's model with Node.js; any Node.js will do.
 	command -v node >/dev/null 2>&1 || packages="$packages nodejs npm"
 fi
