@@ -31,6 +31,8 @@ BUILD   := $(if $(filter .,$(OUT)),build,$(OUT))
 OBJ     := $(BUILD)/obj
 BIN     := $(OUT)/bin
 LDLIBS  += -pthread
+# The version both daemons report unless APP_VERSION is set where they run.
+APP_VERSION ?= 1.0.0
 
 COMMON_SRC := $(wildcard common/*.c)
 CALLER_SRC := $(wildcard caller/*.c)
@@ -63,6 +65,16 @@ $(BIN)/responder: $(RESPONDER_OBJ) $(COMMON_OBJ)
 $(BIN)/caller: $(CALLER_OBJ) $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(shell pkg-config --libs $(PKGS_CALLER)) $(LDLIBS)
+
+# The built-in version is compiled into one object, rebuilt when the value changes.
+$(OBJ)/common/app_version.o: CFLAGS += -DAPP_VERSION_DEFAULT='"$(APP_VERSION)"'
+$(OBJ)/common/app_version.o: $(BUILD)/app-version
+$(BUILD)/app-version: FORCE
+	@mkdir -p $(dir $@)
+	@echo '$(APP_VERSION)' | cmp -s - $@ || echo '$(APP_VERSION)' >$@
+
+.PHONY: FORCE
+FORCE:
 
 # Each unit test links the module it is named after plus what that module needs from common/.
 $(BUILD)/unit/common/test_%: tests/unit/common/test_%.c $(COMMON_OBJ)

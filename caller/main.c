@@ -36,9 +36,7 @@ on_fetched(struct upstream_result *result, void *service, void *request)
 	if (response == NULL) {
 		http_reply_error(ex, 500, "Out of memory building the answer");
 	} else {
-		if (result->served_by[0] != '\0')
-			MHD_add_response_header(response, "X-Upstream-Served-By",
-			                        result->served_by);
+		http_set_upstream(ex, result->served_by, result->version);
 		http_reply(ex, 200, response, size);
 	}
 	http_resume(ex);
@@ -68,6 +66,7 @@ upstream_config_load(struct upstream_config *c, char *url, size_t url_size)
 	CONFIG_READ_INTEGER("UPSTREAM_TIMEOUT_MS", 2000, 1, 600000, c->timeout_ms);
 	CONFIG_READ_INTEGER("UPSTREAM_CONNECT_TIMEOUT_MS", 1000, 1, 600000, c->connect_timeout_ms);
 	CONFIG_READ_INTEGER("UPSTREAM_DNS_CACHE_S", 2, 0, 3600, c->dns_cache_s);
+	CONFIG_READ_INTEGER("UPSTREAM_CONNECTION_REUSE", 1, 0, 1, c->connection_reuse);
 	CONFIG_READ_INTEGER("UPSTREAM_KEEPALIVE_MAX", 64, 1, 100000, c->keepalive_max);
 	CONFIG_READ_INTEGER("UPSTREAM_CALLS_MAX", 64, 1, 100000, c->calls_max);
 	CONFIG_READ_INTEGER("UPSTREAM_MAX_BYTES", 72LL << 20, 32, 64LL << 30, c->max_bytes);

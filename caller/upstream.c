@@ -58,6 +58,7 @@ struct transfer {
 	unsigned int tls_seen; /* the TLS settings' generation the handle took */
 	char errbuf[CURL_ERROR_SIZE];
 	char served_by[SERVED_BY_MAX];
+	char version[APP_VERSION_MAX + 1];
 };
 
 /* What every server thread shares. */
@@ -113,22 +114,34 @@ on_body(char *data, size_t size, size_t count, void *arg)
 	return size * count;
 }
 
-/* libcurl's header callback: keeps the responder's X-Served-By, printable ASCII only. */
+/*
+ * When line (len bytes, not NUL-terminated) is the header name ("x-name:",
+ * lower case), copies the first word of its value, printable ASCII only, into
+ * out (size bytes, NUL included).
+ */
+static void
+header_word(const char *line, size_t len, const char *name, char *out, size_t size)
+{
+	size_t i = strlen(name), n = 0;
+
+	if (len <= i || strncasecmp(line, name, i) != 0)
+		return;
+	while (i < len && line[i] == ' ')
+		i++;
+	for (; i < len && n < size - 1 && line[i] > ' ' && line[i] < 0x7f; i++)
+		out[n++] = line[i];
+	out[n] = '\0';
+}
+
+/* libcurl's header callback: keeps the responder's X-Served-By and X-App-Version. */
 static size_t
 on_header(char *line, size_t size, size_t count, void *arg)
 {
-	static const char name[] = "x-served-by:";
 	struct transfer *t = arg;
-	size_t len = size * count, i, n = 0;
+	size_t len = size * count;
 
-	if (len > sizeof(name) - 1 && strncasecmp(line, name, sizeof(name) - 1) == 0) {
-		for (i = sizeof(name) - 1; i < len && line[i] == ' '; i++)
-			;
-		for (; i < len && n < sizeof(t->served_by) - 1 && line[i] > ' ' && line[i] < 0x7f;
-		     i++)
-			t->served_by[n++] = line[i];
-		t->served_by[n] = '\0';
-	}
+	header_word(line, len, "x-served-by:", t->served_by, sizeof(t->served_by));
+	header_word(line, len, "x-app-version:", t->version, sizeof(t->version));
 	return len;
 }
 
@@ -158,6 +171,8 @@ transfer_get(struct upstream_worker *w)
 	if (curl_easy_setopt(e, CURLOPT_URL, u->url) != CURLE_OK ||
 	    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L) != CURLE_OK ||
 	    curl_easy_setopt(e, CURLOPT_DNS_CACHE_TIMEOUT, u->cfg.dns_cache_s) != CURLE_OK ||
+	    curl_easy_setopt(e, CURLOPT_FORBID_REUSE, u->cfg.connection_reuse ? 0L : 1L) !=
+	        CURLE_OK ||
 	    curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)u->cfg.max_bytes) !=
 	        CURLE_OK ||
 	    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https") != CURLE_OK ||
@@ -193,6 +208,7 @@ transfer_reset(struct transfer *t)
 	t->too_large = 0;
 	t->errbuf[0] = '\0';
 	t->served_by[0] = '\0';
+	t->version[0] = '\0';
 }
 
 static void
@@ -399,6 +415,7 @@ attempt_finish(struct upstream_worker *w, struct transfer *t, CURLcode code)
 	if (!w->aborting)
 		breaker_note(u, o == OUTCOME_OK, now);
 	memcpy(r.served_by, t->served_by, sizeof(r.served_by));
+	memcpy(r.version, t->version, sizeof(r.version));
 	call_end(u, &r, o, t->arg);
 	curl_slist_free_all(t->headers);
 	t->headers = NULL;

@@ -11,18 +11,19 @@
 
 #include <stddef.h>
 
+#include "../common/app_version.h"
 #include "../common/http_server.h"
 #include "../common/json_scan.h"
+#include "../common/served_by.h"
 #include "../common/trace.h"
 #include "upstream_tls.h"
-
-#define SERVED_BY_MAX 128
 
 struct upstream_config {
 	const char *base_url;              /* RESPONDER_URL, without a trailing slash; borrowed */
 	long timeout_ms;                   /* UPSTREAM_TIMEOUT_MS: the whole call */
 	long connect_timeout_ms;           /* UPSTREAM_CONNECT_TIMEOUT_MS */
 	long dns_cache_s;                  /* UPSTREAM_DNS_CACHE_S */
+	int connection_reuse;              /* UPSTREAM_CONNECTION_REUSE: 0, one connection a call */
 	size_t max_bytes;                  /* UPSTREAM_MAX_BYTES */
 	long attempt_timeout_ms;           /* UPSTREAM_ATTEMPT_TIMEOUT_MS: one attempt */
 	unsigned int retry_max;            /* RETRY_MAX */
@@ -40,9 +41,10 @@ struct upstream_result {
 	int ok;     /* 1: a 200 whose JSON has a stored_data array */
 	char *body; /* the answer as received; the callback owns it (free()) */
 	size_t body_len;
-	struct json_span stored_data;  /* where the array lies in body, when ok */
-	char reason[384];              /* what went wrong, when not ok */
-	char served_by[SERVED_BY_MAX]; /* the responder's X-Served-By, or "" */
+	struct json_span stored_data;      /* where the array lies in body, when ok */
+	char reason[384];                  /* what went wrong, when not ok */
+	char served_by[SERVED_BY_MAX];     /* the responder's X-Served-By, or "" */
+	char version[APP_VERSION_MAX + 1]; /* the responder's X-App-Version, or "" */
 };
 
 /*

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "app_version.h"
 #include "http_get.h"
 #include "log.h"
 #include "metrics.h"
@@ -118,7 +119,7 @@ daemon_init(struct daemon *d, const char *name, const char *stored_message, int 
 		*exit_status = strcmp(argv[1], "--help") == 0 ? 0 : CONFIG_EXIT_STATUS;
 		return -1;
 	}
-	if (server_config_load(&d->config) < 0) {
+	if (server_config_load(&d->config) < 0 || app_version_load() < 0) {
 		*exit_status = CONFIG_EXIT_STATUS;
 		return -1;
 	}
@@ -134,6 +135,7 @@ daemon_init(struct daemon *d, const char *name, const char *stored_message, int 
 		return -1;
 	}
 	served_by_init();
+	app_version_metrics_register(name);
 	data_metrics_register(&d->data);
 	tls_metrics_register();
 	return 0;
@@ -156,8 +158,9 @@ daemon_serve(struct daemon *d, const struct http_route *routes, size_t route_cou
 			before_stop(arg);
 		return 1;
 	}
-	log_msg(LOG_INFO, "listening on port %u (%s) with %u threads, serving as %s",
-	        d->config.port, d->tls != NULL ? "https" : "http", d->config.threads, served_by());
+	log_msg(LOG_INFO, "listening on port %u (%s) with %u threads, serving as %s, version %s",
+	        d->config.port, d->tls != NULL ? "https" : "http", d->config.threads, served_by(),
+	        app_version());
 	if (d->config.metrics_emf &&
 	    metrics_emf_start(d->config.metrics_emf_interval_s, d->config.metrics_emf_namespace,
 	                      d->name) < 0)

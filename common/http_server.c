@@ -27,6 +27,7 @@
 #include <netinet/in.h>
 
 #include "address_limit.h"
+#include "app_version.h"
 #include "admission.h"
 #include "buffer.h"
 #include "clock.h"
@@ -134,6 +135,8 @@ struct http_exchange {
 	char method[16];
 	char path[PATH_LOG_MAX];
 	char request_id[REQUEST_ID_MAX + 1];
+	char upstream_served_by[SERVED_BY_MAX]; /* "" unless http_set_upstream() */
+	char upstream_version[APP_VERSION_MAX + 1];
 };
 
 /* What a connection holds from open to close. */
@@ -246,6 +249,13 @@ http_set_content_type(struct http_exchange *ex, const char *content_type)
 }
 
 void
+http_set_upstream(struct http_exchange *ex, const char *served_by, const char *version)
+{
+	snprintf(ex->upstream_served_by, sizeof(ex->upstream_served_by), "%s", served_by);
+	snprintf(ex->upstream_version, sizeof(ex->upstream_version), "%s", version);
+}
+
+void
 http_reply(struct http_exchange *ex, unsigned int status, struct MHD_Response *response,
            size_t size)
 {
@@ -346,6 +356,11 @@ queue_answer(struct http_exchange *ex)
 	                        ex->content_type != NULL ? ex->content_type : "application/json");
 	MHD_add_response_header(r, "X-Request-Id", ex->request_id);
 	MHD_add_response_header(r, "X-Served-By", served_by());
+	MHD_add_response_header(r, "X-App-Version", app_version());
+	if (ex->upstream_served_by[0] != '\0')
+		MHD_add_response_header(r, "X-Upstream-Served-By", ex->upstream_served_by);
+	if (ex->upstream_version[0] != '\0')
+		MHD_add_response_header(r, "X-Upstream-Version", ex->upstream_version);
 	MHD_add_response_header(r, "traceparent", traceparent);
 	MHD_add_response_header(r, "X-Amzn-Trace-Id", amzn);
 	if (ex->status == MHD_HTTP_TOO_MANY_REQUESTS) {
@@ -654,6 +669,8 @@ record_request(struct http_exchange *ex)
 	line.duration_ms = elapsed_ms(&ex->started);
 	line.request_id = ex->request_id;
 	line.trace_id = ex->trace.trace_id;
+	line.upstream_served_by = ex->upstream_served_by;
+	line.upstream_version = ex->upstream_version;
 	log_request(&line);
 	http_metrics_count(ex->server->metrics, ex->route, ex->method, line.status,
 	                   line.duration_ms / 1e3);

@@ -94,6 +94,13 @@ const struct trace *http_trace(const struct http_exchange *ex);
 /* Overrides the answer's Content-Type (application/json otherwise); borrowed, must be static. */
 void http_set_content_type(struct http_exchange *ex, const char *content_type);
 
+/*
+ * Records which responder task and version gave what this answer holds, for
+ * the X-Upstream-Served-By and X-Upstream-Version headers and the log line;
+ * either may be "" for unknown. Both are copied; call before the answer is set.
+ */
+void http_set_upstream(struct http_exchange *ex, const char *served_by, const char *version);
+
 /* Sets the answer; steals the reference to response. size is the body length for the log. */
 void http_reply(struct http_exchange *ex, unsigned int status, struct MHD_Response *response,
                 size_t size);

@@ -163,5 +163,15 @@ log_request(const struct log_request *r)
 	len += (size_t)snprintf(line + len, LOG_LINE_MAX - len, "\",\"trace_id\":\"");
 	len = log_escape(line, LOG_LINE_MAX - 4, len, r->trace_id);
 	line[len++] = '"';
+	if (r->upstream_served_by != NULL && r->upstream_version != NULL &&
+	    (r->upstream_served_by[0] != '\0' || r->upstream_version[0] != '\0')) {
+		len +=
+		    (size_t)snprintf(line + len, LOG_LINE_MAX - len, ",\"upstream_served_by\":\"");
+		len = log_escape(line, LOG_LINE_MAX - 64, len, r->upstream_served_by);
+		len +=
+		    (size_t)snprintf(line + len, LOG_LINE_MAX - len, "\",\"upstream_version\":\"");
+		len = log_escape(line, LOG_LINE_MAX - 4, len, r->upstream_version);
+		line[len++] = '"';
+	}
 	line_write(STDOUT_FILENO, line, len);
 }

@@ -16,6 +16,8 @@ struct log_request {
 	double duration_ms;
 	const char *request_id;
 	const char *trace_id;
+	const char *upstream_served_by; /* "" or NULL when the request asked no upstream */
+	const char *upstream_version;   /* "" or NULL when the request asked no upstream */
 };
 
 /* Sets the service name written on every line (borrowed: must outlive logging) and the lowest level

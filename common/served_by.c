@@ -10,7 +10,6 @@
 #include "http_get.h"
 #include "log.h"
 
-#define SERVED_BY_MAX    128
 #define METADATA_TIMEOUT 1000
 #define METADATA_MAX     (256 * 1024)
 

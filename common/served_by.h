@@ -2,6 +2,9 @@
 #ifndef COMMON_SERVED_BY_H
 #define COMMON_SERVED_BY_H
 
+/* Longest value kept, NUL included; a longer task ID or hostname is cut. */
+#define SERVED_BY_MAX 128
+
 /*
  * Works out the value once, at start-up: the ECS task ID (the last part of the
  * TaskARN from $ECS_CONTAINER_METADATA_URI_V4/task) on ECS, the hostname

@@ -437,7 +437,7 @@ class FakeResponder:
     """A stand-in responder whose answer can be configured per test.
 
     configure(delay=seconds, status=int, body=bytes|str|obj, content_type=str,
-              chunked=bool). Records every request (method, path, headers, peer: the caller's
+              chunked=bool, headers={name: value}). Records every request (method, path, headers, peer: the caller's
     address and port, one per connection).
     """
 
@@ -449,6 +449,7 @@ class FakeResponder:
         self.body = b'{"stored_data": []}'
         self.content_type = "application/json"
         self.chunked = False
+        self.headers = {}
         self.requests = []
         self.in_flight = 0
         self.max_in_flight = 0
@@ -489,7 +490,7 @@ class FakeResponder:
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
             self._lock.notify_all()
             delay, status, body = self.delay, self.status, self.body
-            ctype, chunked = self.content_type, self.chunked
+            ctype, chunked, extra = self.content_type, self.chunked, dict(self.headers)
         try:
             length = int(h.headers.get("Content-Length") or 0)
             if length:
@@ -499,6 +500,8 @@ class FakeResponder:
             h.send_response(status)
             if ctype:
                 h.send_header("Content-Type", ctype)
+            for name, value in extra.items():
+                h.send_header(name, value)
             if chunked:
                 h.send_header("Transfer-Encoding", "chunked")
             else:

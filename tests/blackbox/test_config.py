@@ -42,6 +42,11 @@ INVALID = [
     ("caller", "UPSTREAM_MAX_BYTES", "-1"),
     ("caller", "UPSTREAM_DNS_CACHE_S", "y"),
     ("caller", "UPSTREAM_CALLS_MAX", "0"),
+    ("caller", "UPSTREAM_CONNECTION_REUSE", "2"),
+    ("responder", "APP_VERSION", "2.0 beta"),
+    ("responder", "APP_VERSION", "v" * 65),
+    ("caller", "APP_VERSION", "1/2"),
+    ("caller", "APP_VERSION", 'x"y'),
 ]
 
 

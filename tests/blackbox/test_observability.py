@@ -965,3 +965,74 @@ def test_emf_caller_breaker_open(daemons):
     check_emf_record(recs[0], "caller")
     assert recs[0]["BreakerOpen"] == 1
     assert (recs[0]["UpstreamCalls"], recs[0]["UpstreamFailures"]) == (3, 3)
+
+
+# ---------------------------------------------------------------- X-App-Version
+
+def build_info(port):
+    text = http_request(port, "GET", "/metrics").body.decode()
+    return re.findall(r'^app_build_info\{service="([^"]*)",version="([^"]*)"\} 1$', text, re.M)
+
+
+def test_every_answer_carries_the_version(daemons):
+    for name, version in (("responder", "2.0.1-rc.1+abc_7"), ("caller", "9")):
+        d = daemons.start(name, env={"APP_VERSION": version,
+                                     "RESPONDER_URL": f"http://{HOST}:{free_port()}"})
+        for method, path in (("GET", "/health"), ("GET", "/metrics"), ("GET", "/nope"),
+                             ("POST", "/data"), ("DELETE", "/data")):
+            r = http_request(d.port, method, path)
+            assert r.header("X-App-Version") == version, (name, method, path, r)
+            assert r.header_count("X-App-Version") == 1
+        assert build_info(d.port) == [(name, version)]
+
+
+def test_version_defaults_to_the_built_in_one(daemons):
+    d = daemons.start("responder", env={"APP_VERSION": ""})
+    built_in = http_request(d.port, "GET", "/health").header("X-App-Version")
+    assert re.fullmatch(r"[A-Za-z0-9._+-]{1,64}", built_in or ""), built_in
+    assert build_info(d.port) == [("responder", built_in)]
+
+
+def test_caller_names_the_responder_version_in_header_and_log(daemons):
+    resp = daemons.start("responder", env={"APP_VERSION": "2.0.0"})
+    c = daemons.start("caller", env={"APP_VERSION": "1.0.0", "RESPONDER_URL": resp.url})
+    r, body = get_root(c.port, headers={"X-Request-Id": "version-line"})
+    assert body == {"caller_service_data": [], "responder_service_data": []}
+    assert r.header("X-App-Version") == "1.0.0"
+    assert r.header("X-Upstream-Version") == "2.0.0"
+    line = c.records_for("version-line")[0]
+    assert line["upstream_version"] == "2.0.0"
+    assert line["upstream_served_by"] == r.header("X-Upstream-Served-By")
+    # only GET / asks the responder
+    other = http_request(c.port, "GET", "/health", headers={"X-Request-Id": "no-upstream"})
+    assert other.header("X-Upstream-Version") is None
+    assert "upstream_version" not in c.records_for("no-upstream")[0]
+
+
+def test_caller_without_an_answer_names_no_version(daemons):
+    c = daemons.start("caller", env={"RESPONDER_URL": f"http://{HOST}:{free_port()}",
+                                     "RETRY_MAX": 0})
+    r, body = get_root(c.port)
+    upstream_error(body)
+    assert r.header("X-Upstream-Version") is None
+
+
+@pytest.mark.parametrize("value,kept", [("3.1 tail", "3.1"), ("  7\tx", "7"),
+                                        ("caf\u00e9", "caf"), ("", None)])
+def test_caller_keeps_only_a_printable_word_of_the_version(daemons, fake_responder,
+                                                            value, kept):
+    fake_responder.configure(headers={"X-App-Version": value})
+    c = daemons.start("caller", env={"RESPONDER_URL": fake_responder.url})
+    r, _ = get_root(c.port)
+    assert r.header("X-Upstream-Version") == kept
+
+
+@pytest.mark.parametrize("reuse,connections", [("1", 1), ("0", 4)])
+def test_connection_reuse_setting(daemons, fake_responder, reuse, connections):
+    """UPSTREAM_CONNECTION_REUSE=0 opens a connection a call, each resolved anew."""
+    c = daemons.start("caller", env={"RESPONDER_URL": fake_responder.url, "THREADS": "1",
+                                     "UPSTREAM_CONNECTION_REUSE": reuse})
+    for _ in range(4):
+        get_root(c.port)
+    assert len(fake_responder.requests) == 4
+    assert len({req["peer"] for req in fake_responder.requests}) == connections
