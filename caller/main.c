@@ -1,10 +1,11 @@
 /* The caller ("Service A"): its own store, plus GET / that merges in the responder's. */
 #include <curl/curl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "../common/daemon.h"
-#include "../common/metrics.h"
+#include "../common/data_routes.h"
 #include "../common/log.h"
 #include "../common/tls.h"
 #include "merge.h"
@@ -27,17 +28,17 @@ on_fetched(struct upstream_result *result, void *service, void *request)
 {
 	struct data_service *data = service;
 	struct http_exchange *ex = request;
-	struct MHD_Response *response;
+	struct http_part parts[MERGE_PARTS];
 	const char *items;
-	size_t len, size = 0;
+	char *owned;
+	size_t len;
 
 	store_snapshot(&data->store, &items, &len, NULL);
-	response = merge_answer(items, len, result, &size);
-	if (response == NULL) {
+	if (merge_parts(items, len, result, parts, &owned) < 0) {
 		http_reply_error(ex, 500, "Out of memory building the answer");
 	} else {
 		http_set_upstream(ex, result->served_by, result->version);
-		http_reply(ex, 200, response, size);
+		http_reply_parts(ex, 200, parts, MERGE_PARTS, free, owned);
 	}
 	http_resume(ex);
 }
@@ -63,21 +64,22 @@ upstream_config_load(struct upstream_config *c, char *url, size_t url_size)
 	memcpy(url, base, n);
 	url[n] = '\0';
 	c->base_url = url;
-	CONFIG_READ_INTEGER("UPSTREAM_TIMEOUT_MS", 2000, 1, 600000, c->timeout_ms);
-	CONFIG_READ_INTEGER("UPSTREAM_CONNECT_TIMEOUT_MS", 1000, 1, 600000, c->connect_timeout_ms);
-	CONFIG_READ_INTEGER("UPSTREAM_DNS_CACHE_S", 2, 0, 3600, c->dns_cache_s);
-	CONFIG_READ_INTEGER("UPSTREAM_CONNECTION_REUSE", 1, 0, 1, c->connection_reuse);
-	CONFIG_READ_INTEGER("UPSTREAM_KEEPALIVE_MAX", 64, 1, 100000, c->keepalive_max);
-	CONFIG_READ_INTEGER("UPSTREAM_CALLS_MAX", 64, 1, 100000, c->calls_max);
-	CONFIG_READ_INTEGER("UPSTREAM_MAX_BYTES", 72LL << 20, 32, 64LL << 30, c->max_bytes);
+	CONFIG_INTEGER_OR_RETURN("UPSTREAM_TIMEOUT_MS", 2000, 1, 600000, c->timeout_ms);
+	CONFIG_INTEGER_OR_RETURN("UPSTREAM_CONNECT_TIMEOUT_MS", 1000, 1, 600000,
+	                         c->connect_timeout_ms);
+	CONFIG_INTEGER_OR_RETURN("UPSTREAM_DNS_CACHE_S", 2, 0, 3600, c->dns_cache_s);
+	CONFIG_INTEGER_OR_RETURN("UPSTREAM_CONNECTION_REUSE", 1, 0, 1, c->connection_reuse);
+	CONFIG_INTEGER_OR_RETURN("UPSTREAM_KEEPALIVE_MAX", 64, 1, 100000, c->keepalive_max);
+	CONFIG_INTEGER_OR_RETURN("UPSTREAM_CALLS_MAX", 64, 1, 100000, c->calls_max);
+	CONFIG_INTEGER_OR_RETURN("UPSTREAM_MAX_BYTES", 72LL << 20, 32, 64LL << 30, c->max_bytes);
 	/* One attempt may use the whole deadline unless told otherwise. */
-	CONFIG_READ_INTEGER("UPSTREAM_ATTEMPT_TIMEOUT_MS", c->timeout_ms, 1, 600000,
-	                    c->attempt_timeout_ms);
-	CONFIG_READ_INTEGER("RETRY_MAX", 1, 0, 5, c->retry_max);
-	CONFIG_READ_INTEGER("RETRY_BACKOFF_MS", 50, 1, 10000, c->retry_backoff_ms);
-	CONFIG_READ_INTEGER("RETRY_BUDGET_PERCENT", 20, 0, 100, c->retry_budget_percent);
-	CONFIG_READ_INTEGER("BREAKER_THRESHOLD", 5, 0, 1000, c->breaker_threshold);
-	CONFIG_READ_INTEGER("BREAKER_COOLDOWN_MS", 5000, 1, 600000, c->breaker_cooldown_ms);
+	CONFIG_INTEGER_OR_RETURN("UPSTREAM_ATTEMPT_TIMEOUT_MS", c->timeout_ms, 1, 600000,
+	                         c->attempt_timeout_ms);
+	CONFIG_INTEGER_OR_RETURN("RETRY_MAX", 1, 0, 5, c->retry_max);
+	CONFIG_INTEGER_OR_RETURN("RETRY_BACKOFF_MS", 50, 1, 10000, c->retry_backoff_ms);
+	CONFIG_INTEGER_OR_RETURN("RETRY_BUDGET_PERCENT", 20, 0, 100, c->retry_budget_percent);
+	CONFIG_INTEGER_OR_RETURN("BREAKER_THRESHOLD", 5, 0, 1000, c->breaker_threshold);
+	CONFIG_INTEGER_OR_RETURN("BREAKER_COOLDOWN_MS", 5000, 1, 600000, c->breaker_cooldown_ms);
 	return 0;
 }
 
@@ -85,14 +87,20 @@ int
 main(int argc, char **argv)
 {
 	struct upstream_config ucfg = {0};
+	struct daemon_hooks hooks = {0};
 	struct upstream *upstream = NULL;
+	struct data_service data;
 	struct daemon d;
-	char url[URL_MAX], err[TLS_ERROR_MAX];
+	char url[URL_MAX], err[ERROR_MAX];
 	int status;
 
-	if (daemon_init(&d, "caller", "Data stored successfully in Service A", argc, argv,
-	                &status) < 0)
+	if (daemon_init(&d, "caller", argc, argv, &status) < 0)
 		return status;
+	if (data_service_init(&data, "Data stored successfully in Service A", &d.config,
+	                      d.metrics) < 0) {
+		status = CONFIG_EXIT_STATUS;
+		goto out_daemon;
+	}
 	if (upstream_config_load(&ucfg, url, sizeof(url)) < 0) {
 		status = CONFIG_EXIT_STATUS;
 		goto out;
@@ -103,8 +111,8 @@ main(int argc, char **argv)
 		goto out;
 	}
 	if (ucfg.tls != NULL) {
-		d.reload = upstream_tls_reload;
-		d.reload_arg = ucfg.tls;
+		hooks.reload = upstream_tls_reload;
+		hooks.arg = ucfg.tls;
 	}
 	/* Before any thread starts: libcurl's global set-up is not thread-safe everywhere. */
 	if (curl_global_init(strncmp(url, "https:", 6) == 0 ? CURL_GLOBAL_DEFAULT
@@ -113,12 +121,12 @@ main(int argc, char **argv)
 		status = 1;
 		goto out;
 	}
-	upstream = upstream_new(&ucfg, on_fetched, &d.data);
+	upstream = upstream_new(&ucfg, d.metrics, on_fetched, &data);
 	if (upstream == NULL) {
 		status = 1;
 		goto cleanup_curl;
 	}
-	d.loop = upstream_loop(upstream);
+	hooks.loop = upstream_loop(upstream);
 	log_msg(LOG_INFO, "responder at %s", url);
 	{
 		const struct http_route routes[] = {
@@ -126,19 +134,21 @@ main(int argc, char **argv)
 		    {.path = "/data",
 		     .get = data_get,
 		     .post = data_post,
-		     .arg = &d.data,
+		     .arg = &data,
 		     .rate_limited = 1},
 		    {.path = "/health", .get = health_get},
-		    {.path = "/metrics", .get = metrics_get},
+		    {.path = "/metrics", .get = metrics_get, .arg = d.metrics},
 		};
 
-		status = daemon_serve(&d, routes, sizeof(routes) / sizeof(routes[0]), NULL, NULL);
+		status = daemon_serve(&d, routes, sizeof(routes) / sizeof(routes[0]), &hooks);
 	}
 	upstream_free(upstream);
 cleanup_curl:
 	curl_global_cleanup();
 out:
 	upstream_tls_free(ucfg.tls);
+	data_service_destroy(&data);
+out_daemon:
 	daemon_destroy(&d);
 	return status;
 }

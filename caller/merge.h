@@ -2,8 +2,7 @@
 #ifndef CALLER_MERGE_H
 #define CALLER_MERGE_H
 
-#include <microhttpd.h>
-
+#include "../common/http_server.h"
 #include "upstream.h"
 
 /* The text the original demo puts before the reason a call failed. */
@@ -13,22 +12,14 @@
 #define MERGE_PARTS 5
 
 /*
- * Gives the pieces of the document in parts, and in *owned the one buffer they
- * point into that the caller frees once they are sent (it takes over
- * result->body). Returns 0, or -1 when memory runs out.
+ * Gives in parts the pieces of {"caller_service_data":[<caller_items>],
+ * "responder_service_data":X}, where X is the responder's stored_data array,
+ * byte for byte, or {"error":"Failed to reach Service B: <reason>"}. Nothing is
+ * copied: caller_items is borrowed and must outlive the answer. *owned is the
+ * one buffer the pieces point into, which the caller frees once they are sent
+ * (it takes over result->body). Returns 0, or -1 when memory runs out.
  */
 int merge_parts(const char *caller_items, size_t caller_len, struct upstream_result *result,
-                struct MHD_IoVec parts[MERGE_PARTS], char **owned);
-
-/*
- * Builds {"caller_service_data":[<caller_items>],"responder_service_data":X}
- * where X is the responder's stored_data array, byte for byte, or
- * {"error":"Failed to reach Service B: <reason>"}. Nothing is copied:
- * caller_items is borrowed and must outlive the response; the response takes
- * ownership of result->body. Returns NULL when memory runs out; *size is the
- * body length.
- */
-struct MHD_Response *merge_answer(const char *caller_items, size_t caller_len,
-                                  struct upstream_result *result, size_t *size);
+                struct http_part parts[MERGE_PARTS], char **owned);
 
 #endif

@@ -67,6 +67,7 @@ struct upstream {
 	char *url; /* base_url + "/data"; owned */
 	upstream_done done;
 	void *context;
+	struct metrics *registry; /* where the call figures are registered; borrowed */
 	struct http_loop loop;
 	pthread_mutex_t lock; /* guards breaker and budget, which every thread uses */
 	struct breaker breaker;
@@ -793,7 +794,8 @@ emf_metrics(struct metrics_emf *emf, void *arg)
 }
 
 struct upstream *
-upstream_new(const struct upstream_config *cfg, upstream_done done, void *context)
+upstream_new(const struct upstream_config *cfg, struct metrics *registry, upstream_done done,
+             void *context)
 {
 	struct upstream *u = calloc(1, sizeof(*u));
 	size_t n;
@@ -810,16 +812,21 @@ upstream_new(const struct upstream_config *cfg, upstream_done done, void *contex
 	if (u->url == NULL)
 		goto fail;
 	snprintf(u->url, n, "%s/data", cfg->base_url);
+	/* Registered before serving starts, so nothing renders the figures until then. */
+	u->registry = registry;
+	if (metrics_register(registry, render_metrics, emf_metrics, u) < 0)
+		goto fail;
 	pthread_mutex_init(&u->lock, NULL);
 	u->loop.attach = worker_new;
 	u->loop.run = worker_run;
 	u->loop.abort = worker_abort;
 	u->loop.detach = worker_free;
 	u->loop.arg = u;
-	metrics_register(render_metrics, emf_metrics, u);
 	return u;
 fail:
 	log_msg(LOG_ERROR, "out of memory setting up calls to the responder");
+	if (u != NULL)
+		free(u->url);
 	free(u);
 	return NULL;
 }
@@ -835,6 +842,7 @@ upstream_free(struct upstream *u)
 {
 	if (u == NULL)
 		return;
+	metrics_unregister(u->registry, u);
 	pthread_mutex_destroy(&u->lock);
 	free(u->url);
 	free(u);

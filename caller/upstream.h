@@ -14,6 +14,7 @@
 #include "../common/app_version.h"
 #include "../common/http_server.h"
 #include "../common/json_scan.h"
+#include "../common/metrics.h"
 #include "../common/served_by.h"
 #include "../common/trace.h"
 #include "upstream_tls.h"
@@ -58,8 +59,13 @@ typedef void (*upstream_done)(struct upstream_result *result, void *context, voi
 struct upstream;
 struct upstream_worker; /* one server thread's calls */
 
-/* Makes what all threads share; cfg is copied, its strings borrowed. NULL after logging why. */
-struct upstream *upstream_new(const struct upstream_config *cfg, upstream_done done, void *context);
+/*
+ * Makes what all threads share, its call figures registered with registry
+ * (borrowed, must outlive u); cfg is copied, its strings borrowed. NULL after
+ * logging why.
+ */
+struct upstream *upstream_new(const struct upstream_config *cfg, struct metrics *registry,
+                              upstream_done done, void *context);
 
 /* The work each server thread runs for u (see http_loop); owned by u. */
 const struct http_loop *upstream_loop(struct upstream *u);

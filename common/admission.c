@@ -88,8 +88,9 @@ cut(struct admission *a, struct admitted *c, enum close_reason why)
 	release_held(a, c);
 	c->state = ADMITTED_CLOSING;
 	a->count--;
-	shutdown(c->fd, SHUT_RDWR);
+	/* Counted before the client can see the close, so /metrics asked next already shows it. */
 	atomic_fetch_add_explicit(&a->stats->closed[why], 1, memory_order_relaxed);
+	shutdown(c->fd, SHUT_RDWR);
 	log_msg(LOG_DEBUG, "closed a connection: %s", close_reason_names[why]);
 }
 

@@ -60,8 +60,8 @@ render_build_info(struct buffer *out, void *arg)
 	               (const char *)arg, value);
 }
 
-void
-app_version_metrics_register(const char *service)
+int
+app_version_metrics_register(struct metrics *registry, const char *service)
 {
-	metrics_register(render_build_info, NULL, (void *)service);
+	return metrics_register(registry, render_build_info, NULL, (void *)service);
 }

@@ -2,6 +2,8 @@
 #ifndef COMMON_APP_VERSION_H
 #define COMMON_APP_VERSION_H
 
+#include "metrics.h"
+
 /* Longest version accepted, without the terminating NUL. */
 #define APP_VERSION_MAX 64
 
@@ -16,7 +18,7 @@ int app_version_load(void);
 /* The version; borrowed, valid for the life of the process. */
 const char *app_version(void);
 
-/* Registers app_build_info{service,version} 1 with the metrics. */
-void app_version_metrics_register(const char *service);
+/* Registers app_build_info{service,version} 1 with registry; service is borrowed. 0 or -1. */
+int app_version_metrics_register(struct metrics *registry, const char *service);
 
 #endif

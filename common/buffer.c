@@ -1,6 +1,8 @@
 /* A growable byte buffer with a hard maximum (the idea of curl's dynbuf). */
 #include "buffer.h"
 
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -39,6 +41,51 @@ buffer_append(struct buffer *b, const void *p, size_t n)
 		memcpy(b->data + b->len, p, n);
 	b->len = need;
 	return BUFFER_OK;
+}
+
+enum buffer_result
+buffer_vprintf(struct buffer *b, const char *fmt, va_list ap)
+{
+	char small[512], *text = small;
+	enum buffer_result rc;
+	va_list again;
+	int n;
+
+	va_copy(again, ap);
+	n = vsnprintf(small, sizeof(small), fmt, ap);
+	if (n < 0) {
+		rc = BUFFER_NO_MEMORY;
+		goto out;
+	}
+	if ((size_t)n >= sizeof(small)) {
+		rc = BUFFER_TOO_LARGE;
+		if ((size_t)n > b->max - b->len)
+			goto out;
+		/* Longer text is formatted again where it fits. */
+		rc = BUFFER_NO_MEMORY;
+		text = malloc((size_t)n + 1);
+		if (text == NULL)
+			goto out;
+		vsnprintf(text, (size_t)n + 1, fmt, again);
+	}
+	rc = buffer_append(b, text, (size_t)n);
+out:
+	va_end(again);
+	if (text != small)
+		free(text);
+	return rc;
+}
+
+enum buffer_result
+buffer_printf(struct buffer *b, const char *fmt, ...)
+{
+	enum buffer_result rc;
+	va_list ap;
+
+	va_start(ap, fmt);
+	rc = buffer_vprintf(b, fmt, ap);
+	va_end(ap);
+	return rc;
 }
 
 char *

@@ -2,6 +2,7 @@
 #ifndef COMMON_BUFFER_H
 #define COMMON_BUFFER_H
 
+#include <stdarg.h>
 #include <stddef.h>
 
 struct buffer {
@@ -22,6 +23,17 @@ void buffer_init(struct buffer *b, size_t max);
 
 /* Appends n bytes from p; on failure the buffer is left as it was. */
 enum buffer_result buffer_append(struct buffer *b, const void *p, size_t n);
+
+/*
+ * Appends printf-style text (without a terminating NUL); on failure the
+ * buffer is left as it was.
+ */
+enum buffer_result buffer_printf(struct buffer *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* The same as buffer_printf(), for callers that already hold a va_list. */
+enum buffer_result buffer_vprintf(struct buffer *b, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
 
 /* Hands the data to the caller, who frees it with free(); the buffer is left empty. */
 char *buffer_steal(struct buffer *b, size_t *len);

@@ -1,4 +1,4 @@
-/* Monotonic milliseconds and absolute timeouts. */
+/* Monotonic milliseconds and seconds, epoch timestamps, and absolute timeouts. */
 #include "clock.h"
 
 long long
@@ -7,6 +7,24 @@ clock_ms(void)
 	struct timespec t;
 
 	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+double
+clock_seconds(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+long long
+clock_epoch_ms(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_REALTIME, &t);
 	return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
 }
 

@@ -7,6 +7,12 @@
 /* Milliseconds on the monotonic clock: for deadlines and durations, never for dates. */
 long long clock_ms(void);
 
+/* Seconds on the monotonic clock, with their fraction: for durations and rates. */
+double clock_seconds(void);
+
+/* Milliseconds since the Unix epoch: for timestamps others read, never for durations. */
+long long clock_epoch_ms(void);
+
 /* The moment ms milliseconds from now on clock id, as pthread_cond_timedwait() wants it. */
 struct timespec clock_after(clockid_t id, long long ms);
 

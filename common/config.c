@@ -96,25 +96,26 @@ server_config_load(struct server_config *c)
 		        log_service_name(), level);
 		return -1;
 	}
-	CONFIG_READ_INTEGER("PORT", 5000, 1, 65535, c->port);
-	CONFIG_READ_INTEGER("THREADS", cpus, 1, 64, c->threads);
-	CONFIG_READ_INTEGER("BODY_MAX_BYTES", 1048576, 2, 1LL << 30, c->body_max_bytes);
-	CONFIG_READ_INTEGER("STORE_MAX_ITEMS", 1000000, 1, 1LL << 32, c->store_max_items);
-	CONFIG_READ_INTEGER("STORE_MAX_BYTES", 64LL << 20, 2, 64LL << 30, c->store_max_bytes);
-	CONFIG_READ_INTEGER("CONNECTION_LIMIT", 1024, 1, 1000000, c->connection_limit);
-	CONFIG_READ_INTEGER("CONNECTION_TIMEOUT_S", 30, 1, 3600, c->connection_timeout_s);
-	CONFIG_READ_INTEGER("DRAIN_TIMEOUT_MS", 10000, 0, 120000, c->drain_timeout_ms);
-	CONFIG_READ_INTEGER("REQUEST_READ_TIMEOUT_S", 30, 1, 3600, c->request_read_timeout_s);
-	CONFIG_READ_INTEGER("CONNECTION_LIMIT_PER_ADDRESS", 64, 0, 1000000,
-	                    c->connection_limit_per_address);
-	CONFIG_READ_INTEGER("ANSWER_MEMORY_MAX_BYTES", 128LL << 20, 1LL << 20, 64LL << 30,
-	                    c->answer_memory_max_bytes);
-	CONFIG_READ_INTEGER("REFUSAL_DRAIN_MS", 5000, 0, 60000, c->refusal_drain_ms);
-	CONFIG_READ_INTEGER("REFUSAL_DRAIN_BYTES", 8LL << 20, 0, 1LL << 30, c->refusal_drain_bytes);
-	CONFIG_READ_INTEGER("METRICS_EMF", 0, 0, 1, c->metrics_emf);
-	CONFIG_READ_INTEGER("METRICS_EMF_INTERVAL_S", 60, 1, 3600, c->metrics_emf_interval_s);
-	CONFIG_READ_INTEGER("RATE_LIMIT_CLIENTS", 10000, 1, 10000000, c->rate_limit_clients);
-	CONFIG_READ_INTEGER("TRUST_FORWARDED_FOR", 0, 0, 1, c->trust_forwarded_for);
+	CONFIG_INTEGER_OR_RETURN("PORT", 5000, 1, 65535, c->port);
+	CONFIG_INTEGER_OR_RETURN("THREADS", cpus, 1, 64, c->threads);
+	CONFIG_INTEGER_OR_RETURN("BODY_MAX_BYTES", 1048576, 2, 1LL << 30, c->body_max_bytes);
+	CONFIG_INTEGER_OR_RETURN("STORE_MAX_ITEMS", 1000000, 1, 1LL << 32, c->store_max_items);
+	CONFIG_INTEGER_OR_RETURN("STORE_MAX_BYTES", 64LL << 20, 2, 64LL << 30, c->store_max_bytes);
+	CONFIG_INTEGER_OR_RETURN("CONNECTION_LIMIT", 1024, 1, 1000000, c->connection_limit);
+	CONFIG_INTEGER_OR_RETURN("CONNECTION_TIMEOUT_S", 30, 1, 3600, c->connection_timeout_s);
+	CONFIG_INTEGER_OR_RETURN("DRAIN_TIMEOUT_MS", 10000, 0, 120000, c->drain_timeout_ms);
+	CONFIG_INTEGER_OR_RETURN("REQUEST_READ_TIMEOUT_S", 30, 1, 3600, c->request_read_timeout_s);
+	CONFIG_INTEGER_OR_RETURN("CONNECTION_LIMIT_PER_ADDRESS", 64, 0, 1000000,
+	                         c->connection_limit_per_address);
+	CONFIG_INTEGER_OR_RETURN("ANSWER_MEMORY_MAX_BYTES", 128LL << 20, 1LL << 20, 64LL << 30,
+	                         c->answer_memory_max_bytes);
+	CONFIG_INTEGER_OR_RETURN("REFUSAL_DRAIN_MS", 5000, 0, 60000, c->refusal_drain_ms);
+	CONFIG_INTEGER_OR_RETURN("REFUSAL_DRAIN_BYTES", 8LL << 20, 0, 1LL << 30,
+	                         c->refusal_drain_bytes);
+	CONFIG_INTEGER_OR_RETURN("METRICS_EMF", 0, 0, 1, c->metrics_emf);
+	CONFIG_INTEGER_OR_RETURN("METRICS_EMF_INTERVAL_S", 60, 1, 3600, c->metrics_emf_interval_s);
+	CONFIG_INTEGER_OR_RETURN("RATE_LIMIT_CLIENTS", 10000, 1, 10000000, c->rate_limit_clients);
+	CONFIG_INTEGER_OR_RETURN("TRUST_FORWARDED_FOR", 0, 0, 1, c->trust_forwarded_for);
 	if (config_number("RATE_LIMIT_RPS", 0, 0, 1e6, &c->rate_limit_rps) < 0 ||
 	    config_number("RATE_LIMIT_BURST", c->rate_limit_rps < 1 ? 1 : c->rate_limit_rps, 1, 1e6,
 	                  &c->rate_limit_burst) < 0)

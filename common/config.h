@@ -49,7 +49,7 @@ int config_integer(const char *name, long long def, long long min, long long max
  * function after config_integer() has printed what is wrong. For the long
  * lists of settings each daemon reads at start-up.
  */
-#define CONFIG_READ_INTEGER(name, def, min, max, lvalue)                                           \
+#define CONFIG_INTEGER_OR_RETURN(name, def, min, max, lvalue)                                      \
 	do {                                                                                       \
 		long long config_value_;                                                           \
 		if (config_integer(name, def, min, max, &config_value_) < 0)                       \

@@ -63,9 +63,9 @@ config_error(const char *name, const char *err)
 
 /* SIGHUP: reads every certificate and key again; on failure the old ones stay in use. */
 static void
-reload(struct daemon *d)
+reload(struct daemon *d, const struct daemon_hooks *hooks)
 {
-	char err[TLS_ERROR_MAX];
+	char err[ERROR_MAX];
 	int ok = 1;
 
 	if (d->tls != NULL && tls_server_reload(d->tls, err, sizeof(err)) < 0) {
@@ -73,11 +73,11 @@ reload(struct daemon *d)
 		        err);
 		ok = 0;
 	}
-	if (ok && d->reload != NULL && d->reload(d->reload_arg, err, sizeof(err)) < 0) {
+	if (ok && hooks->reload != NULL && hooks->reload(hooks->arg, err, sizeof(err)) < 0) {
 		log_msg(LOG_ERROR, "TLS reload failed, still using the old certificates: %s", err);
 		ok = 0;
 	}
-	if (d->tls == NULL && d->reload == NULL) {
+	if (d->tls == NULL && hooks->reload == NULL) {
 		log_msg(LOG_INFO, "SIGHUP: no TLS settings to reload");
 		return;
 	}
@@ -87,10 +87,9 @@ reload(struct daemon *d)
 }
 
 int
-daemon_init(struct daemon *d, const char *name, const char *stored_message, int argc, char **argv,
-            int *exit_status)
+daemon_init(struct daemon *d, const char *name, int argc, char **argv, int *exit_status)
 {
-	char err[TLS_ERROR_MAX];
+	char err[ERROR_MAX];
 	sigset_t signals;
 	long long port;
 
@@ -100,7 +99,6 @@ daemon_init(struct daemon *d, const char *name, const char *stored_message, int 
 
 	memset(d, 0, sizeof(*d));
 	d->name = name;
-	d->data.stored_message = stored_message;
 	log_init(name, LOG_INFO);
 	if (argc > 1 && strcmp(argv[1], "--healthcheck") == 0) {
 		if (config_integer("PORT", 5000, 1, 65535, &port) < 0)
@@ -128,66 +126,68 @@ daemon_init(struct daemon *d, const char *name, const char *stored_message, int 
 		*exit_status = config_error(name, err);
 		return -1;
 	}
-	if (store_init(&d->data.store, d->config.store_max_items, d->config.store_max_bytes) < 0) {
-		fprintf(stderr, "%s: STORE_MAX_BYTES=%zu cannot be reserved: %s\n", name,
-		        d->config.store_max_bytes, strerror(errno));
-		*exit_status = CONFIG_EXIT_STATUS;
+	d->metrics = metrics_new();
+	if (d->metrics == NULL || app_version_metrics_register(d->metrics, name) < 0 ||
+	    tls_metrics_register(d->metrics) < 0) {
+		fprintf(stderr, "%s: out of memory for the metrics\n", name);
+		daemon_destroy(d);
+		*exit_status = 1;
 		return -1;
 	}
 	served_by_init();
-	app_version_metrics_register(name);
-	data_metrics_register(&d->data);
-	tls_metrics_register();
 	return 0;
 }
 
 int
 daemon_serve(struct daemon *d, const struct http_route *routes, size_t route_count,
-             void (*before_stop)(void *), void *arg)
+             const struct daemon_hooks *hooks)
 {
+	static const struct daemon_hooks none;
 	struct http_server *server;
 	sigset_t signals;
 	unsigned int left;
 	int sig = 0;
 
 	signals_block(&signals);
-
-	server = http_server_start(&d->config, d->tls, routes, route_count, d->loop);
+	if (hooks == NULL)
+		hooks = &none;
+	server =
+	    http_server_start(&d->config, d->tls, routes, route_count, hooks->loop, d->metrics);
 	if (server == NULL) {
-		if (before_stop != NULL)
-			before_stop(arg);
+		if (hooks->before_stop != NULL)
+			hooks->before_stop(hooks->arg);
 		return 1;
 	}
 	log_msg(LOG_INFO, "listening on port %u (%s) with %u threads, serving as %s, version %s",
 	        d->config.port, d->tls != NULL ? "https" : "http", d->config.threads, served_by(),
 	        app_version());
 	if (d->config.metrics_emf &&
-	    metrics_emf_start(d->config.metrics_emf_interval_s, d->config.metrics_emf_namespace,
-	                      d->name) < 0)
+	    metrics_emf_start(d->metrics, d->config.metrics_emf_interval_s,
+	                      d->config.metrics_emf_namespace, d->name) < 0)
 		log_msg(LOG_ERROR, "cannot start the EMF thread; going on without EMF");
 	while (sigwait(&signals, &sig) != 0 || sig == SIGHUP)
 		if (sig == SIGHUP) {
-			reload(d);
+			reload(d, hooks);
 			sig = 0;
 		}
 	log_msg(LOG_INFO, "signal %d: draining for up to %u ms", sig, d->config.drain_timeout_ms);
 	left = http_server_drain(server, d->config.drain_timeout_ms);
 	if (left > 0)
 		log_msg(LOG_WARN, "drain timed out with %u requests in flight", left);
-	if (d->loop != NULL) {
+	if (hooks->loop != NULL) {
 		/* What the loops' work still held must be answered before the server may stop. */
 		left = http_server_abort(server, RESUMED_FLUSH_MS);
 		if (left > 0)
 			log_msg(LOG_WARN, "%u requests still in flight at exit", left);
 	}
-	if (before_stop != NULL) {
-		before_stop(arg);
+	if (hooks->before_stop != NULL) {
+		hooks->before_stop(hooks->arg);
 		/* What before_stop() resumed must be answered before the server may stop. */
 		left = http_server_drain(server, RESUMED_FLUSH_MS);
 		if (left > 0)
 			log_msg(LOG_WARN, "%u requests still in flight at exit", left);
 	}
-	metrics_emf_stop();
+	metrics_emf_stop(d->metrics);
 	http_server_stop(server);
 	log_msg(LOG_INFO, "stopped");
 	return 0;
@@ -196,6 +196,6 @@ daemon_serve(struct daemon *d, const struct http_route *routes, size_t route_cou
 void
 daemon_destroy(struct daemon *d)
 {
-	store_destroy(&d->data.store);
+	metrics_free(d->metrics);
 	tls_server_free(d->tls);
 }

@@ -1,13 +1,13 @@
 /* Handlers shared by the caller and the responder. */
 #include "data_routes.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "metrics.h"
+#include "log.h"
 #include "payload.h"
-#include "response.h"
 
 #define DATA_PREFIX "{\"stored_data\":["
 #define DATA_SUFFIX "]}"
@@ -16,15 +16,15 @@ void
 data_post(struct http_exchange *ex, void *arg)
 {
 	struct data_service *svc = arg;
-	char err[512], *object = NULL, *answer;
+	char err[ERROR_MAX], *object = NULL, *answer;
+	enum payload_result rc;
 	const char *body;
 	size_t body_len, object_len, answer_len;
-	int rc;
 
 	body = http_body(ex, &body_len);
 	rc = payload_parse(body, body_len, &object, &object_len, err, sizeof(err));
-	if (rc != 0) {
-		http_reply_error(ex, rc == -1 ? 400 : 500, "%s", err);
+	if (rc != PAYLOAD_OK) {
+		http_reply_error(ex, rc == PAYLOAD_INVALID ? 400 : 500, "%s", err);
 		return;
 	}
 	switch (store_append(&svc->store, object, object_len)) {
@@ -59,20 +59,15 @@ void
 data_get(struct http_exchange *ex, void *arg)
 {
 	struct data_service *svc = arg;
-	struct MHD_IoVec parts[3];
-	struct MHD_Response *r;
+	struct http_part parts[3];
 	const char *items;
-	size_t len, size;
+	size_t len;
 
 	store_snapshot(&svc->store, &items, &len, NULL);
-	parts[0].iov_base = DATA_PREFIX;
-	parts[0].iov_len = sizeof(DATA_PREFIX) - 1;
-	parts[1].iov_base = items;
-	parts[1].iov_len = len;
-	parts[2].iov_base = DATA_SUFFIX;
-	parts[2].iov_len = sizeof(DATA_SUFFIX) - 1;
-	r = response_from_parts(parts, 3, NULL, NULL, &size);
-	http_reply(ex, 200, r, size);
+	parts[0] = (struct http_part){DATA_PREFIX, sizeof(DATA_PREFIX) - 1};
+	parts[1] = (struct http_part){items, len};
+	parts[2] = (struct http_part){DATA_SUFFIX, sizeof(DATA_SUFFIX) - 1};
+	http_reply_parts(ex, 200, parts, 3, NULL, NULL);
 }
 
 static void
@@ -107,10 +102,29 @@ emf_store(struct metrics_emf *emf, void *arg)
 	metrics_emf_value(emf, "StoredBytes", "Bytes", (double)len);
 }
 
-void
-data_metrics_register(struct data_service *svc)
+int
+data_service_init(struct data_service *svc, const char *stored_message,
+                  const struct server_config *cfg, struct metrics *registry)
 {
-	metrics_register(render_store, emf_store, svc);
+	svc->stored_message = stored_message;
+	svc->registry = registry;
+	if (store_init(&svc->store, cfg->store_max_items, cfg->store_max_bytes) < 0) {
+		fprintf(stderr, "%s: STORE_MAX_BYTES=%zu cannot be reserved: %s\n",
+		        log_service_name(), cfg->store_max_bytes, strerror(errno));
+		return -1;
+	}
+	if (metrics_register(registry, render_store, emf_store, svc) < 0) {
+		store_destroy(&svc->store);
+		return -1;
+	}
+	return 0;
+}
+
+void
+data_service_destroy(struct data_service *svc)
+{
+	metrics_unregister(svc->registry, svc);
+	store_destroy(&svc->store);
 }
 
 void
@@ -118,4 +132,18 @@ health_get(struct http_exchange *ex, void *unused)
 {
 	(void)unused;
 	http_reply_static(ex, 200, "{\"status\":\"ok\"}");
+}
+
+void
+metrics_get(struct http_exchange *ex, void *registry)
+{
+	struct buffer page;
+	char *text;
+	size_t len;
+
+	buffer_init(&page, METRICS_PAGE_MAX);
+	metrics_render(registry, &page);
+	text = buffer_steal(&page, &len);
+	http_reply_take(ex, 200, text, len);
+	http_set_content_type(ex, "text/plain; version=0.0.4; charset=utf-8");
 }

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "log.h"
 #include "metrics.h"
 
 /* The methods and statuses counted one by one in /metrics; others count as "other". */
@@ -23,7 +24,8 @@ struct route_metrics {
 };
 
 struct http_metrics {
-	const struct http_route *routes;
+	struct metrics *registry; /* where the counters are registered; borrowed */
+	const char *const *paths; /* route i's path; borrowed */
 	size_t route_count;
 	struct route_metrics *routes_metrics; /* route_count + 1 slots; the last for no route */
 	const atomic_uint *in_flight;
@@ -33,11 +35,11 @@ struct http_metrics {
 
 /* Counts a finished request by route, method and status, and its duration by route. */
 void
-http_metrics_count(struct http_metrics *s, const struct http_route *route, const char *method_name,
+http_metrics_count(struct http_metrics *s, size_t route, const char *method_name,
                    unsigned int status, double seconds)
 {
 	struct route_metrics *m =
-	    &s->routes_metrics[route != NULL ? (size_t)(route - s->routes) : s->route_count];
+	    &s->routes_metrics[route < s->route_count ? route : s->route_count];
 	size_t method = 0, code = 0;
 
 	while (method < METHOD_SLOTS - 1 && strcmp(method_name, counted_methods[method]) != 0)
@@ -87,7 +89,7 @@ render_metrics(struct buffer *out, void *arg)
 	               "# HELP http_requests_total HTTP requests by route, method and status.\n"
 	               "# TYPE http_requests_total counter\n");
 	for (r = 0; r <= s->route_count; r++) {
-		const char *route = r < s->route_count ? s->routes[r].path : "other";
+		const char *route = r < s->route_count ? s->paths[r] : "other";
 
 		for (m = 0; m < METHOD_SLOTS; m++) {
 			for (c = 0; c < STATUS_SLOTS; c++) {
@@ -113,7 +115,7 @@ render_metrics(struct buffer *out, void *arg)
 	                    "# TYPE http_request_duration_seconds histogram\n");
 	for (r = 0; r <= s->route_count; r++) {
 		snprintf(labels, sizeof(labels), "route=\"%s\"",
-		         r < s->route_count ? s->routes[r].path : "other");
+		         r < s->route_count ? s->paths[r] : "other");
 		histogram_render(out, "http_request_duration_seconds", labels,
 		                 &s->routes_metrics[r].duration);
 	}
@@ -163,24 +165,31 @@ emf_metrics(struct metrics_emf *emf, void *arg)
 }
 
 struct http_metrics *
-http_metrics_new(const struct http_route *routes, size_t route_count, const atomic_uint *in_flight,
-                 const struct admission_stats *connections)
+http_metrics_new(struct metrics *registry, const char *const *paths, size_t route_count,
+                 const atomic_uint *in_flight, const struct admission_stats *connections)
 {
 	struct http_metrics *m = calloc(1, sizeof(*m));
 
 	if (m == NULL)
-		return NULL;
+		goto fail;
 	m->routes_metrics = calloc(route_count + 1, sizeof(*m->routes_metrics));
-	if (m->routes_metrics == NULL) {
-		free(m);
-		return NULL;
-	}
-	m->routes = routes;
+	if (m->routes_metrics == NULL)
+		goto fail;
+	m->registry = registry;
+	m->paths = paths;
 	m->route_count = route_count;
 	m->in_flight = in_flight;
 	m->connections = connections;
-	metrics_register(render_metrics, emf_metrics, m);
+	if (metrics_register(registry, render_metrics, emf_metrics, m) < 0)
+		goto fail_registered;
 	return m;
+fail:
+	log_msg(LOG_ERROR, "out of memory for the request metrics");
+fail_registered:
+	if (m != NULL)
+		free(m->routes_metrics);
+	free(m);
+	return NULL;
 }
 
 void
@@ -188,6 +197,7 @@ http_metrics_free(struct http_metrics *m)
 {
 	if (m == NULL)
 		return;
+	metrics_unregister(m->registry, m);
 	free(m->routes_metrics);
 	free(m);
 }

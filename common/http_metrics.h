@@ -9,24 +9,26 @@
 #include <stdatomic.h>
 #include <stddef.h>
 
-#include "http_server.h"
 #include "admission.h"
+#include "metrics.h"
 
 struct http_metrics;
 
 /*
- * Makes the counters for routes (borrowed) and registers them with the
- * metrics module; in_flight and connections (borrowed) are read when rendering.
- * Call before any server thread starts. Returns NULL when memory runs out.
+ * Makes the counters for the routes whose paths are given (route i is
+ * paths[i]) and registers them with registry; paths, registry, in_flight and
+ * connections are borrowed and must outlive the counters. Returns NULL after
+ * logging why it failed.
  */
-struct http_metrics *http_metrics_new(const struct http_route *routes, size_t route_count,
-                                      const atomic_uint *in_flight,
+struct http_metrics *http_metrics_new(struct metrics *registry, const char *const *paths,
+                                      size_t route_count, const atomic_uint *in_flight,
                                       const struct admission_stats *connections);
 
-/* Counts one answered request; route is NULL when no route matched. Any thread. */
-void http_metrics_count(struct http_metrics *m, const struct http_route *route, const char *method,
+/* Counts one answered request to route i, or to none when i is route_count. Any thread. */
+void http_metrics_count(struct http_metrics *m, size_t route, const char *method,
                         unsigned int status, double seconds);
 
+/* Unregisters the counters and frees them. */
 void http_metrics_free(struct http_metrics *m);
 
 #endif

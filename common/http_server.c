@@ -4,6 +4,7 @@
  */
 #include "http_server.h"
 
+#include <assert.h>
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -26,15 +27,20 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
+#include <microhttpd.h>
+
 #include "address_limit.h"
 #include "app_version.h"
 #include "admission.h"
 #include "buffer.h"
 #include "clock.h"
+#include "json_escape.h"
 #include "log.h"
 #include "http_metrics.h"
-#include "rate_limit.h"
+#include "http_rules.h"
 #include "linger.h"
+#include "rate_limit.h"
+#include "response.h"
 #include "served_by.h"
 #include "tls_server.h"
 #include "trace.h"
@@ -97,6 +103,7 @@ struct http_server {
 	atomic_uint aborted;          /* threads that ended their loop's work */
 	const struct http_route *routes;
 	size_t route_count;
+	const char **route_paths; /* route i's path, for the request metrics; owned */
 	size_t body_max_bytes;
 	atomic_uint in_flight;             /* exchanges created and not yet completed */
 	atomic_ulong next_id;              /* counter part of generated request ids */
@@ -120,7 +127,7 @@ struct http_exchange {
 	const struct http_route *route;
 	http_handler handler; /* set when the request is routed to a handler */
 	struct buffer body;
-	struct timespec started;
+	double started_s; /* clock_seconds() when the request arrived */
 	int body_too_large;
 	int suspended;
 	int recorded;                  /* logged and counted */
@@ -149,39 +156,10 @@ struct connection_state {
 
 static void record_request(struct http_exchange *ex);
 
-/* Takes the client's X-Request-Id only when short and plain, so it is safe to log and echo. */
-static int
-request_id_is_sane(const char *id)
-{
-	size_t n = 0;
-
-	if (id == NULL)
-		return 0;
-	for (; id[n] != '\0'; n++) {
-		char c = id[n];
-
-		if (n >= REQUEST_ID_MAX ||
-		    !((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-		      c == '.' || c == '_' || c == '-'))
-			return 0;
-	}
-	return n > 0;
-}
-
 static void
 copy_string(char *dst, size_t size, const char *src)
 {
 	snprintf(dst, size, "%s", src != NULL ? src : "");
-}
-
-static double
-elapsed_ms(const struct timespec *since)
-{
-	struct timespec now;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (double)(now.tv_sec - since->tv_sec) * 1e3 +
-	       (double)(now.tv_nsec - since->tv_nsec) / 1e6;
 }
 
 /* Creates the state for a new request and gives it its id. */
@@ -198,12 +176,12 @@ exchange_new(struct http_worker *w, struct MHD_Connection *c, const char *url, c
 	ex->server = s;
 	ex->worker = w;
 	ex->connection = c;
-	clock_gettime(CLOCK_MONOTONIC, &ex->started);
+	ex->started_s = clock_seconds();
 	buffer_init(&ex->body, s->body_max_bytes);
 	copy_string(ex->method, sizeof(ex->method), method);
 	copy_string(ex->path, sizeof(ex->path), url);
 	id = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Request-Id");
-	if (request_id_is_sane(id))
+	if (http_request_id_is_sane(id, REQUEST_ID_MAX))
 		copy_string(ex->request_id, sizeof(ex->request_id), id);
 	else
 		snprintf(ex->request_id, sizeof(ex->request_id), "%016lx%08lx", s->id_prefix,
@@ -255,15 +233,27 @@ http_set_upstream(struct http_exchange *ex, const char *served_by, const char *v
 	snprintf(ex->upstream_version, sizeof(ex->upstream_version), "%s", version);
 }
 
-void
-http_reply(struct http_exchange *ex, unsigned int status, struct MHD_Response *response,
-           size_t size)
+/* Sets the answer; steals the reference to response. size is the body length for the log. */
+static void
+reply(struct http_exchange *ex, unsigned int status, struct MHD_Response *response, size_t size)
 {
+	assert(!ex->recorded); /* an answer already queued cannot be changed */
 	if (ex->response != NULL)
 		MHD_destroy_response(ex->response);
 	ex->status = status;
 	ex->response = response;
 	ex->response_bytes = size;
+}
+
+void
+http_reply_parts(struct http_exchange *ex, unsigned int status, const struct http_part *parts,
+                 unsigned int count, void (*done)(void *), void *done_arg)
+{
+	struct MHD_Response *r;
+	size_t size;
+
+	r = response_from_parts(parts, count, done, done_arg, &size);
+	reply(ex, status, r, size);
 }
 
 void
@@ -274,7 +264,7 @@ http_reply_take(struct http_exchange *ex, unsigned int status, char *body, size_
 	r = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
 	if (r == NULL)
 		free(body);
-	http_reply(ex, status, r, len);
+	reply(ex, status, r, len);
 }
 
 void
@@ -282,8 +272,8 @@ http_reply_static(struct http_exchange *ex, unsigned int status, const char *bod
 {
 	size_t len = strlen(body);
 
-	http_reply(ex, status,
-	           MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_PERSISTENT), len);
+	reply(ex, status,
+	      MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_PERSISTENT), len);
 }
 
 void
@@ -297,11 +287,10 @@ http_reply_error(struct http_exchange *ex, unsigned int status, const char *fmt,
 	vsnprintf(message, sizeof(message), fmt, ap);
 	va_end(ap);
 	len = (size_t)snprintf(body, sizeof(body), "{\"error\":\"");
-	len = log_escape(body, sizeof(body) - 2, len, message);
+	len = json_escape(body, sizeof(body) - 2, len, message);
 	memcpy(body + len, "\"}", 3);
 	len += 2;
-	http_reply(ex, status, MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_COPY),
-	           len);
+	reply(ex, status, MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_COPY), len);
 }
 
 void
@@ -322,6 +311,7 @@ http_resume(struct http_exchange *ex)
 	 * nothing. A daemon without a thread of its own learns of the resume only
 	 * when it is run again, so its thread runs it at once, or is woken for it.
 	 */
+	assert(ex->suspended); /* only a suspended request is resumed, once */
 	MHD_resume_connection(ex->connection);
 	if (this_worker == w)
 		w->resumed = 1;
@@ -370,10 +360,7 @@ queue_answer(struct http_exchange *ex)
 		MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, seconds);
 	}
 	if (ex->status == MHD_HTTP_METHOD_NOT_ALLOWED && ex->route != NULL)
-		MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW,
-		                        ex->route->get == NULL    ? "POST"
-		                        : ex->route->post == NULL ? "GET, HEAD"
-		                                                  : "GET, HEAD, POST");
+		MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, http_route_allow(ex->route));
 	if (atomic_load(&ex->server->phase) != PHASE_SERVING)
 		MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
 	record_request(ex);
@@ -390,73 +377,29 @@ queue_answer(struct http_exchange *ex)
 	return ok;
 }
 
-/* Accepts application/json with or without parameters such as charset. */
-static int
-content_type_is_json(const char *value)
-{
-	static const char json[] = "application/json";
-	size_t n = sizeof(json) - 1;
-
-	if (value == NULL)
-		return 0;
-	while (*value == ' ' || *value == '\t')
-		value++;
-	if (strncasecmp(value, json, n) != 0)
-		return 0;
-	value += n;
-	while (*value == ' ' || *value == '\t')
-		value++;
-	return *value == '\0' || *value == ';';
-}
-
-/*
- * The client a rate limit applies to: the peer's address, or, when the
- * operator trusts a proxy in front, the last address in X-Forwarded-For (the
- * one that proxy added; earlier ones are the client's own claims).
- */
+/* Writes the key of the client a rate limit counts (http_client_key()). */
 static void
 client_key(const struct http_exchange *ex, char *key, size_t size)
 {
 	const union MHD_ConnectionInfo *info;
-	const char *xff, *last;
-	const struct sockaddr *sa;
+	const char *xff;
 
-	snprintf(key, size, "unknown");
 	xff = ex->server->trust_forwarded_for
 	          ? MHD_lookup_connection_value(ex->connection, MHD_HEADER_KIND, "X-Forwarded-For")
 	          : NULL;
-	if (xff != NULL) {
-		last = strrchr(xff, ',');
-		last = last != NULL ? last + 1 : xff;
-		while (*last == ' ')
-			last++;
-		snprintf(key, size, "%.*s", (int)strcspn(last, " "), last);
-		return;
-	}
 	info = MHD_get_connection_info(ex->connection, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-	sa = info != NULL ? info->client_addr : NULL;
-	if (sa == NULL)
-		return;
-	if (sa->sa_family == AF_INET)
-		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, key,
-		          (socklen_t)size);
-	else if (sa->sa_family == AF_INET6)
-		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, key,
-		          (socklen_t)size);
+	http_client_key(xff, info != NULL ? info->client_addr : NULL, key, size);
 }
 
 /* Applies the per-client rate limit; returns 1 when the request may go on. */
 static int
 rate_limit_allows(struct http_exchange *ex)
 {
-	struct timespec now;
 	char key[64];
 	double wait = 0;
 
 	client_key(ex, key, sizeof(key));
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	if (rate_limit_take(ex->server->limiter, key, (double)now.tv_sec + now.tv_nsec / 1e9,
-	                    &wait))
+	if (rate_limit_take(ex->server->limiter, key, clock_seconds(), &wait))
 		return 1;
 	ex->retry_after_s = (unsigned int)wait + 1;
 	http_reply_error(ex, MHD_HTTP_TOO_MANY_REQUESTS,
@@ -487,41 +430,13 @@ on_header(void *cls, enum MHD_ValueKind kind, const char *key, const char *value
 	return MHD_YES;
 }
 
-/*
- * Decodes %XX escapes in the path like libmicrohttpd does, except %00: a NUL
- * would cut the path short ("/data%00junk" would be served as "/data"), so it
- * is left as written and the path matches no route.
- */
+/* libmicrohttpd's path decoder, replaced by http_path_unescape(). */
 static size_t
 unescape_path(void *cls, struct MHD_Connection *connection, char *uri)
 {
-	char *in = uri, *out = uri;
-	unsigned int v;
-
 	(void)cls;
 	(void)connection;
-	while (*in != '\0') {
-		if (in[0] == '%' && isxdigit((unsigned char)in[1]) &&
-		    isxdigit((unsigned char)in[2]) && sscanf(in + 1, "%2x", &v) == 1 && v != 0) {
-			*out++ = (char)v;
-			in += 3;
-		} else {
-			*out++ = *in++;
-		}
-	}
-	*out = '\0';
-	return (size_t)(out - uri);
-}
-
-static const struct http_route *
-route_find(const struct http_server *s, const char *path)
-{
-	size_t i;
-
-	for (i = 0; i < s->route_count; i++)
-		if (strcmp(s->routes[i].path, path) == 0)
-			return &s->routes[i];
-	return NULL;
+	return http_path_unescape(uri);
 }
 
 /*
@@ -546,16 +461,13 @@ route_request(struct http_exchange *ex, const char *method)
 		http_reply_error(ex, MHD_HTTP_BAD_REQUEST, "Conflicting Content-Length headers");
 		return;
 	}
-	ex->route = route_find(s, ex->path);
+	ex->route = http_route_find(s->routes, s->route_count, ex->path);
 	if (ex->route == NULL) {
 		http_reply_error(ex, MHD_HTTP_NOT_FOUND, "No route for %s %s", ex->method,
 		                 ex->path);
 		return;
 	}
-	if (strcmp(method, MHD_HTTP_METHOD_GET) == 0 || strcmp(method, MHD_HTTP_METHOD_HEAD) == 0)
-		ex->handler = ex->route->get;
-	else if (strcmp(method, MHD_HTTP_METHOD_POST) == 0)
-		ex->handler = ex->route->post;
+	ex->handler = http_route_handler(ex->route, method);
 	if (ex->handler == NULL) {
 		http_reply_error(ex, MHD_HTTP_METHOD_NOT_ALLOWED, "Method %s is not allowed on %s",
 		                 ex->method, ex->path);
@@ -567,8 +479,8 @@ route_request(struct http_exchange *ex, const char *method)
 		ex->handler = NULL;
 		return;
 	}
-	if (!content_type_is_json(MHD_lookup_connection_value(ex->connection, MHD_HEADER_KIND,
-	                                                      MHD_HTTP_HEADER_CONTENT_TYPE))) {
+	if (!http_content_type_is_json(MHD_lookup_connection_value(ex->connection, MHD_HEADER_KIND,
+	                                                           MHD_HTTP_HEADER_CONTENT_TYPE))) {
 		ex->handler = NULL;
 		ex->refuse_early = 1;
 		http_reply_error(ex, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE,
@@ -661,19 +573,22 @@ record_request(struct http_exchange *ex)
 {
 	struct log_request line;
 
+	assert(!ex->recorded); /* an answer is logged and counted exactly once */
 	ex->recorded = 1;
 	line.method = ex->method;
 	line.path = ex->path;
 	line.status = ex->status;
 	line.bytes = ex->response_bytes;
-	line.duration_ms = elapsed_ms(&ex->started);
+	line.duration_ms = (clock_seconds() - ex->started_s) * 1e3;
 	line.request_id = ex->request_id;
 	line.trace_id = ex->trace.trace_id;
 	line.upstream_served_by = ex->upstream_served_by;
 	line.upstream_version = ex->upstream_version;
 	log_request(&line);
-	http_metrics_count(ex->server->metrics, ex->route, ex->method, line.status,
-	                   line.duration_ms / 1e3);
+	http_metrics_count(ex->server->metrics,
+	                   ex->route != NULL ? (size_t)(ex->route - ex->server->routes)
+	                                     : ex->server->route_count,
+	                   ex->method, line.status, line.duration_ms / 1e3);
 }
 
 /* Called when a request is done, answered or not: frees its state. */
@@ -1143,7 +1058,8 @@ worker_init(struct http_worker *w, const struct server_config *cfg, unsigned int
 static void
 workers_enter(struct http_server *s, enum phase phase, atomic_uint *done)
 {
-	struct timespec started, pause = {0, 1000 * 1000};
+	struct timespec pause = {0, 1000 * 1000};
+	long long until;
 	uint64_t one = 1;
 	unsigned int i;
 
@@ -1153,8 +1069,8 @@ workers_enter(struct http_server *s, enum phase phase, atomic_uint *done)
 			log_msg(LOG_ERROR, "cannot wake server thread %u", i);
 	if (done == NULL)
 		return;
-	clock_gettime(CLOCK_MONOTONIC, &started);
-	while (atomic_load(done) < s->worker_count && elapsed_ms(&started) < 1000)
+	until = clock_ms() + 1000;
+	while (atomic_load(done) < s->worker_count && clock_ms() < until)
 		nanosleep(&pause, NULL);
 }
 
@@ -1193,6 +1109,7 @@ server_free(struct http_server *s)
 	address_limit_free(s->per_address);
 	rate_limit_free(s->limiter);
 	http_metrics_free(s->metrics);
+	free(s->route_paths);
 	free(s);
 }
 
@@ -1245,7 +1162,8 @@ refusals_prepare(struct http_server *s, const struct server_config *cfg)
 
 struct http_server *
 http_server_start(const struct server_config *cfg, struct tls_server *tls,
-                  const struct http_route *routes, size_t route_count, const struct http_loop *loop)
+                  const struct http_route *routes, size_t route_count, const struct http_loop *loop,
+                  struct metrics *registry)
 {
 	struct http_server *s = calloc(1, sizeof(*s));
 	struct http_worker *w;
@@ -1287,7 +1205,13 @@ http_server_start(const struct server_config *cfg, struct tls_server *tls,
 	 * registry without a lock. When the server then fails to start, the
 	 * process exits and nothing reads it again.
 	 */
-	s->metrics = http_metrics_new(routes, route_count, &s->in_flight, &s->stats);
+	s->route_paths = calloc(route_count + 1, sizeof(*s->route_paths));
+	if (s->route_paths == NULL)
+		goto fail;
+	for (i = 0; i < route_count; i++)
+		s->route_paths[i] = routes[i].path;
+	s->metrics =
+	    http_metrics_new(registry, s->route_paths, route_count, &s->in_flight, &s->stats);
 	if (s->metrics == NULL)
 		goto fail;
 	s->listener = listener_open(cfg->port);
@@ -1323,10 +1247,10 @@ fail:
 static unsigned int
 in_flight_wait(struct http_server *s, unsigned int timeout_ms)
 {
-	struct timespec started, pause = {0, 5 * 1000 * 1000};
+	struct timespec pause = {0, 5 * 1000 * 1000};
+	long long until = clock_ms() + timeout_ms;
 
-	clock_gettime(CLOCK_MONOTONIC, &started);
-	while (atomic_load(&s->in_flight) > 0 && elapsed_ms(&started) < timeout_ms)
+	while (atomic_load(&s->in_flight) > 0 && clock_ms() < until)
 		nanosleep(&pause, NULL);
 	return atomic_load(&s->in_flight);
 }

@@ -9,29 +9,15 @@
 
 #include <stddef.h>
 
-#include <microhttpd.h>
-
 #include "config.h"
+#include "http_rules.h"
+#include "metrics.h"
+#include "response.h"
 #include "tls_server.h"
 #include "trace.h"
 
 struct http_server;
 struct http_exchange; /* one request and its answer; owned by the server */
-
-/*
- * Answers one request. A handler either sets the answer with one of the
- * http_reply functions before it returns, or calls http_suspend() and sets it
- * later, from any thread, before calling http_resume().
- */
-typedef void (*http_handler)(struct http_exchange *ex, void *arg);
-
-struct http_route {
-	const char *path;
-	http_handler get;  /* answers GET and HEAD; NULL when the path has none */
-	http_handler post; /* answers POST with a JSON body; NULL when the path has none */
-	void *arg;         /* passed to the handlers; borrowed */
-	int rate_limited;  /* 1: POST is subject to RATE_LIMIT_RPS per client */
-};
 
 /*
  * Work a daemon adds to every server thread's event loop (the caller's calls
@@ -55,12 +41,13 @@ struct http_loop {
 /*
  * Starts serving routes (borrowed: they must outlive the server) on cfg->port,
  * over TLS when tls is not NULL, with loop's work in every server thread when
- * loop is not NULL (both borrowed: they must outlive the server). Returns NULL
- * after logging why it failed.
+ * loop is not NULL, its request metrics registered with registry (tls, loop
+ * and registry borrowed: they must outlive the server). Returns NULL after
+ * logging why it failed.
  */
 struct http_server *http_server_start(const struct server_config *cfg, struct tls_server *tls,
                                       const struct http_route *routes, size_t route_count,
-                                      const struct http_loop *loop);
+                                      const struct http_loop *loop, struct metrics *registry);
 
 /*
  * Stops accepting connections and waits up to timeout_ms for requests in
@@ -101,9 +88,14 @@ void http_set_content_type(struct http_exchange *ex, const char *content_type);
  */
 void http_set_upstream(struct http_exchange *ex, const char *served_by, const char *version);
 
-/* Sets the answer; steals the reference to response. size is the body length for the log. */
-void http_reply(struct http_exchange *ex, unsigned int status, struct MHD_Response *response,
-                size_t size);
+/*
+ * Sets the answer to the body made of count pieces (at most HTTP_PARTS_MAX;
+ * parts is read here, the bytes it points to must stay valid until
+ * done(done_arg) runs). done, when not NULL, runs exactly once: when the
+ * answer has been sent or dropped, or at once when memory runs out.
+ */
+void http_reply_parts(struct http_exchange *ex, unsigned int status, const struct http_part *parts,
+                      unsigned int count, void (*done)(void *), void *done_arg);
 
 /* Sets the answer to a body the exchange takes over (freed with free()). */
 void http_reply_take(struct http_exchange *ex, unsigned int status, char *body, size_t len);

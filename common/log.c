@@ -8,6 +8,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "json_escape.h"
+
 #define LOG_LINE_MAX 2048
 
 static const char *log_service = "daemon";
@@ -39,40 +41,6 @@ log_level_parse(const char *name, enum log_level *level)
 		}
 	}
 	return -1;
-}
-
-size_t
-log_escape(char *out, size_t size, size_t len, const char *s)
-{
-	static const char hex[] = "0123456789abcdef";
-
-	for (; *s != '\0'; s++) {
-		unsigned char c = (unsigned char)*s;
-		char esc[7];
-		size_t n;
-
-		if (c == '"' || c == '\\') {
-			esc[0] = '\\';
-			esc[1] = (char)c;
-			n = 2;
-		} else if (c < 0x20 || c >= 0x7f) {
-			/* Bytes past ASCII are escaped one by one, so no input can make a line
-			 * invalid UTF-8. */
-			memcpy(esc, "\\u00", 4);
-			esc[4] = hex[c >> 4];
-			esc[5] = hex[c & 0xf];
-			n = 6;
-		} else {
-			esc[0] = (char)c;
-			n = 1;
-		}
-		if (len + n >= size)
-			break;
-		memcpy(out + len, esc, n);
-		len += n;
-	}
-	out[len] = '\0';
-	return len;
 }
 
 /*
@@ -137,7 +105,7 @@ log_vmsg(enum log_level level, const char *fmt, va_list ap)
 		text[--len] = '\0';
 	len = line_start(line, level);
 	len += (size_t)snprintf(line + len, LOG_LINE_MAX - len, ",\"msg\":\"");
-	len = log_escape(line, LOG_LINE_MAX - 4, len, text);
+	len = json_escape(line, LOG_LINE_MAX - 4, len, text);
 	line[len++] = '"';
 	line_write(STDERR_FILENO, line, len);
 }
@@ -152,25 +120,25 @@ log_request(const struct log_request *r)
 		return;
 	len = line_start(line, LOG_INFO);
 	len += (size_t)snprintf(line + len, LOG_LINE_MAX - len, ",\"method\":\"");
-	len = log_escape(line, 64 + len, len, r->method);
+	len = json_escape(line, 64 + len, len, r->method);
 	len += (size_t)snprintf(line + len, LOG_LINE_MAX - len, "\",\"path\":\"");
-	len = log_escape(line, LOG_LINE_MAX - 256, len, r->path);
+	len = json_escape(line, LOG_LINE_MAX - 256, len, r->path);
 	len += (size_t)snprintf(
 	    line + len, LOG_LINE_MAX - len,
 	    "\",\"status\":%u,\"bytes\":%zu,\"duration_ms\":%.3f,\"request_id\":\"", r->status,
 	    r->bytes, r->duration_ms);
-	len = log_escape(line, LOG_LINE_MAX - 64, len, r->request_id);
+	len = json_escape(line, LOG_LINE_MAX - 64, len, r->request_id);
 	len += (size_t)snprintf(line + len, LOG_LINE_MAX - len, "\",\"trace_id\":\"");
-	len = log_escape(line, LOG_LINE_MAX - 4, len, r->trace_id);
+	len = json_escape(line, LOG_LINE_MAX - 4, len, r->trace_id);
 	line[len++] = '"';
 	if (r->upstream_served_by != NULL && r->upstream_version != NULL &&
 	    (r->upstream_served_by[0] != '\0' || r->upstream_version[0] != '\0')) {
 		len +=
 		    (size_t)snprintf(line + len, LOG_LINE_MAX - len, ",\"upstream_served_by\":\"");
-		len = log_escape(line, LOG_LINE_MAX - 64, len, r->upstream_served_by);
+		len = json_escape(line, LOG_LINE_MAX - 64, len, r->upstream_served_by);
 		len +=
 		    (size_t)snprintf(line + len, LOG_LINE_MAX - len, "\",\"upstream_version\":\"");
-		len = log_escape(line, LOG_LINE_MAX - 4, len, r->upstream_version);
+		len = json_escape(line, LOG_LINE_MAX - 4, len, r->upstream_version);
 		line[len++] = '"';
 	}
 	line_write(STDOUT_FILENO, line, len);

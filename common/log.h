@@ -8,6 +8,12 @@
 enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
 
 /* What one request line says; every string is borrowed for the call. */
+/*
+ * Size of an error text a function fills for its caller to report
+ * (char err[ERROR_MAX], passed with sizeof(err)); docs/hacking.md.
+ */
+#define ERROR_MAX 512
+
 struct log_request {
 	const char *method;
 	const char *path;
@@ -39,11 +45,5 @@ void log_vmsg(enum log_level level, const char *fmt, va_list ap)
 
 /* Writes one request line to stdout (at info level). */
 void log_request(const struct log_request *r);
-
-/*
- * Appends s to out as the body of a JSON string (no quotes), escaping every
- * byte that is not printable ASCII; returns the new length, at most size - 1.
- */
-size_t log_escape(char *out, size_t size, size_t len, const char *s);
 
 #endif

@@ -1,6 +1,7 @@
 /* The metrics registry, Prometheus rendering, histograms, and the EMF writer thread. */
 #include "metrics.h"
 
+#include <assert.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -10,9 +11,8 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "log.h"
 
-#define SOURCES_MAX  8
-#define PAGE_MAX     (1 << 20)
 #define EMF_VALUES   32
 #define EMF_LINE_MAX 8192
 
@@ -37,52 +37,110 @@ struct metrics_emf {
 	double values[EMF_VALUES];
 };
 
-static struct source sources[SOURCES_MAX];
-static size_t source_count;
-
-static struct {
+/* The thread that writes EMF lines, when METRICS_EMF is on. */
+struct emf_writer {
 	pthread_t thread;
-	pthread_mutex_t lock;
+	pthread_mutex_t lock; /* guards stopping */
 	pthread_cond_t wake;
 	int running;
 	int stopping;
 	unsigned int interval_s;
 	const char *ns;
 	const char *service;
-} emf_writer = {.lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER};
+};
+
+struct metrics {
+	pthread_mutex_t lock; /* guards sources: rendering may meet a late registration */
+	struct source *sources;
+	size_t count;
+	size_t cap;
+	struct emf_writer emf;
+};
+
+struct metrics *
+metrics_new(void)
+{
+	struct metrics *m = calloc(1, sizeof(*m));
+
+	if (m == NULL)
+		return NULL;
+	pthread_mutex_init(&m->lock, NULL);
+	pthread_mutex_init(&m->emf.lock, NULL);
+	pthread_cond_init(&m->emf.wake, NULL);
+	return m;
+}
 
 void
-metrics_register(metrics_render_fn render, metrics_emf_fn emf, void *arg)
+metrics_free(struct metrics *m)
 {
-	if (source_count == SOURCES_MAX)
+	if (m == NULL)
 		return;
-	sources[source_count++] = (struct source){render, emf, arg};
+	metrics_emf_stop(m);
+	pthread_cond_destroy(&m->emf.wake);
+	pthread_mutex_destroy(&m->emf.lock);
+	pthread_mutex_destroy(&m->lock);
+	free(m->sources);
+	free(m);
+}
+
+int
+metrics_register(struct metrics *m, metrics_render_fn render, metrics_emf_fn emf, void *arg)
+{
+	struct source *grown;
+	int rc = -1;
+
+	pthread_mutex_lock(&m->lock);
+	if (m->count == m->cap) {
+		grown = realloc(m->sources, (m->cap + 8) * sizeof(*grown));
+		if (grown == NULL) {
+			log_msg(LOG_ERROR, "out of memory registering a metrics source");
+			goto out;
+		}
+		m->sources = grown;
+		m->cap += 8;
+	}
+	m->sources[m->count++] = (struct source){render, emf, arg};
+	rc = 0;
+out:
+	pthread_mutex_unlock(&m->lock);
+	return rc;
+}
+
+void
+metrics_unregister(struct metrics *m, const void *arg)
+{
+	size_t i, kept = 0;
+
+	assert(arg != NULL);
+	pthread_mutex_lock(&m->lock);
+	for (i = 0; i < m->count; i++)
+		if (m->sources[i].arg != arg)
+			m->sources[kept++] = m->sources[i];
+	m->count = kept;
+	pthread_mutex_unlock(&m->lock);
+}
+
+void
+metrics_render(struct metrics *m, struct buffer *out)
+{
+	size_t i;
+
+	pthread_mutex_lock(&m->lock);
+	for (i = 0; i < m->count; i++)
+		if (m->sources[i].render != NULL)
+			m->sources[i].render(out, m->sources[i].arg);
+	pthread_mutex_unlock(&m->lock);
 }
 
 void
 metrics_printf(struct buffer *out, const char *fmt, ...)
 {
-	char line[512], *text = line;
 	va_list ap;
-	int n;
 
+	/* Text past the page's maximum is dropped, as the header says. */
 	va_start(ap, fmt);
-	n = vsnprintf(line, sizeof(line), fmt, ap);
+	buffer_vprintf(out, fmt, ap);
 	va_end(ap);
-	if (n < 0)
-		return;
-	if ((size_t)n >= sizeof(line)) {
-		/* A long block of lines: format it again into a buffer that fits. */
-		text = malloc((size_t)n + 1);
-		if (text == NULL)
-			return;
-		va_start(ap, fmt);
-		vsnprintf(text, (size_t)n + 1, fmt, ap);
-		va_end(ap);
-	}
-	buffer_append(out, text, (size_t)n);
-	if (text != line)
-		free(text);
 }
 
 void
@@ -119,23 +177,6 @@ histogram_render(struct buffer *out, const char *name, const char *labels,
 }
 
 void
-metrics_get(struct http_exchange *ex, void *unused)
-{
-	struct buffer page;
-	char *text;
-	size_t i, len;
-
-	(void)unused;
-	buffer_init(&page, PAGE_MAX);
-	for (i = 0; i < source_count; i++)
-		if (sources[i].render != NULL)
-			sources[i].render(&page, sources[i].arg);
-	text = buffer_steal(&page, &len);
-	http_reply_take(ex, 200, text, len);
-	http_set_content_type(ex, "text/plain; version=0.0.4; charset=utf-8");
-}
-
-void
 metrics_emf_value(struct metrics_emf *emf, const char *name, const char *unit, double value)
 {
 	if (emf->count == EMF_VALUES)
@@ -146,84 +187,84 @@ metrics_emf_value(struct metrics_emf *emf, const char *name, const char *unit, d
 	emf->count++;
 }
 
-/* Writes one EMF record: the figures both as CloudWatch metric definitions and as values. */
+/*
+ * Writes one EMF record: the figures both as CloudWatch metric definitions and
+ * as values, on one line, or nothing when it would pass EMF_LINE_MAX.
+ */
 static void
-emf_write(void)
+emf_write(struct metrics *m)
 {
 	struct metrics_emf emf = {0};
-	char line[EMF_LINE_MAX];
-	struct timespec now;
-	size_t i, len;
+	struct buffer line;
+	int failed = 0;
+	size_t i;
 
-	for (i = 0; i < source_count; i++)
-		if (sources[i].emf != NULL)
-			sources[i].emf(&emf, sources[i].arg);
-	clock_gettime(CLOCK_REALTIME, &now);
-	len =
-	    (size_t)snprintf(line, sizeof(line),
-	                     "{\"_aws\":{\"Timestamp\":%lld,\"CloudWatchMetrics\":[{\"Namespace\":"
-	                     "\"%s\",\"Dimensions\":[[\"Service\"]],\"Metrics\":[",
-	                     (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000, emf_writer.ns);
-	for (i = 0; i < emf.count && len < sizeof(line); i++)
-		len += (size_t)snprintf(line + len, sizeof(line) - len,
-		                        "%s{\"Name\":\"%s\",\"Unit\":\"%s\"}", i > 0 ? "," : "",
-		                        emf.names[i], emf.units[i]);
-	if (len < sizeof(line))
-		len += (size_t)snprintf(line + len, sizeof(line) - len, "]}]},\"Service\":\"%s\"",
-		                        emf_writer.service);
-	for (i = 0; i < emf.count && len < sizeof(line); i++)
-		len += (size_t)snprintf(line + len, sizeof(line) - len, ",\"%s\":%.6g",
-		                        emf.names[i], emf.values[i]);
-	if (len + 2 >= sizeof(line))
-		return; /* cannot happen with the figures registered here; never write half a record
-		         */
-	line[len++] = '}';
-	line[len++] = '\n';
-	if (write(STDOUT_FILENO, line, len) < 0)
-		return;
+	pthread_mutex_lock(&m->lock);
+	for (i = 0; i < m->count; i++)
+		if (m->sources[i].emf != NULL)
+			m->sources[i].emf(&emf, m->sources[i].arg);
+	pthread_mutex_unlock(&m->lock);
+	buffer_init(&line, EMF_LINE_MAX);
+	failed |=
+	    buffer_printf(&line,
+	                  "{\"_aws\":{\"Timestamp\":%lld,\"CloudWatchMetrics\":[{\"Namespace\":"
+	                  "\"%s\",\"Dimensions\":[[\"Service\"]],\"Metrics\":[",
+	                  clock_epoch_ms(), m->emf.ns);
+	for (i = 0; i < emf.count; i++)
+		failed |= buffer_printf(&line, "%s{\"Name\":\"%s\",\"Unit\":\"%s\"}",
+		                        i > 0 ? "," : "", emf.names[i], emf.units[i]);
+	failed |= buffer_printf(&line, "]}]},\"Service\":\"%s\"", m->emf.service);
+	for (i = 0; i < emf.count; i++)
+		failed |= buffer_printf(&line, ",\"%s\":%.6g", emf.names[i], emf.values[i]);
+	failed |= buffer_append(&line, "}\n", 2);
+	/* A lost EMF line must never stop the daemon, so a failed write is dropped. */
+	if (!failed && write(STDOUT_FILENO, line.data, line.len) < 0)
+		failed = 1;
+	buffer_free(&line);
 }
 
+/* The EMF thread: a line every interval, and a last one when told to stop. */
 static void *
-emf_loop(void *unused)
+emf_loop(void *arg)
 {
+	struct metrics *m = arg;
 	struct timespec until;
 	int stop = 0;
 
-	(void)unused;
 	while (!stop) {
-		until = clock_after(CLOCK_REALTIME, (long long)emf_writer.interval_s * 1000);
-		pthread_mutex_lock(&emf_writer.lock);
-		while (!emf_writer.stopping &&
-		       pthread_cond_timedwait(&emf_writer.wake, &emf_writer.lock, &until) == 0)
+		until = clock_after(CLOCK_REALTIME, (long long)m->emf.interval_s * 1000);
+		pthread_mutex_lock(&m->emf.lock);
+		while (!m->emf.stopping &&
+		       pthread_cond_timedwait(&m->emf.wake, &m->emf.lock, &until) == 0)
 			;
-		stop = emf_writer.stopping;
-		pthread_mutex_unlock(&emf_writer.lock);
-		emf_write();
+		stop = m->emf.stopping;
+		pthread_mutex_unlock(&m->emf.lock);
+		emf_write(m);
 	}
 	return NULL;
 }
 
 int
-metrics_emf_start(unsigned int interval_s, const char *ns, const char *service)
+metrics_emf_start(struct metrics *m, unsigned int interval_s, const char *ns, const char *service)
 {
-	emf_writer.interval_s = interval_s;
-	emf_writer.ns = ns;
-	emf_writer.service = service;
-	if (pthread_create(&emf_writer.thread, NULL, emf_loop, NULL) != 0)
+	m->emf.interval_s = interval_s;
+	m->emf.ns = ns;
+	m->emf.service = service;
+	if (pthread_create(&m->emf.thread, NULL, emf_loop, m) != 0)
 		return -1;
-	emf_writer.running = 1;
+	m->emf.running = 1;
 	return 0;
 }
 
 void
-metrics_emf_stop(void)
+metrics_emf_stop(struct metrics *m)
 {
-	if (!emf_writer.running)
+	if (!m->emf.running)
 		return;
-	pthread_mutex_lock(&emf_writer.lock);
-	emf_writer.stopping = 1;
-	pthread_cond_signal(&emf_writer.wake);
-	pthread_mutex_unlock(&emf_writer.lock);
-	pthread_join(emf_writer.thread, NULL);
-	emf_writer.running = 0;
+	pthread_mutex_lock(&m->emf.lock);
+	m->emf.stopping = 1;
+	pthread_cond_signal(&m->emf.wake);
+	pthread_mutex_unlock(&m->emf.lock);
+	pthread_join(m->emf.thread, NULL);
+	m->emf.running = 0;
 }

@@ -1,8 +1,8 @@
 /*
- * Metrics: GET /metrics in the Prometheus text format (version 0.0.4), and
+ * Metrics: the Prometheus text format (version 0.0.4) for GET /metrics, and
  * optionally CloudWatch Embedded Metric Format lines on stdout. Each module
- * registers what it measures once at start-up; the figures themselves are
- * atomics the module updates as it works.
+ * registers what it measures with the daemon's registry at start-up; the
+ * figures themselves are atomics the module updates as it works.
  */
 #ifndef COMMON_METRICS_H
 #define COMMON_METRICS_H
@@ -10,7 +10,9 @@
 #include <stdatomic.h>
 
 #include "buffer.h"
-#include "http_server.h"
+
+/* Largest /metrics page; text past it is dropped. */
+#define METRICS_PAGE_MAX (1 << 20)
 
 /* Upper bounds of the latency histogram buckets, in seconds; +Inf follows. */
 #define METRICS_BUCKETS 12
@@ -21,7 +23,8 @@ struct histogram {
 	atomic_ullong sum_us;
 };
 
-struct metrics_emf;
+struct metrics;     /* the registry: its sources in registration order, and the EMF writer */
+struct metrics_emf; /* one EMF record being built */
 
 /* Writes one source's Prometheus text into out. */
 typedef void (*metrics_render_fn)(struct buffer *out, void *arg);
@@ -29,11 +32,24 @@ typedef void (*metrics_render_fn)(struct buffer *out, void *arg);
 /* Adds one source's figures to an EMF record, with metrics_emf_value(); EMF thread only. */
 typedef void (*metrics_emf_fn)(struct metrics_emf *emf, void *arg);
 
-/* Adds a source (either function may be NULL); call before serving starts. arg is borrowed. */
-void metrics_register(metrics_render_fn render, metrics_emf_fn emf, void *arg);
+/* Makes an empty registry; the caller frees it with metrics_free(). NULL when memory runs out. */
+struct metrics *metrics_new(void);
 
-/* GET /metrics: every registered source, in registration order. */
-void metrics_get(struct http_exchange *ex, void *unused);
+/* Stops the EMF writer if it runs, then frees the registry (not its sources' args). */
+void metrics_free(struct metrics *m);
+
+/*
+ * Adds a source (either function may be NULL; arg is borrowed and must stay
+ * valid until metrics_unregister(m, arg) or metrics_free()). Any thread.
+ * Returns 0, or -1 after logging that memory ran out.
+ */
+int metrics_register(struct metrics *m, metrics_render_fn render, metrics_emf_fn emf, void *arg);
+
+/* Removes every source registered with arg (not NULL), before arg is freed. Any thread. */
+void metrics_unregister(struct metrics *m, const void *arg);
+
+/* Writes every source's text into out, in registration order. Any thread. */
+void metrics_render(struct metrics *m, struct buffer *out);
 
 /* Records one observation. */
 void histogram_observe(struct histogram *h, double seconds);
@@ -45,7 +61,7 @@ void histogram_render(struct buffer *out, const char *name, const char *labels,
 /* Appends formatted text to a metrics page; output past the page's maximum is dropped. */
 void metrics_printf(struct buffer *out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* Adds one named figure to the EMF record being built. */
+/* Adds one named figure to the EMF record being built; names and units must be static. */
 void metrics_emf_value(struct metrics_emf *emf, const char *name, const char *unit, double value);
 
 /*
@@ -53,9 +69,10 @@ void metrics_emf_value(struct metrics_emf *emf, const char *name, const char *un
  * under the namespace and with the dimension Service=service (both borrowed).
  * Returns 0, or -1 when the thread cannot start.
  */
-int metrics_emf_start(unsigned int interval_s, const char *ns, const char *service);
+int metrics_emf_start(struct metrics *m, unsigned int interval_s, const char *ns,
+                      const char *service);
 
 /* Writes a last EMF line and stops the thread, when one was started. */
-void metrics_emf_stop(void);
+void metrics_emf_stop(struct metrics *m);
 
 #endif

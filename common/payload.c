@@ -63,13 +63,14 @@ type_name(const json_t *v)
 	}
 }
 
-int
+enum payload_result
 payload_parse(const char *body, size_t len, char **out, size_t *out_len, char *err, size_t err_size)
 {
+	enum payload_result rc = PAYLOAD_INVALID;
 	json_error_t jerr;
 	json_t *root = NULL;
 	char *text = NULL;
-	int rc = -1, depth;
+	int depth;
 
 	if (len == 0) {
 		snprintf(err, err_size, "%s", PAYLOAD_EMPTY_MESSAGE);
@@ -103,7 +104,7 @@ payload_parse(const char *body, size_t len, char **out, size_t *out_len, char *e
 	text = malloc(len);
 	if (text == NULL) {
 		snprintf(err, err_size, "Out of memory");
-		rc = -2;
+		rc = PAYLOAD_NO_MEMORY;
 		goto out;
 	}
 	*out_len = compact(body, len, text, &depth);
@@ -114,7 +115,7 @@ payload_parse(const char *body, size_t len, char **out, size_t *out_len, char *e
 	}
 	*out = text;
 	text = NULL;
-	rc = 0;
+	rc = PAYLOAD_OK;
 out:
 	free(text);
 	json_decref(root);

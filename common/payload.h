@@ -16,14 +16,19 @@
  */
 #define PAYLOAD_MAX_DEPTH (JSON_SCAN_MAX_DEPTH - 2)
 
+enum payload_result {
+	PAYLOAD_OK = 0,
+	PAYLOAD_INVALID,   /* the body is at fault: err has a message a client can act on */
+	PAYLOAD_NO_MEMORY, /* err says so */
+};
+
 /*
  * Checks that body is one non-empty JSON object (strict UTF-8, no duplicate
  * keys, no NUL characters) and gives its text with the insignificant white
  * space removed: keys, their order, numbers and escapes stay exactly as sent.
- * Returns 0 and a buffer the caller frees in *out; -1 when the body is at
- * fault, with a message a client can act on in err; -2 when memory ran out.
+ * On PAYLOAD_OK, *out is a buffer the caller frees.
  */
-int payload_parse(const char *body, size_t len, char **out, size_t *out_len, char *err,
-                  size_t err_size);
+enum payload_result payload_parse(const char *body, size_t len, char **out, size_t *out_len,
+                                  char *err, size_t err_size);
 
 #endif

@@ -1,8 +1,11 @@
 /* Answers built from pieces: copied into one buffer when small, sent from the pieces when large. */
 #include "response.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <microhttpd.h>
 
 /*
  * Bodies up to this size are sent from one copy: libmicrohttpd 0.9.75 sends a
@@ -12,19 +15,23 @@
 #define COPY_BODY_MAX_BYTES (64 * 1024)
 
 struct MHD_Response *
-response_from_parts(const struct MHD_IoVec *parts, unsigned int count, void (*done)(void *),
+response_from_parts(const struct http_part *parts, unsigned int count, void (*done)(void *),
                     void *done_arg, size_t *size)
 {
+	struct MHD_IoVec pieces[HTTP_PARTS_MAX];
 	struct MHD_Response *r = NULL;
 	size_t total = 0, at = 0;
 	unsigned int i;
 	char *copy;
 
+	assert(count <= HTTP_PARTS_MAX);
 	for (i = 0; i < count; i++)
-		total += parts[i].iov_len;
+		total += parts[i].len;
 	*size = total;
 	if (total > COPY_BODY_MAX_BYTES) {
-		r = MHD_create_response_from_iovec(parts, count, done, done_arg);
+		for (i = 0; i < count; i++)
+			pieces[i] = (struct MHD_IoVec){parts[i].base, parts[i].len};
+		r = MHD_create_response_from_iovec(pieces, count, done, done_arg);
 		if (r == NULL && done != NULL)
 			done(done_arg);
 		return r;
@@ -32,8 +39,8 @@ response_from_parts(const struct MHD_IoVec *parts, unsigned int count, void (*do
 	copy = malloc(total > 0 ? total : 1);
 	if (copy != NULL) {
 		for (i = 0; i < count; i++) {
-			memcpy(copy + at, parts[i].iov_base, parts[i].iov_len);
-			at += parts[i].iov_len;
+			memcpy(copy + at, parts[i].base, parts[i].len);
+			at += parts[i].len;
 		}
 		r = MHD_create_response_from_buffer(total, copy, MHD_RESPMEM_MUST_FREE);
 		if (r == NULL)

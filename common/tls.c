@@ -224,8 +224,8 @@ render_tls(struct buffer *out, void *unused)
 		               refusal_names[i], atomic_load(&refusals[i]));
 }
 
-void
-tls_metrics_register(void)
+int
+tls_metrics_register(struct metrics *registry)
 {
-	metrics_register(render_tls, NULL, NULL);
+	return metrics_register(registry, render_tls, NULL, NULL);
 }

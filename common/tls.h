@@ -13,11 +13,11 @@
 
 #include <gnutls/gnutls.h>
 
+#include "log.h"
+#include "metrics.h"
+
 /* The largest PEM text a setting may hold: far above any certificate chain. */
 #define TLS_PEM_MAX_BYTES (1 << 20)
-
-/* Room for an error message from these functions. */
-#define TLS_ERROR_MAX 512
 
 /* The text of one setting; NULL text when neither the setting nor its twin is set. */
 struct tls_pem {
@@ -67,7 +67,7 @@ void tls_refusal_count(enum tls_refusal why);
 /* Counts one SIGHUP reload in /metrics: ok is 1 when every certificate was read again. */
 void tls_reload_count(int ok);
 
-/* Adds the TLS figures to /metrics; call once at start-up, before serving. */
-void tls_metrics_register(void);
+/* Adds the TLS figures to registry's /metrics; returns 0, or -1 after logging why. */
+int tls_metrics_register(struct metrics *registry);
 
 #endif

@@ -36,8 +36,8 @@ fault_config_load(struct fault_config *c)
 	if (config_number("FAULT_ERROR_RATE", 0, 0, 1, &c->error_rate) < 0 ||
 	    config_number("FAULT_DELAY_RATE", 1, 0, 1, &c->delay_rate) < 0)
 		return -1;
-	CONFIG_READ_INTEGER("FAULT_DELAY_MS", 0, 0, 60000, c->delay_ms);
-	CONFIG_READ_INTEGER("FAULT_SEED", 1, 1, INT64_MAX, c->seed);
+	CONFIG_INTEGER_OR_RETURN("FAULT_DELAY_MS", 0, 0, 60000, c->delay_ms);
+	CONFIG_INTEGER_OR_RETURN("FAULT_SEED", 1, 1, INT64_MAX, c->seed);
 	return 0;
 }
 

@@ -1,11 +1,11 @@
 /* The responder ("Service B"): a store behind POST /data and GET /data, with optional faults. */
 #include "../common/daemon.h"
-#include "../common/metrics.h"
+#include "../common/data_routes.h"
 #include "fault.h"
 
 /* What the responder's own routes need. */
 struct responder {
-	struct daemon daemon;
+	struct data_service data;
 	struct faults *faults;
 };
 
@@ -15,8 +15,8 @@ responder_data_get(struct http_exchange *ex, void *arg)
 {
 	struct responder *r = arg;
 
-	if (!fault_inject(r->faults, ex, data_get, &r->daemon.data))
-		data_get(ex, &r->daemon.data);
+	if (!fault_inject(r->faults, ex, data_get, &r->data))
+		data_get(ex, &r->data);
 }
 
 /* POST /data; the route's arg is the responder, the shared handler wants its data. */
@@ -25,9 +25,10 @@ responder_data_post(struct http_exchange *ex, void *arg)
 {
 	struct responder *r = arg;
 
-	data_post(ex, &r->daemon.data);
+	data_post(ex, &r->data);
 }
 
+/* Before the server stops: answers the requests still held for a delay. */
 static void
 stop_faults(void *faults)
 {
@@ -38,20 +39,25 @@ int
 main(int argc, char **argv)
 {
 	struct fault_config faults;
-	struct responder r;
+	struct responder r = {0};
+	struct daemon d;
 	int status;
 
-	if (daemon_init(&r.daemon, "responder", "Data stored successfully in Service B", argc, argv,
-	                &status) < 0)
+	if (daemon_init(&d, "responder", argc, argv, &status) < 0)
 		return status;
-	if (fault_config_load(&faults) < 0) {
+	if (data_service_init(&r.data, "Data stored successfully in Service B", &d.config,
+	                      d.metrics) < 0) {
 		status = CONFIG_EXIT_STATUS;
 		goto out;
+	}
+	if (fault_config_load(&faults) < 0) {
+		status = CONFIG_EXIT_STATUS;
+		goto out_data;
 	}
 	r.faults = fault_start(&faults);
 	if (r.faults == NULL) {
 		status = 1;
-		goto out;
+		goto out_data;
 	}
 	{
 		const struct http_route routes[] = {
@@ -61,14 +67,16 @@ main(int argc, char **argv)
 		     .arg = &r,
 		     .rate_limited = 1},
 		    {.path = "/health", .get = health_get},
-		    {.path = "/metrics", .get = metrics_get},
+		    {.path = "/metrics", .get = metrics_get, .arg = d.metrics},
 		};
+		const struct daemon_hooks hooks = {.before_stop = stop_faults, .arg = r.faults};
 
-		status = daemon_serve(&r.daemon, routes, sizeof(routes) / sizeof(routes[0]),
-		                      stop_faults, r.faults);
+		status = daemon_serve(&d, routes, sizeof(routes) / sizeof(routes[0]), &hooks);
 	}
 	fault_free(r.faults);
+out_data:
+	data_service_destroy(&r.data);
 out:
-	daemon_destroy(&r.daemon);
+	daemon_destroy(&d);
 	return status;
 }

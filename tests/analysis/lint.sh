@@ -3,7 +3,9 @@
 #   cppcheck   --enable=warning,style,performance,portability, suppressions in
 #              tests/analysis/cppcheck.supp (false positives and pure style only, each explained);
 #   clang-tidy bugprone-* and clang-analyzer-*, configured by the repository's .clang-tidy;
-#              clear false positives listed in tests/analysis/clang-tidy.supp are ignored.
+#              clear false positives listed in tests/analysis/clang-tidy.supp are ignored;
+#   include graph: no module uses itself through others, and only the HTTP server's own files
+#              include microhttpd.h (tests/analysis/include_graph.py).
 # One test per tool and source file (plus one per header a finding points into); any finding fails.
 # The last line is "N passed, N failed".
 #   tests/analysis/lint.sh
@@ -81,6 +83,13 @@ while IFS= read -r diag; do
 	[ "$suppressed" -eq 0 ] && echo "$diag" >>"$tmp/tidy.out"
 done <"$tmp/tidy.all"
 tally clang-tidy "$tmp/tidy.out"
+
+# --- include graph ----------------------------------------------------------------------------
+echo "== include graph"
+/usr/bin/python3 tests/analysis/include_graph.py >"$tmp/graph.out"
+cat "$tmp/graph.out"
+passed=$((passed + $(grep -c '^PASS' "$tmp/graph.out")))
+failed=$((failed + $(grep -c '^FAIL' "$tmp/graph.out")))
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -28,18 +28,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* Joins the pieces into one document; returns it (malloc) and its length in *len. */
 static char *
-join(const struct MHD_IoVec parts[MERGE_PARTS], size_t *len)
+join(const struct http_part parts[MERGE_PARTS], size_t *len)
 {
 	size_t i, n = 0;
 	char *doc;
 
 	for (i = 0; i < MERGE_PARTS; i++)
-		n += parts[i].iov_len;
+		n += parts[i].len;
 	doc = malloc(n + 1);
 	FUZZ_CHECK(doc != NULL, "out of memory");
 	for (n = 0, i = 0; i < MERGE_PARTS; i++) {
-		memcpy(doc + n, parts[i].iov_base, parts[i].iov_len);
-		n += parts[i].iov_len;
+		memcpy(doc + n, parts[i].base, parts[i].len);
+		n += parts[i].len;
 	}
 	doc[n] = '\0';
 	*len = n;
@@ -57,7 +57,8 @@ check_document(const char *doc, size_t len, int *skipped)
 	*skipped = 0;
 	root = json_loadb(doc, len, FUZZ_JANSSON_FLAGS & ~JSON_DECODE_ANY, &jerr);
 	if (root == NULL && fuzz_jansson_limit(&jerr)) {
-		*skipped = 1; /* e.g. 1e999 in the responder's objects: valid JSON, too big for a double */
+		*skipped =
+		    1; /* e.g. 1e999 in the responder's objects: valid JSON, too big for a double */
 		return NULL;
 	}
 	FUZZ_CHECK(root != NULL, "the merged document is not valid JSON: %s (line %d col %d)",
@@ -66,14 +67,15 @@ check_document(const char *doc, size_t len, int *skipped)
 	it = json_object_iter(root);
 	FUZZ_CHECK(strcmp(json_object_iter_key(it), "caller_service_data") == 0, "first member");
 	it = json_object_iter_next(root, it);
-	FUZZ_CHECK(strcmp(json_object_iter_key(it), "responder_service_data") == 0, "second member");
+	FUZZ_CHECK(strcmp(json_object_iter_key(it), "responder_service_data") == 0,
+	           "second member");
 	callers = json_object_get(root, "caller_service_data");
 	FUZZ_CHECK(json_is_array(callers) && json_array_size(callers) == CALLER_COUNT,
 	           "caller_service_data is not the caller's %d objects", CALLER_COUNT);
 	return root;
 }
 
-/* UTF-8 decoding of a jansson string; log_escape() writes each byte >= 0x80 as \u00XX. */
+/* UTF-8 decoding of a jansson string; json_escape() writes each byte >= 0x80 as \u00XX. */
 static int
 same_bytes(const char *decoded, size_t dlen, const char *want, size_t wlen)
 {
@@ -89,7 +91,8 @@ same_bytes(const char *decoded, size_t dlen, const char *want, size_t wlen)
 			cp = ((unsigned)(p[0] & 0x1F) << 6) | (p[1] & 0x3F);
 			p += 2;
 		} else {
-			return 0; /* more than one escaped byte can give: not a byte-by-byte escape */
+			return 0; /* more than one escaped byte can give: not a byte-by-byte escape
+			           */
 		}
 		if (i >= wlen || cp != (unsigned char)want[i])
 			return 0;
@@ -102,7 +105,7 @@ static void
 merge_error(const char *reason, size_t reason_len)
 {
 	struct upstream_result r;
-	struct MHD_IoVec parts[MERGE_PARTS];
+	struct http_part parts[MERGE_PARTS];
 	char *owned = NULL, *doc, *want;
 	size_t len, want_len;
 	json_t *root, *err;
@@ -142,7 +145,7 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct upstream_result r;
-	struct MHD_IoVec parts[MERGE_PARTS];
+	struct http_part parts[MERGE_PARTS];
 	char why[256], *owned = NULL, *doc;
 	size_t len;
 	json_t *root, *resp, *want;
@@ -156,12 +159,13 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		memcpy(r.body, data, size);
 	r.body_len = size;
 	/* As caller/upstream.c judge() does. */
-	found = json_scan_member(r.body, r.body_len, "stored_data", &r.stored_data, why,
-	                         sizeof(why));
+	found =
+	    json_scan_member(r.body, r.body_len, "stored_data", &r.stored_data, why, sizeof(why));
 	if (found < 0)
 		snprintf(r.reason, sizeof(r.reason), "invalid JSON from %s: %s", URL, why);
 	else if (found == 0 || r.stored_data.type != '[')
-		snprintf(r.reason, sizeof(r.reason), "answer from %s has no stored_data array", URL);
+		snprintf(r.reason, sizeof(r.reason), "answer from %s has no stored_data array",
+		         URL);
 	else
 		r.ok = 1;
 
@@ -176,8 +180,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	FUZZ_CHECK(merge_parts(caller_items, sizeof(caller_items) - 1, &r, parts, &owned) == 0,
 	           "merge_parts failed");
 	FUZZ_CHECK(r.body == NULL && owned != NULL, "body not taken over");
-	FUZZ_CHECK(parts[3].iov_len == r.stored_data.len &&
-	               memcmp(parts[3].iov_base, data + r.stored_data.offset, r.stored_data.len) == 0,
+	FUZZ_CHECK(parts[3].len == r.stored_data.len &&
+	               memcmp(parts[3].base, data + r.stored_data.offset, r.stored_data.len) == 0,
 	           "stored_data not passed on byte for byte");
 	doc = join(parts, &len);
 	root = check_document(doc, len, &skipped);

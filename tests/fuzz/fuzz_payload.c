@@ -85,7 +85,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	ref = json_loadb((const char *)data, size, DAEMON_FLAGS, &jerr);
 	want = ref != NULL && json_is_object(ref) && json_object_size(ref) > 0;
 	if (rc != 0) {
-		FUZZ_CHECK(rc == -1, "rc %d", rc);
+		FUZZ_CHECK(rc == PAYLOAD_INVALID, "rc %d", (int)rc);
 		FUZZ_CHECK(out == NULL, "output on failure");
 		FUZZ_CHECK(err[0] != '\0', "rejected without a reason");
 		FUZZ_CHECK(!want || memchr(data, '\0', size) != NULL ||

@@ -80,6 +80,31 @@ test_steal_hands_over_data(void **state)
 	assert_int_equal(len, 0);
 }
 
+static void
+test_printf_appends_short_and_long_text_within_maximum(void **state)
+{
+	struct buffer b;
+	char long_text[2000];
+
+	(void)state;
+	memset(long_text, 'x', sizeof(long_text) - 1);
+	long_text[sizeof(long_text) - 1] = '\0';
+	buffer_init(&b, 2010);
+	assert_int_equal(buffer_printf(&b, "%d-%s", 42, "ok"), BUFFER_OK);
+	assert_int_equal(b.len, 5);
+	assert_memory_equal(b.data, "42-ok", 5);
+	assert_int_equal(buffer_printf(&b, "%s", long_text), BUFFER_OK);
+	assert_int_equal(b.len, 5 + 1999);
+	assert_int_equal(b.data[b.len - 1], 'x');
+	/* Past the maximum, short or long, nothing is appended. */
+	assert_int_equal(buffer_printf(&b, "%s", "1234567"), BUFFER_TOO_LARGE);
+	assert_int_equal(buffer_printf(&b, "%s", long_text), BUFFER_TOO_LARGE);
+	assert_int_equal(b.len, 5 + 1999);
+	assert_int_equal(buffer_printf(&b, "%s", "123456"), BUFFER_OK);
+	assert_int_equal(b.len, 2010);
+	buffer_free(&b);
+}
+
 int
 main(void)
 {
@@ -88,6 +113,7 @@ main(void)
 	    cmocka_unit_test(test_maximum_is_exact_and_refusal_changes_nothing),
 	    cmocka_unit_test(test_capacity_never_passes_maximum),
 	    cmocka_unit_test(test_steal_hands_over_data),
+	    cmocka_unit_test(test_printf_appends_short_and_long_text_within_maximum),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -12,11 +12,11 @@
 
 /* Parses text; on success checks the stored form equals want, on failure that err contains want. */
 static void
-expect(const char *text, size_t len, int want_rc, const char *want)
+expect(const char *text, size_t len, enum payload_result want_rc, const char *want)
 {
 	char err[512] = "", *out = NULL;
 	size_t out_len = 0;
-	int rc = payload_parse(text, len, &out, &out_len, err, sizeof(err));
+	enum payload_result rc = payload_parse(text, len, &out, &out_len, err, sizeof(err));
 
 	assert_int_equal(rc, want_rc);
 	if (rc == 0) {
@@ -48,20 +48,20 @@ static void
 test_empty_body_and_empty_object_say_no_data(void **state)
 {
 	(void)state;
-	expect("", 0, -1, "No data provided");
-	EXPECT("{}", -1, "No data provided");
-	EXPECT(" { } ", -1, "No data provided");
+	expect("", 0, PAYLOAD_INVALID, "No data provided");
+	EXPECT("{}", PAYLOAD_INVALID, "No data provided");
+	EXPECT(" { } ", PAYLOAD_INVALID, "No data provided");
 }
 
 static void
 test_not_an_object(void **state)
 {
 	(void)state;
-	EXPECT("[1,2]", -1, "must be an object, got an array");
-	EXPECT("\"text\"", -1, "got a string");
-	EXPECT("42", -1, "got a number");
-	EXPECT("null", -1, "got null");
-	EXPECT("true", -1, "got a boolean");
+	EXPECT("[1,2]", PAYLOAD_INVALID, "must be an object, got an array");
+	EXPECT("\"text\"", PAYLOAD_INVALID, "got a string");
+	EXPECT("42", PAYLOAD_INVALID, "got a number");
+	EXPECT("null", PAYLOAD_INVALID, "got null");
+	EXPECT("true", PAYLOAD_INVALID, "got a boolean");
 }
 
 static void
@@ -71,21 +71,21 @@ test_malformed_and_hostile(void **state)
 	int i;
 
 	(void)state;
-	EXPECT("{\"a\":", -1, "Invalid JSON");
-	EXPECT("{\"a\":1} trailing", -1, "Invalid JSON");
-	EXPECT("{\"a\":1,\"a\":2}", -1, "duplicate");
-	EXPECT("{\"a\":\"\\u0000\"}", -1, "Invalid JSON");
-	EXPECT("{\"a\":\"\xff\"}", -1, "Invalid JSON");
-	EXPECT("{\"a\":1e999}", -1, "Invalid JSON");
-	expect("{\"a\":\"x\0y\"}", 11, -1, "Invalid JSON");
+	EXPECT("{\"a\":", PAYLOAD_INVALID, "Invalid JSON");
+	EXPECT("{\"a\":1} trailing", PAYLOAD_INVALID, "Invalid JSON");
+	EXPECT("{\"a\":1,\"a\":2}", PAYLOAD_INVALID, "duplicate");
+	EXPECT("{\"a\":\"\\u0000\"}", PAYLOAD_INVALID, "Invalid JSON");
+	EXPECT("{\"a\":\"\xff\"}", PAYLOAD_INVALID, "Invalid JSON");
+	EXPECT("{\"a\":1e999}", PAYLOAD_INVALID, "Invalid JSON");
+	expect("{\"a\":\"x\0y\"}", 11, PAYLOAD_INVALID, "Invalid JSON");
 	/* jansson alone would accept a raw NUL right after a number. */
-	expect("{\"a\":1\0}", 8, -1, "NUL byte");
+	expect("{\"a\":1\0}", 8, PAYLOAD_INVALID, "NUL byte");
 	for (i = 0; i < 2500; i++)
 		deep[i] = '[';
 	for (; i < 5000; i++)
 		deep[i] = ']';
 	memcpy(deep, "{\"a\":", 5);
-	expect(deep, sizeof(deep), -1, "Invalid JSON");
+	expect(deep, sizeof(deep), PAYLOAD_INVALID, "Invalid JSON");
 }
 
 /* Deeper than the caller's scanner can follow inside {"stored_data":[...]} is refused. */
@@ -110,7 +110,7 @@ test_nesting_limit_matches_the_callers_scanner(void **state)
 			free(out);
 		} else {
 			assert_int_equal(payload_parse(text, n, &out, &out_len, err, sizeof(err)),
-			                 -1);
+			                 PAYLOAD_INVALID);
 			assert_non_null(strstr(err, "nesting"));
 		}
 	}

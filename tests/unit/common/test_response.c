@@ -7,6 +7,8 @@
 
 #include <cmocka.h>
 
+#include <microhttpd.h>
+
 #include "../../../common/response.h"
 
 static int released;
@@ -22,7 +24,7 @@ count_release(void *arg)
 static void
 test_small_body_releases_pieces_at_once(void **state)
 {
-	struct MHD_IoVec parts[3] = {{"[", 1}, {"{\"a\":1}", 7}, {"]", 1}};
+	struct http_part parts[3] = {{"[", 1}, {"{\"a\":1}", 7}, {"]", 1}};
 	struct MHD_Response *r;
 	size_t size = 0;
 
@@ -42,14 +44,14 @@ test_large_body_keeps_pieces_until_destroyed(void **state)
 {
 	size_t big = 200 * 1024, size = 0;
 	char *middle = malloc(big);
-	struct MHD_IoVec parts[3] = {{"[", 1}, {NULL, 0}, {"]", 1}};
+	struct http_part parts[3] = {{"[", 1}, {NULL, 0}, {"]", 1}};
 	struct MHD_Response *r;
 
 	(void)state;
 	assert_non_null(middle);
 	memset(middle, ' ', big);
-	parts[1].iov_base = middle;
-	parts[1].iov_len = big;
+	parts[1].base = middle;
+	parts[1].len = big;
 	released = 0;
 	r = response_from_parts(parts, 3, count_release, &released, &size);
 	assert_non_null(r);

@@ -75,7 +75,7 @@ static void
 test_unset_is_not_an_error(void **state)
 {
 	struct tls_pem pem;
-	char err[TLS_ERROR_MAX];
+	char err[ERROR_MAX];
 
 	(void)state;
 	assert_false(tls_pem_is_set("TEST_CERT_FILE"));
@@ -89,7 +89,7 @@ static void
 test_file_and_twin_give_the_same_text(void **state)
 {
 	struct tls_pem pem;
-	char err[TLS_ERROR_MAX];
+	char err[ERROR_MAX];
 
 	(void)state;
 	file_write(cert_a, strlen(cert_a));
@@ -113,7 +113,7 @@ static void
 test_both_twins_set_is_refused(void **state)
 {
 	struct tls_pem pem;
-	char err[TLS_ERROR_MAX];
+	char err[ERROR_MAX];
 
 	(void)state;
 	setenv("TEST_CERT_FILE", path, 1);
@@ -127,7 +127,7 @@ static void
 test_missing_file_names_setting_and_path(void **state)
 {
 	struct tls_pem pem;
-	char err[TLS_ERROR_MAX], expected[256];
+	char err[ERROR_MAX], expected[256];
 
 	(void)state;
 	setenv("TEST_CERT_FILE", "/nonexistent/cert.pem", 1);
@@ -141,7 +141,7 @@ static void
 test_file_over_the_limit_is_refused(void **state)
 {
 	struct tls_pem pem;
-	char err[TLS_ERROR_MAX];
+	char err[ERROR_MAX];
 	char *big = malloc(TLS_PEM_MAX_BYTES + 1);
 
 	(void)state;
@@ -161,7 +161,7 @@ test_file_over_the_limit_is_refused(void **state)
 static void
 test_expiry_is_the_earliest(void **state)
 {
-	char both[4096], err[TLS_ERROR_MAX];
+	char both[4096], err[ERROR_MAX];
 	struct tls_pem pem = {"TEST_CERT_FILE", (char *)cert_a, strlen(cert_a)};
 	time_t t = 0;
 
@@ -180,7 +180,7 @@ test_expiry_refuses_text_without_certificate(void **state)
 {
 	static const char *const bad[] = {"", "garbage", "-----BEGIN CERTIFICATE-----\nAAAA\n"};
 	struct tls_pem pem = {"TEST_CERT_FILE", NULL, 0};
-	char err[TLS_ERROR_MAX];
+	char err[ERROR_MAX];
 	time_t t;
 	size_t i;
 

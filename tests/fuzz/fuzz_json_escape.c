@@ -1,5 +1,5 @@
 /*
- * log_escape() (common/log.h): whatever a client sends (method, path, request
+ * json_escape() (common/json_escape.h): whatever a client sends (method, path, request
  * id) ends up inside a JSON string of a log line. The input's first byte picks
  * the buffer size (1-256), the second the length already in it, the rest is the
  * string (up to its first NUL, as a C string).
@@ -13,7 +13,7 @@
  */
 #include <stdint.h>
 
-#include "../../common/log.h"
+#include "../../common/json_escape.h"
 #include "fuzz_util.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -45,7 +45,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	FUZZ_CHECK(buf != NULL, "out of memory");
 	memset(buf, 'P', buf_size);
 
-	ret = log_escape(buf, buf_size, start, s);
+	ret = json_escape(buf, buf_size, start, s);
 	FUZZ_CHECK(ret >= start && ret < buf_size, "returned %zu for size %zu, start %zu", ret,
 	           buf_size, start);
 	FUZZ_CHECK(buf[ret] == '\0', "not terminated");
@@ -78,8 +78,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			cp = ((unsigned)(d[i] & 0x1F) << 6) | (d[i + 1] & 0x3F);
 			i += 2;
 		}
-		FUZZ_CHECK(k < slen && cp == (unsigned char)s[k], "character %zu is not input byte %zu",
-		           k, k);
+		FUZZ_CHECK(k < slen && cp == (unsigned char)s[k],
+		           "character %zu is not input byte %zu", k, k);
 	}
 	if (k < slen)
 		FUZZ_CHECK(ret + escaped_len((unsigned char)s[k]) >= buf_size,
