@@ -17,6 +17,7 @@
 #include "../common/clock.h"
 #include "../common/log.h"
 #include "../common/metrics.h"
+#include "../common/random.h"
 #include "breaker.h"
 #include "retry.h"
 
@@ -88,18 +89,8 @@ struct upstream_worker {
 	struct transfer *queued;  /* waiting for one of the UPSTREAM_CALLS_MAX, deadline first */
 	unsigned int running;     /* transfers in the multi handle */
 	struct transfer *idle;
-	uint64_t rng; /* backoff jitter */
+	struct random rng; /* backoff jitter */
 };
-
-/* A number in [0, 1) for backoff jitter (xorshift64*). */
-static double
-next_uniform(struct upstream_worker *w)
-{
-	w->rng ^= w->rng >> 12;
-	w->rng ^= w->rng << 25;
-	w->rng ^= w->rng >> 27;
-	return (double)((w->rng * 0x2545F4914F6CDD1DULL) >> 11) / 9007199254740992.0;
-}
 
 /* libcurl's write callback: keeps the answer, up to UPSTREAM_MAX_BYTES. */
 static size_t
@@ -350,7 +341,7 @@ retry_later(struct upstream_worker *w, struct transfer *t, enum outcome o, long 
 	if ((o != OUTCOME_REFUSED && !(o == OUTCOME_HTTP_STATUS && status == 503)) ||
 	    t->attempt > u->cfg.retry_max)
 		return 0;
-	wait = retry_backoff_ms(t->attempt, u->cfg.retry_backoff_ms, next_uniform(w));
+	wait = retry_backoff_ms(t->attempt, u->cfg.retry_backoff_ms, random_uniform(&w->rng));
 	/* An attempt that cannot get a few milliseconds before the deadline is not worth making. */
 	if (now + wait + 5 >= deadline)
 		return 0;
@@ -708,7 +699,7 @@ worker_new(void *arg, int *fd)
 		goto fail;
 	w->u = u;
 	w->timer_at_ms = -1;
-	w->rng = ((uint64_t)clock_ms() << 16) ^ (uint64_t)(uintptr_t)w ^ 1;
+	random_seed(&w->rng, random_secure_seed());
 	w->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
 	w->multi = curl_multi_init();
 	/*
