@@ -29,6 +29,21 @@ assert_renders(struct upstream_metrics *m, const char *const *lines, size_t n)
 	free(text);
 }
 
+/* Figures over a budget of 20 % and a breaker that opens after threshold failures. */
+struct fixture {
+	struct retry_budget budget;
+	struct breaker breaker;
+	struct upstream_metrics m;
+};
+
+static void
+fixture_init(struct fixture *f, unsigned int threshold)
+{
+	retry_budget_init(&f->budget, 20);
+	breaker_init(&f->breaker, threshold, 1000);
+	upstream_metrics_init(&f->m, &f->budget, &f->breaker);
+}
+
 static void
 test_starts_at_zero_with_every_outcome(void **state)
 {
@@ -48,15 +63,11 @@ test_starts_at_zero_with_every_outcome(void **state)
 	    "upstream_breaker_state 0\n",
 	    "upstream_breaker_transitions_total{state=\"open\"} 0\n",
 	};
-	struct retry_budget budget;
-	struct breaker breaker;
-	struct upstream_metrics m;
+	struct fixture f;
 
 	(void)state;
-	retry_budget_init(&budget, 20);
-	breaker_init(&breaker, 5, 1000);
-	upstream_metrics_init(&m, &budget, &breaker);
-	assert_renders(&m, lines, sizeof(lines) / sizeof(lines[0]));
+	fixture_init(&f, 5);
+	assert_renders(&f.m, lines, sizeof(lines) / sizeof(lines[0]));
 }
 
 static void
@@ -70,23 +81,19 @@ test_counts_outcomes_latency_retries_and_the_breaker(void **state)
 	    "upstream_breaker_state 1\n",
 	    "upstream_breaker_transitions_total{state=\"open\"} 1\n",
 	};
-	struct retry_budget budget;
-	struct breaker breaker;
-	struct upstream_metrics m;
+	struct fixture f;
 	long long wait;
 
 	(void)state;
-	retry_budget_init(&budget, 20);
-	breaker_init(&breaker, 1, 1000);
-	upstream_metrics_init(&m, &budget, &breaker);
-	upstream_metrics_count(&m, OUTCOME_OK);
-	upstream_metrics_count(&m, OUTCOME_REFUSED);
-	upstream_metrics_count(&m, OUTCOME_REFUSED);
-	upstream_metrics_latency(&m, 0.002);
-	assert_true(retry_budget_withdraw(&budget));
-	assert_true(breaker_allow(&breaker, 0, &wait));
-	breaker_record(&breaker, 0, 0);
-	assert_renders(&m, lines, sizeof(lines) / sizeof(lines[0]));
+	fixture_init(&f, 1);
+	upstream_metrics_count(&f.m, OUTCOME_OK);
+	upstream_metrics_count(&f.m, OUTCOME_REFUSED);
+	upstream_metrics_count(&f.m, OUTCOME_REFUSED);
+	upstream_metrics_latency(&f.m, 0.002);
+	assert_true(retry_budget_withdraw(&f.budget));
+	assert_true(breaker_allow(&f.breaker, 0, &wait));
+	breaker_record(&f.breaker, 0, 0);
+	assert_renders(&f.m, lines, sizeof(lines) / sizeof(lines[0]));
 }
 
 int
