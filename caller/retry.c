@@ -41,3 +41,18 @@ retry_backoff_ms(unsigned int attempt, long long base_ms, double uniform)
 	wait = (long long)(uniform * (double)bound);
 	return wait < 1 ? 1 : wait;
 }
+
+/* The outcome and the count of attempts first, then whether the backoff leaves time. */
+long long
+retry_decide(const struct failed_attempt *f)
+{
+	long long wait;
+
+	if (!f->retryable || f->attempt > f->retry_max)
+		return -1;
+	wait = retry_backoff_ms(f->attempt, f->base_ms, f->uniform);
+	/* An attempt that cannot get a few milliseconds before the deadline is not worth making. */
+	if (f->now_ms + wait + RETRY_MIN_TIME_LEFT_MS >= f->deadline_ms)
+		return -1;
+	return wait;
+}

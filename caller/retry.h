@@ -35,4 +35,27 @@ int retry_budget_withdraw(struct retry_budget *b);
  */
 long long retry_backoff_ms(unsigned int attempt, long long base_ms, double uniform);
 
+/* A retry must leave the attempt at least this long before the call's deadline. */
+#define RETRY_MIN_TIME_LEFT_MS 5
+
+/* What retry_decide() weighs about an attempt that failed. */
+struct failed_attempt {
+	int retryable;          /* judge_retryable(): a refused connection or a 503 */
+	unsigned int attempt;   /* the attempt that failed, 1 for the first */
+	unsigned int retry_max; /* RETRY_MAX */
+	long long base_ms;      /* RETRY_BACKOFF_MS */
+	double uniform;         /* in [0, 1): the backoff's jitter */
+	long long now_ms;       /* when it failed */
+	long long deadline_ms;  /* when the whole call must have ended */
+};
+
+/*
+ * Whether a failed attempt is made again, budget aside: returns the backoff
+ * in ms when it is retryable, RETRY_MAX is not reached and the attempt after
+ * the backoff still has RETRY_MIN_TIME_LEFT_MS before the deadline; -1
+ * otherwise. Ask retry_budget_withdraw() only after a wait is returned, so a
+ * retry refused here spends no budget.
+ */
+long long retry_decide(const struct failed_attempt *f);
+
 #endif

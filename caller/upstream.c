@@ -17,30 +17,14 @@
 #include "../common/clock.h"
 #include "../common/log.h"
 #include "../common/metrics.h"
+#include "../common/random.h"
 #include "breaker.h"
+#include "judge.h"
 #include "retry.h"
+#include "upstream_metrics.h"
 
 /* Socket events taken from the thread's epoll set per turn of its loop. */
 #define EVENTS_PER_TURN 32
-
-/* How a call ended, for /metrics. */
-enum outcome {
-	OUTCOME_OK,
-	OUTCOME_REFUSED,
-	OUTCOME_TIMEOUT,
-	OUTCOME_DNS,
-	OUTCOME_HTTP_STATUS,
-	OUTCOME_INVALID_BODY,
-	OUTCOME_TOO_LARGE,
-	OUTCOME_BREAKER_OPEN,
-	OUTCOME_ERROR,
-	OUTCOME_COUNT
-};
-
-static const char *const outcome_names[OUTCOME_COUNT] = {
-    "ok",           "refused",   "timeout",      "dns",   "http_status",
-    "invalid_body", "too_large", "breaker_open", "error",
-};
 
 /* A call in flight (or waiting to retry); owned by one server thread, reused for its later calls.
  */
@@ -72,9 +56,7 @@ struct upstream {
 	pthread_mutex_t lock; /* guards breaker and budget, which every thread uses */
 	struct breaker breaker;
 	struct retry_budget budget;
-	atomic_ullong outcomes[OUTCOME_COUNT];
-	struct histogram latency;
-	unsigned long long emf_last[2]; /* calls and failures at the last EMF record */
+	struct upstream_metrics metrics;
 };
 
 /* One server thread's calls; touched by that thread only. */
@@ -89,18 +71,8 @@ struct upstream_worker {
 	struct transfer *queued;  /* waiting for one of the UPSTREAM_CALLS_MAX, deadline first */
 	unsigned int running;     /* transfers in the multi handle */
 	struct transfer *idle;
-	uint64_t rng; /* backoff jitter */
+	struct random rng; /* backoff jitter */
 };
-
-/* A number in [0, 1) for backoff jitter (xorshift64*). */
-static double
-next_uniform(struct upstream_worker *w)
-{
-	w->rng ^= w->rng >> 12;
-	w->rng ^= w->rng << 25;
-	w->rng ^= w->rng >> 27;
-	return (double)((w->rng * 0x2545F4914F6CDD1DULL) >> 11) / 9007199254740992.0;
-}
 
 /* libcurl's write callback: keeps the answer, up to UPSTREAM_MAX_BYTES. */
 static size_t
@@ -283,77 +255,29 @@ attempt_begin(struct upstream_worker *w, struct transfer *t, long long now)
 	return 0;
 }
 
-/* Says what an attempt gave: the span of stored_data when it is usable, why not otherwise. */
-static enum outcome
-judge(struct upstream *u, struct transfer *t, CURLcode code, struct upstream_result *r,
-      long *status)
-{
-	char why[256];
-	int found;
-
-	*status = 0;
-	if (code != CURLE_OK) {
-		snprintf(r->reason, sizeof(r->reason), "%s",
-		         t->errbuf[0] != '\0' ? t->errbuf : curl_easy_strerror(code));
-		switch (code) {
-		case CURLE_WRITE_ERROR:
-		case CURLE_FILESIZE_EXCEEDED:
-			if (!t->too_large && code == CURLE_WRITE_ERROR)
-				return OUTCOME_ERROR;
-			snprintf(r->reason, sizeof(r->reason),
-			         "answer larger than UPSTREAM_MAX_BYTES (%zu bytes)",
-			         u->cfg.max_bytes);
-			return OUTCOME_TOO_LARGE;
-		case CURLE_COULDNT_CONNECT:
-			return OUTCOME_REFUSED;
-		case CURLE_OPERATION_TIMEDOUT:
-			return OUTCOME_TIMEOUT;
-		case CURLE_COULDNT_RESOLVE_HOST:
-			return OUTCOME_DNS;
-		default:
-			return OUTCOME_ERROR;
-		}
-	}
-	if (curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, status) != CURLE_OK ||
-	    *status != 200) {
-		snprintf(r->reason, sizeof(r->reason), "HTTP %ld from %s", *status, u->url);
-		return OUTCOME_HTTP_STATUS;
-	}
-	found = json_scan_member(r->body, r->body_len, "stored_data", &r->stored_data, why,
-	                         sizeof(why));
-	if (found < 0) {
-		snprintf(r->reason, sizeof(r->reason), "invalid JSON from %s: %s", u->url, why);
-		return OUTCOME_INVALID_BODY;
-	}
-	if (found == 0 || r->stored_data.type != '[') {
-		snprintf(r->reason, sizeof(r->reason), "answer from %s has no stored_data array",
-		         u->url);
-		return OUTCOME_INVALID_BODY;
-	}
-	r->ok = 1;
-	return OUTCOME_OK;
-}
-
 /*
- * Decides whether a failed attempt is tried again: only a refused connection
- * or a 503, within RETRY_MAX, within the budget, and only when the wait still
- * leaves time before the deadline. Schedules it and returns 1 when so.
+ * Schedules a failed attempt to be made again when retry_decide() and the
+ * shared retry budget allow it; returns 1 when so, 0 when the call ends here.
  */
 static int
-retry_later(struct upstream_worker *w, struct transfer *t, enum outcome o, long status,
+retry_later(struct upstream_worker *w, struct transfer *t, enum upstream_outcome o, long status,
             long long now)
 {
 	struct upstream *u = w->u;
-	long long wait, deadline = call_deadline(u, t);
+	struct failed_attempt f = {
+	    .retryable = judge_retryable(o, status),
+	    .attempt = t->attempt,
+	    .retry_max = u->cfg.retry_max,
+	    .base_ms = u->cfg.retry_backoff_ms,
+	    .uniform = random_uniform(&w->rng),
+	    .now_ms = now,
+	    .deadline_ms = call_deadline(u, t),
+	};
+	long long wait = retry_decide(&f);
 	struct transfer **p;
 	int granted;
 
-	if ((o != OUTCOME_REFUSED && !(o == OUTCOME_HTTP_STATUS && status == 503)) ||
-	    t->attempt > u->cfg.retry_max)
-		return 0;
-	wait = retry_backoff_ms(t->attempt, u->cfg.retry_backoff_ms, next_uniform(w));
-	/* An attempt that cannot get a few milliseconds before the deadline is not worth making. */
-	if (now + wait + 5 >= deadline)
+	if (wait < 0)
 		return 0;
 	pthread_mutex_lock(&u->lock);
 	granted = retry_budget_withdraw(&u->budget);
@@ -372,9 +296,9 @@ retry_later(struct upstream_worker *w, struct transfer *t, enum outcome o, long 
 
 /* Hands a call's result to done() and counts it. */
 static void
-call_end(struct upstream *u, struct upstream_result *r, enum outcome o, void *arg)
+call_end(struct upstream *u, struct upstream_result *r, enum upstream_outcome o, void *arg)
 {
-	atomic_fetch_add(&u->outcomes[o], 1);
+	upstream_metrics_count(&u->metrics, o);
 	u->done(r, u->context, arg);
 }
 
@@ -395,8 +319,15 @@ attempt_finish(struct upstream_worker *w, struct transfer *t, CURLcode code)
 	struct upstream_result r;
 	curl_off_t total_us = 0;
 	long long now = clock_ms();
-	enum outcome o;
-	long status;
+	struct attempt_report report = {
+	    .code = code,
+	    .error = t->errbuf,
+	    .status = 0,
+	    .too_large = t->too_large,
+	    .max_bytes = u->cfg.max_bytes,
+	    .url = u->url,
+	};
+	enum upstream_outcome o;
 	int ran = t->in_multi; /* a queued call that timed out never ran */
 
 	if (ran) {
@@ -404,12 +335,16 @@ attempt_finish(struct upstream_worker *w, struct transfer *t, CURLcode code)
 		t->in_multi = 0;
 		w->running--;
 	}
+	/* A transfer that ended without an answer has no status. */
+	if (code == CURLE_OK &&
+	    curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &report.status) != CURLE_OK)
+		report.status = 0;
 	memset(&r, 0, sizeof(r));
 	r.body = buffer_steal(&t->body, &r.body_len);
-	o = judge(u, t, code, &r, &status);
+	o = judge_attempt(&report, &r);
 	if (ran && curl_easy_getinfo(t->easy, CURLINFO_TOTAL_TIME_T, &total_us) == CURLE_OK)
-		histogram_observe(&u->latency, (double)total_us / 1e6);
-	if (!w->aborting && retry_later(w, t, o, status, now)) {
+		upstream_metrics_latency(&u->metrics, (double)total_us / 1e6);
+	if (!w->aborting && retry_later(w, t, o, report.status, now)) {
 		free(r.body);
 		return;
 	}
@@ -427,7 +362,7 @@ attempt_finish(struct upstream_worker *w, struct transfer *t, CURLcode code)
 
 /* Ends a call that never got as far as an attempt. */
 static void
-call_fail(struct upstream *u, void *arg, enum outcome o, const char *why)
+call_fail(struct upstream *u, void *arg, enum upstream_outcome o, const char *why)
 {
 	struct upstream_result r;
 
@@ -709,7 +644,7 @@ worker_new(void *arg, int *fd)
 		goto fail;
 	w->u = u;
 	w->timer_at_ms = -1;
-	w->rng = ((uint64_t)clock_ms() << 16) ^ (uint64_t)(uintptr_t)w ^ 1;
+	random_seed(&w->rng, random_secure_seed());
 	w->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
 	w->multi = curl_multi_init();
 	/*
@@ -737,62 +672,6 @@ fail:
 	return NULL;
 }
 
-/* Prometheus text for calls to the responder: outcomes, latency, retries, the breaker. */
-static void
-render_metrics(struct buffer *out, void *arg)
-{
-	struct upstream *u = arg;
-	size_t i;
-
-	metrics_printf(out, "# HELP upstream_requests_total Calls to the responder by outcome.\n"
-	                    "# TYPE upstream_requests_total counter\n");
-	for (i = 0; i < OUTCOME_COUNT; i++)
-		metrics_printf(out, "upstream_requests_total{outcome=\"%s\"} %llu\n",
-		               outcome_names[i], atomic_load(&u->outcomes[i]));
-	metrics_printf(out,
-	               "# HELP upstream_request_duration_seconds Time one attempt to call the "
-	               "responder took.\n# TYPE upstream_request_duration_seconds histogram\n");
-	histogram_render(out, "upstream_request_duration_seconds", "", &u->latency);
-	metrics_printf(
-	    out,
-	    "# HELP upstream_retries_total Attempts made again after a refused connection "
-	    "or a 503.\n# TYPE upstream_retries_total counter\n"
-	    "upstream_retries_total %llu\n"
-	    "# HELP upstream_retry_budget_exhausted_total Retries not made for want of "
-	    "budget.\n# TYPE upstream_retry_budget_exhausted_total counter\n"
-	    "upstream_retry_budget_exhausted_total %llu\n"
-	    "# HELP upstream_breaker_state 0 closed, 1 open, 2 half-open.\n"
-	    "# TYPE upstream_breaker_state gauge\nupstream_breaker_state %d\n"
-	    "# HELP upstream_breaker_transitions_total Times the breaker entered a state.\n"
-	    "# TYPE upstream_breaker_transitions_total counter\n"
-	    "upstream_breaker_transitions_total{state=\"closed\"} %llu\n"
-	    "upstream_breaker_transitions_total{state=\"open\"} %llu\n"
-	    "upstream_breaker_transitions_total{state=\"half_open\"} %llu\n",
-	    atomic_load(&u->budget.retries), atomic_load(&u->budget.exhausted),
-	    atomic_load(&u->breaker.state), atomic_load(&u->breaker.transitions[BREAKER_CLOSED]),
-	    atomic_load(&u->breaker.transitions[BREAKER_OPEN]),
-	    atomic_load(&u->breaker.transitions[BREAKER_HALF_OPEN]));
-}
-
-/* EMF figures: calls to the responder and failed calls since the last record. */
-static void
-emf_metrics(struct metrics_emf *emf, void *arg)
-{
-	struct upstream *u = arg;
-	unsigned long long calls = 0, failures;
-	size_t i;
-
-	for (i = 0; i < OUTCOME_COUNT; i++)
-		calls += atomic_load(&u->outcomes[i]);
-	failures = calls - atomic_load(&u->outcomes[OUTCOME_OK]);
-	metrics_emf_value(emf, "UpstreamCalls", "Count", (double)(calls - u->emf_last[0]));
-	metrics_emf_value(emf, "UpstreamFailures", "Count", (double)(failures - u->emf_last[1]));
-	metrics_emf_value(emf, "BreakerOpen", "Count",
-	                  atomic_load(&u->breaker.state) == BREAKER_OPEN ? 1 : 0);
-	u->emf_last[0] = calls;
-	u->emf_last[1] = failures;
-}
-
 struct upstream *
 upstream_new(const struct upstream_config *cfg, struct metrics *registry, upstream_done done,
              void *context)
@@ -807,6 +686,7 @@ upstream_new(const struct upstream_config *cfg, struct metrics *registry, upstre
 	u->context = context;
 	breaker_init(&u->breaker, cfg->breaker_threshold, cfg->breaker_cooldown_ms);
 	retry_budget_init(&u->budget, cfg->retry_budget_percent);
+	upstream_metrics_init(&u->metrics, &u->budget, &u->breaker);
 	n = strlen(cfg->base_url) + sizeof("/data");
 	u->url = malloc(n);
 	if (u->url == NULL)
@@ -814,7 +694,8 @@ upstream_new(const struct upstream_config *cfg, struct metrics *registry, upstre
 	snprintf(u->url, n, "%s/data", cfg->base_url);
 	/* Registered before serving starts, so nothing renders the figures until then. */
 	u->registry = registry;
-	if (metrics_register(registry, render_metrics, emf_metrics, u) < 0)
+	if (metrics_register(registry, upstream_metrics_render, upstream_metrics_emf, &u->metrics) <
+	    0)
 		goto fail;
 	pthread_mutex_init(&u->lock, NULL);
 	u->loop.attach = worker_new;
@@ -842,7 +723,7 @@ upstream_free(struct upstream *u)
 {
 	if (u == NULL)
 		return;
-	metrics_unregister(u->registry, u);
+	metrics_unregister(u->registry, &u->metrics);
 	pthread_mutex_destroy(&u->lock);
 	free(u->url);
 	free(u);

@@ -11,12 +11,10 @@
 
 #include <stddef.h>
 
-#include "../common/app_version.h"
 #include "../common/http_server.h"
-#include "../common/json_scan.h"
 #include "../common/metrics.h"
-#include "../common/served_by.h"
 #include "../common/trace.h"
+#include "judge.h"
 #include "upstream_tls.h"
 
 struct upstream_config {
@@ -35,17 +33,6 @@ struct upstream_config {
 	long keepalive_max;                /* UPSTREAM_KEEPALIVE_MAX: kept for reuse, per thread */
 	long calls_max;                    /* UPSTREAM_CALLS_MAX: in flight, per thread */
 	struct upstream_tls *tls;          /* NULL without TLS settings; borrowed */
-};
-
-/* What one call gave. */
-struct upstream_result {
-	int ok;     /* 1: a 200 whose JSON has a stored_data array */
-	char *body; /* the answer as received; the callback owns it (free()) */
-	size_t body_len;
-	struct json_span stored_data;      /* where the array lies in body, when ok */
-	char reason[384];                  /* what went wrong, when not ok */
-	char served_by[SERVED_BY_MAX];     /* the responder's X-Served-By, or "" */
-	char version[APP_VERSION_MAX + 1]; /* the responder's X-App-Version, or "" */
 };
 
 /*

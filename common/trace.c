@@ -4,8 +4,9 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/random.h>
 #include <time.h>
+
+#include "random.h"
 
 static int
 is_hex(const char *s, size_t n)
@@ -29,22 +30,18 @@ all_zero(const char *s, size_t n)
 	return 1;
 }
 
-/* A per-thread xorshift generator seeded from the kernel: ids need to be unique, not secret. */
+/* This thread's generator, seeded from the kernel: ids need to be unique, not secret. */
 static uint64_t
 random64(void)
 {
-	static _Thread_local uint64_t state;
-	uint64_t x;
+	static _Thread_local struct random rng;
+	static _Thread_local int seeded;
 
-	while (state == 0)
-		if (getrandom(&state, sizeof(state), 0) != sizeof(state))
-			state = (uint64_t)time(NULL) ^ (uint64_t)(uintptr_t)&state;
-	x = state;
-	x ^= x >> 12;
-	x ^= x << 25;
-	x ^= x >> 27;
-	state = x;
-	return x * 0x2545F4914F6CDD1DULL;
+	if (!seeded) {
+		random_seed(&rng, random_secure_seed());
+		seeded = 1;
+	}
+	return random_next(&rng);
 }
 
 static void

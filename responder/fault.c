@@ -9,6 +9,7 @@
 #include "../common/clock.h"
 #include "../common/config.h"
 #include "../common/log.h"
+#include "../common/random.h"
 
 /* A suspended request waiting for its delay to pass. */
 struct delayed {
@@ -23,7 +24,7 @@ struct faults {
 	struct fault_config cfg;
 	pthread_mutex_t lock; /* guards rng, pending and stopping */
 	pthread_cond_t wake;
-	uint64_t rng;
+	struct random rng;
 	struct delayed *pending;
 	int stopping;
 	int has_thread;
@@ -39,18 +40,6 @@ fault_config_load(struct fault_config *c)
 	CONFIG_INTEGER_OR_RETURN("FAULT_DELAY_MS", 0, 0, 60000, c->delay_ms);
 	CONFIG_INTEGER_OR_RETURN("FAULT_SEED", 1, 1, INT64_MAX, c->seed);
 	return 0;
-}
-
-/* The next number in [0, 1) from the seeded generator (splitmix64); call with the lock held. */
-static double
-next_uniform(struct faults *f)
-{
-	uint64_t z = (f->rng += 0x9E3779B97F4A7C15ULL);
-
-	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-	z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-	z ^= z >> 31;
-	return (double)(z >> 11) / 9007199254740992.0;
 }
 
 static int
@@ -101,7 +90,7 @@ fault_start(const struct fault_config *c)
 	if (f == NULL)
 		return NULL;
 	f->cfg = *c;
-	f->rng = c->seed;
+	random_seed(&f->rng, c->seed);
 	pthread_mutex_init(&f->lock, NULL);
 	/* Due times are on the monotonic clock, so the wait must be too. */
 	pthread_condattr_init(&attr);
@@ -132,8 +121,8 @@ fault_inject(struct faults *f, struct http_exchange *ex, http_handler handler, v
 	if (f->cfg.error_rate <= 0 && !f->has_thread)
 		return 0;
 	pthread_mutex_lock(&f->lock);
-	fail = next_uniform(f) < f->cfg.error_rate;
-	delay = f->has_thread && next_uniform(f) < f->cfg.delay_rate;
+	fail = random_uniform(&f->rng) < f->cfg.error_rate;
+	delay = f->has_thread && random_uniform(&f->rng) < f->cfg.delay_rate;
 	pthread_mutex_unlock(&f->lock);
 	if (fail)
 		http_reply_error(ex, 503, "Injected fault: FAULT_ERROR_RATE=%g", f->cfg.error_rate);

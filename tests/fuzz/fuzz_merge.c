@@ -1,19 +1,20 @@
 /*
  * merge_parts() (caller/merge.h): the caller's GET / document, built from a
- * fuzzed responder answer and a fixed caller store, the way caller/upstream.c
- * judges the answer (json_scan_member() for "stored_data", which must be an
- * array) and caller/main.c sends the pieces.
+ * fuzzed responder answer and a fixed caller store, the answer judged by
+ * caller/judge.c as a 200 (json_scan_member() for "stored_data", which must
+ * be an array) and the pieces sent as caller/main.c sends them.
  * - when the answer was accepted, the merged document is valid JSON (checked
  *   with jansson), has exactly the two members, the caller's objects, and the
  *   responder's stored_data array byte for byte;
  * - when it was not, the document is valid JSON whose responder_service_data is
  *   {"error":"Failed to reach Service B: <reason>"} with the reason intact; the
- *   reason is both the one upstream.c would give and, to reach every byte
+ *   reason is both the one judge_attempt() gives and, to reach every byte
  *   value, the raw answer itself;
  * - ownership: the answer buffer is taken over and freed once (LeakSanitizer).
  */
 #include <stdint.h>
 
+#include "../../caller/judge.h"
 #include "../../caller/merge.h"
 #include "fuzz_util.h"
 
@@ -146,11 +147,13 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct upstream_result r;
 	struct http_part parts[MERGE_PARTS];
-	char why[256], *owned = NULL, *doc;
+	const struct attempt_report answer = {
+	    .code = CURLE_OK, .error = "", .status = 200, .max_bytes = SIZE_MAX, .url = URL};
+	char *owned = NULL, *doc;
 	size_t len;
 	json_t *root, *resp, *want;
 	json_error_t jerr;
-	int found, skipped;
+	int skipped;
 
 	memset(&r, 0, sizeof(r));
 	r.body = malloc(size > 0 ? size : 1);
@@ -158,16 +161,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size > 0)
 		memcpy(r.body, data, size);
 	r.body_len = size;
-	/* As caller/upstream.c judge() does. */
-	found =
-	    json_scan_member(r.body, r.body_len, "stored_data", &r.stored_data, why, sizeof(why));
-	if (found < 0)
-		snprintf(r.reason, sizeof(r.reason), "invalid JSON from %s: %s", URL, why);
-	else if (found == 0 || r.stored_data.type != '[')
-		snprintf(r.reason, sizeof(r.reason), "answer from %s has no stored_data array",
-		         URL);
-	else
-		r.ok = 1;
+	judge_attempt(&answer, &r);
 
 	if (!r.ok) {
 		merge_error(r.reason, strlen(r.reason));
