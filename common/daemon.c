@@ -153,11 +153,8 @@ daemon_serve(struct daemon *d, const struct http_route *routes, size_t route_cou
 		hooks = &none;
 	server =
 	    http_server_start(&d->config, d->tls, routes, route_count, hooks->loop, d->metrics);
-	if (server == NULL) {
-		if (hooks->before_stop != NULL)
-			hooks->before_stop(hooks->arg);
+	if (server == NULL)
 		return 1;
-	}
 	log_msg(LOG_INFO, "listening on port %u (%s) with %u threads, serving as %s, version %s",
 	        d->config.port, d->tls != NULL ? "https" : "http", d->config.threads, served_by(),
 	        app_version());
@@ -177,13 +174,6 @@ daemon_serve(struct daemon *d, const struct http_route *routes, size_t route_cou
 	if (hooks->loop != NULL) {
 		/* What the loops' work still held must be answered before the server may stop. */
 		left = http_server_abort(server, RESUMED_FLUSH_MS);
-		if (left > 0)
-			log_msg(LOG_WARN, "%u requests still in flight at exit", left);
-	}
-	if (hooks->before_stop != NULL) {
-		hooks->before_stop(hooks->arg);
-		/* What before_stop() resumed must be answered before the server may stop. */
-		left = http_server_drain(server, RESUMED_FLUSH_MS);
 		if (left > 0)
 			log_msg(LOG_WARN, "%u requests still in flight at exit", left);
 	}

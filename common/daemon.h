@@ -19,14 +19,12 @@ struct daemon {
 struct daemon_hooks {
 	/* SIGHUP: reads the daemon's own TLS settings again; 0, or -1 with err filled. */
 	int (*reload)(void *arg, char *err, size_t errlen);
-	/* Work for every server thread's event loop (borrowed); after the drain it is ended. */
-	const struct http_loop *loop;
 	/*
-	 * After the drain and the loop's end, before the server closes its connections (the
-	 * responder answers its delayed requests); runs even when the server cannot start.
+	 * Work for every server thread's event loop (borrowed): the caller's calls, the
+	 * responder's delays. After the drain it is ended, answering what it still holds.
 	 */
-	void (*before_stop)(void *arg);
-	void *arg; /* passed to reload and before_stop; borrowed */
+	const struct http_loop *loop;
+	void *arg; /* passed to reload; borrowed */
 };
 
 /*
@@ -38,9 +36,10 @@ int daemon_init(struct daemon *d, const char *name, int argc, char **argv, int *
 
 /*
  * Serves routes until SIGTERM or SIGINT, running hooks->reload on SIGHUP
- * after its own certificates, then stops accepting and lets requests in
- * flight finish within DRAIN_TIMEOUT_MS, ends the loop's work still in flight
- * and runs before_stop. hooks may be NULL. Returns the exit status.
+ * after its own certificates. Then: drain (stop accepting, let requests in
+ * flight finish within DRAIN_TIMEOUT_MS), abort (the loop's work still in
+ * flight is ended and answered), stop. hooks may be NULL. Returns the exit
+ * status.
  */
 int daemon_serve(struct daemon *d, const struct http_route *routes, size_t route_count,
                  const struct daemon_hooks *hooks);

@@ -15,7 +15,7 @@ struct http_exchange; /* one request and its answer; owned by the server (http_s
 /*
  * Answers one request. A handler either sets the answer with one of the
  * http_reply functions before it returns, or calls http_suspend() and sets it
- * later, from any thread, before calling http_resume().
+ * later, from its thread's http_loop work, before calling http_resume().
  */
 typedef void (*http_handler)(struct http_exchange *ex, void *arg);
 

@@ -91,9 +91,6 @@ struct http_worker {
 	int accepting_taken; /* on_connection took it over */
 };
 
-/* The server thread running on this thread, for http_resume(); NULL on other threads. */
-static _Thread_local struct http_worker *this_worker;
-
 struct http_server {
 	struct http_worker *workers; /* owned */
 	unsigned int worker_count;
@@ -304,19 +301,15 @@ void
 http_resume(struct http_exchange *ex)
 {
 	struct http_worker *w = ex->worker;
-	uint64_t one = 1;
 
 	/*
-	 * After this call the exchange belongs to the server thread again: touch
-	 * nothing. A daemon without a thread of its own learns of the resume only
-	 * when it is run again, so its thread runs it at once, or is woken for it.
+	 * Only the thread serving the request resumes it, so no wake-up crosses
+	 * threads: the thread runs its daemon again before it next waits. After
+	 * this call the exchange belongs to libmicrohttpd again: touch nothing.
 	 */
 	assert(ex->suspended); /* only a suspended request is resumed, once */
 	MHD_resume_connection(ex->connection);
-	if (this_worker == w)
-		w->resumed = 1;
-	else if (write(w->wake_fd, &one, sizeof(one)) < 0)
-		log_msg(LOG_ERROR, "cannot wake the server thread of a resumed request");
+	w->resumed = 1;
 }
 
 /* Sends the answer that was set, adding the headers every answer carries. */
@@ -965,7 +958,6 @@ worker_main(void *arg)
 	int n, i, loop_ready, accept_ready;
 	void *tag;
 
-	this_worker = w;
 	while (w->seen != PHASE_STOPPING) {
 		n = epoll_wait(w->epoll_fd, events, 64, worker_wait_ms(w, loop_ms));
 		loop_ready = accept_ready = 0;

@@ -110,7 +110,10 @@ void http_reply_error(struct http_exchange *ex, unsigned int status, const char 
 /* Holds the request without an answer until http_resume(); call only from a handler. */
 void http_suspend(struct http_exchange *ex);
 
-/* Sends the answer set since http_suspend(); callable from any thread, once. */
+/*
+ * Sends the answer set since http_suspend(), once, from the thread serving the
+ * request: its handler, or its thread's http_loop work.
+ */
 void http_resume(struct http_exchange *ex);
 
 #endif

@@ -1,10 +1,15 @@
-/* Injected 503s and delays, decided by a seeded generator; delays never hold a server thread. */
+/*
+ * Injected 503s and delays, decided by a seeded generator. A delayed request
+ * waits in its own server thread's loop, on a timer, and is answered there:
+ * delays never hold a thread, and no request changes threads.
+ */
 #include "fault.h"
 
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
-#include <time.h>
+#include <unistd.h>
+#include <sys/timerfd.h>
 
 #include "../common/clock.h"
 #include "../common/config.h"
@@ -13,22 +18,26 @@
 
 /* A suspended request waiting for its delay to pass. */
 struct delayed {
-	struct delayed *next; /* ordered by due */
-	struct timespec due;
+	struct delayed *next;
+	long long due_ms; /* clock_ms() when it is answered */
 	struct http_exchange *ex;
-	http_handler handler;
+	http_handler handler; /* NULL: the answer set before the delay stands */
 	void *arg;
+};
+
+/* One server thread's delayed requests; touched by that thread only. */
+struct fault_worker {
+	int timer_fd; /* timerfd, armed for the first request's due time */
+	/* Every delay is FAULT_DELAY_MS long, so arrival order is due order: a queue. */
+	struct delayed *head, *tail;
 };
 
 struct faults {
 	struct fault_config cfg;
-	pthread_mutex_t lock; /* guards rng, pending and stopping */
-	pthread_cond_t wake;
+	pthread_mutex_t lock; /* guards rng: decisions follow the order requests arrive in */
 	struct random rng;
-	struct delayed *pending;
-	int stopping;
-	int has_thread;
-	pthread_t thread;
+	int delays; /* FAULT_DELAY_MS and FAULT_DELAY_RATE make delays */
+	struct http_loop loop;
 };
 
 int
@@ -42,69 +51,120 @@ fault_config_load(struct fault_config *c)
 	return 0;
 }
 
-static int
-before(const struct timespec *a, const struct timespec *b)
+/* Arms w's timer for its first request, or disarms it when none waits. */
+static void
+timer_arm(struct fault_worker *w)
 {
-	return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
+	struct itimerspec when = {0};
+	long long wait;
+
+	if (w->head != NULL) {
+		wait = w->head->due_ms - clock_ms();
+		if (wait < 1)
+			wait = 1; /* a zero it_value would disarm the timer */
+		when.it_value.tv_sec = (time_t)(wait / 1000);
+		when.it_value.tv_nsec = (long)(wait % 1000) * 1000000L;
+	}
+	if (timerfd_settime(w->timer_fd, 0, &when, NULL) < 0)
+		log_msg(LOG_ERROR, "fault injection: cannot arm the delay timer");
 }
 
-/* The delay thread: answers each delayed request when its time comes (or at once when stopping). */
-static void *
-delay_loop(void *arg)
+/* Answers w's first delayed request: the handler's answer, or the 503 already set. */
+static void
+answer_first(struct fault_worker *w)
 {
-	struct faults *f = arg;
-	struct delayed *d;
-	struct timespec now;
+	struct delayed *d = w->head;
 
-	pthread_mutex_lock(&f->lock);
-	for (;;) {
-		clock_gettime(CLOCK_MONOTONIC, &now);
-		d = f->pending;
-		if (d != NULL && (f->stopping || !before(&now, &d->due))) {
-			f->pending = d->next;
-			pthread_mutex_unlock(&f->lock);
-			if (d->handler != NULL)
-				d->handler(d->ex, d->arg);
-			http_resume(d->ex);
-			free(d);
-			pthread_mutex_lock(&f->lock);
-			continue;
-		}
-		if (f->stopping)
-			break;
-		if (d == NULL)
-			pthread_cond_wait(&f->wake, &f->lock);
-		else
-			pthread_cond_timedwait(&f->wake, &f->lock, &d->due);
+	w->head = d->next;
+	if (w->head == NULL)
+		w->tail = NULL;
+	if (d->handler != NULL)
+		d->handler(d->ex, d->arg);
+	http_resume(d->ex);
+	free(d);
+}
+
+/* http_loop.attach: a server thread's queue and timer. */
+static void *
+worker_new(void *arg, int *fd)
+{
+	struct fault_worker *w = calloc(1, sizeof(*w));
+
+	(void)arg;
+	if (w == NULL)
+		return NULL;
+	w->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	if (w->timer_fd < 0) {
+		log_msg(LOG_ERROR, "fault injection: cannot make a delay timer");
+		free(w);
+		return NULL;
 	}
-	pthread_mutex_unlock(&f->lock);
-	return NULL;
+	*fd = w->timer_fd;
+	return w;
+}
+
+/* http_loop.run: answers the requests whose delay has passed. */
+static long
+worker_run(void *state, int ready)
+{
+	struct fault_worker *w = state;
+	uint64_t expirations;
+	long long now = clock_ms();
+	int answered = 0;
+
+	if (ready && read(w->timer_fd, &expirations, sizeof(expirations)) < 0)
+		expirations = 0; /* EAGAIN: woken for another reason; the queue decides */
+	for (; w->head != NULL && w->head->due_ms <= now; answered = 1)
+		answer_first(w);
+	/* A timer that fired is spent, and one set for an answered request is stale. */
+	if (ready || answered)
+		timer_arm(w);
+	return -1;
+}
+
+/* http_loop.abort: at shutdown, answers every delayed request at once. */
+static void
+worker_abort(void *state)
+{
+	struct fault_worker *w = state;
+
+	while (w->head != NULL)
+		answer_first(w);
+	timer_arm(w);
+}
+
+/* http_loop.detach: after the thread has ended. */
+static void
+worker_free(void *state)
+{
+	struct fault_worker *w = state;
+	struct delayed *d;
+
+	while ((d = w->head) != NULL) {
+		w->head = d->next;
+		free(d);
+	}
+	close(w->timer_fd);
+	free(w);
 }
 
 struct faults *
-fault_start(const struct fault_config *c)
+fault_new(const struct fault_config *c)
 {
 	struct faults *f = calloc(1, sizeof(*f));
-	pthread_condattr_t attr;
 
 	if (f == NULL)
 		return NULL;
 	f->cfg = *c;
 	random_seed(&f->rng, c->seed);
 	pthread_mutex_init(&f->lock, NULL);
-	/* Due times are on the monotonic clock, so the wait must be too. */
-	pthread_condattr_init(&attr);
-	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-	pthread_cond_init(&f->wake, &attr);
-	pthread_condattr_destroy(&attr);
-	if (c->delay_ms > 0 && c->delay_rate > 0) {
-		if (pthread_create(&f->thread, NULL, delay_loop, f) != 0) {
-			fault_free(f);
-			return NULL;
-		}
-		f->has_thread = 1;
-	}
-	if (c->error_rate > 0 || f->has_thread)
+	f->delays = c->delay_ms > 0 && c->delay_rate > 0;
+	f->loop.attach = worker_new;
+	f->loop.run = worker_run;
+	f->loop.abort = worker_abort;
+	f->loop.detach = worker_free;
+	f->loop.arg = f;
+	if (c->error_rate > 0 || f->delays)
 		log_msg(LOG_WARN,
 		        "fault injection on: FAULT_ERROR_RATE=%g FAULT_DELAY_MS=%u "
 		        "FAULT_DELAY_RATE=%g FAULT_SEED=%llu",
@@ -112,52 +172,47 @@ fault_start(const struct fault_config *c)
 	return f;
 }
 
+const struct http_loop *
+fault_loop(struct faults *f)
+{
+	return f->delays ? &f->loop : NULL;
+}
+
 int
 fault_inject(struct faults *f, struct http_exchange *ex, http_handler handler, void *arg)
 {
-	struct delayed *d, **p;
+	struct fault_worker *w;
+	struct delayed *d;
 	int fail, delay;
 
-	if (f->cfg.error_rate <= 0 && !f->has_thread)
+	if (f->cfg.error_rate <= 0 && !f->delays)
 		return 0;
 	pthread_mutex_lock(&f->lock);
 	fail = random_uniform(&f->rng) < f->cfg.error_rate;
-	delay = f->has_thread && random_uniform(&f->rng) < f->cfg.delay_rate;
+	delay = f->delays && random_uniform(&f->rng) < f->cfg.delay_rate;
 	pthread_mutex_unlock(&f->lock);
 	if (fail)
 		http_reply_error(ex, 503, "Injected fault: FAULT_ERROR_RATE=%g", f->cfg.error_rate);
-	if (!delay)
+	w = http_loop_state(ex);
+	if (!delay || w == NULL)
 		return fail;
 	d = calloc(1, sizeof(*d));
 	if (d == NULL)
 		return fail; /* answer without the delay rather than not at all */
-	d->due = clock_after(CLOCK_MONOTONIC, f->cfg.delay_ms);
+	d->due_ms = clock_ms() + f->cfg.delay_ms;
 	d->ex = ex;
 	/* A failed request keeps its 503: the late answer is the one already set. */
 	d->handler = fail ? NULL : handler;
 	d->arg = arg;
 	http_suspend(ex);
-	pthread_mutex_lock(&f->lock);
-	for (p = &f->pending; *p != NULL && !before(&d->due, &(*p)->due); p = &(*p)->next)
-		;
-	d->next = *p;
-	*p = d;
-	pthread_cond_signal(&f->wake);
-	pthread_mutex_unlock(&f->lock);
+	if (w->tail != NULL) {
+		w->tail->next = d;
+	} else {
+		w->head = d;
+		timer_arm(w);
+	}
+	w->tail = d;
 	return 1;
-}
-
-void
-fault_stop(struct faults *f)
-{
-	if (f == NULL || !f->has_thread)
-		return;
-	pthread_mutex_lock(&f->lock);
-	f->stopping = 1;
-	pthread_cond_signal(&f->wake);
-	pthread_mutex_unlock(&f->lock);
-	pthread_join(f->thread, NULL);
-	f->has_thread = 0;
 }
 
 void
@@ -165,7 +220,6 @@ fault_free(struct faults *f)
 {
 	if (f == NULL)
 		return;
-	pthread_cond_destroy(&f->wake);
 	pthread_mutex_destroy(&f->lock);
 	free(f);
 }

@@ -22,18 +22,22 @@ struct faults;
 /* Reads the configuration; returns 0, or -1 after printing what is wrong. */
 int fault_config_load(struct fault_config *c);
 
-/* Starts the delay thread when delays are configured; returns NULL when memory runs out. */
-struct faults *fault_start(const struct fault_config *c);
+/* Makes the fault state for c (copied); NULL when memory runs out. */
+struct faults *fault_new(const struct fault_config *c);
+
+/*
+ * The work each server thread runs to answer its delayed requests (owned by
+ * f), or NULL when no delay is configured.
+ */
+const struct http_loop *fault_loop(struct faults *f);
 
 /*
  * Decides this request's fault. Returns 0 when there is none and the caller
  * should answer as usual; 1 when the fault took the request over: it has been
- * answered 503, or suspended and will be answered by handler(ex, arg) later.
+ * answered 503, or suspended and will be answered by handler(ex, arg) later,
+ * on this server thread, from fault_loop()'s work.
  */
 int fault_inject(struct faults *f, struct http_exchange *ex, http_handler handler, void *arg);
-
-/* Answers every delayed request at once and stops the delay thread. */
-void fault_stop(struct faults *f);
 
 /* Frees f, once the server has stopped. */
 void fault_free(struct faults *f);

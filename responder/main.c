@@ -1,4 +1,6 @@
 /* The responder ("Service B"): a store behind POST /data and GET /data, with optional faults. */
+#include <stdio.h>
+
 #include "../common/daemon.h"
 #include "../common/data_routes.h"
 #include "fault.h"
@@ -28,13 +30,6 @@ responder_data_post(struct http_exchange *ex, void *arg)
 	data_post(ex, &r->data);
 }
 
-/* Before the server stops: answers the requests still held for a delay. */
-static void
-stop_faults(void *faults)
-{
-	fault_stop(faults);
-}
-
 int
 main(int argc, char **argv)
 {
@@ -54,8 +49,9 @@ main(int argc, char **argv)
 		status = CONFIG_EXIT_STATUS;
 		goto out_data;
 	}
-	r.faults = fault_start(&faults);
+	r.faults = fault_new(&faults);
 	if (r.faults == NULL) {
+		fprintf(stderr, "responder: out of memory for fault injection\n");
 		status = 1;
 		goto out_data;
 	}
@@ -69,7 +65,7 @@ main(int argc, char **argv)
 		    {.path = "/health", .get = health_get},
 		    {.path = "/metrics", .get = metrics_get, .arg = d.metrics},
 		};
-		const struct daemon_hooks hooks = {.before_stop = stop_faults, .arg = r.faults};
+		const struct daemon_hooks hooks = {.loop = fault_loop(r.faults)};
 
 		status = daemon_serve(&d, routes, sizeof(routes) / sizeof(routes[0]), &hooks);
 	}
