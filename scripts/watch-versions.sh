@@ -122,8 +122,9 @@ done
 [[ $URL =~ ^https?://[^[:space:]\"\\]+$ ]] ||
 	bad_usage "URL must start with http:// or https:// and hold no spaces, quotes or backslashes, got '$URL'"
 [[ -n $COUNT || -n $DURATION_M ]] || DURATION_M=600000
-PER_WINDOW=$(((RATE_M * INTERVAL_M + 500000) / 1000000))
-((PER_WINDOW >= 1)) ||
+# Requests per window, in millionths: windows hold a whole number of requests only on average.
+PER_WINDOW_U=$((RATE_M * INTERVAL_M))
+((PER_WINDOW_U >= 1000000)) ||
 	bad_usage "--rate x --interval must be at least one request per window (got $(milli_str "$RATE_M")/s x $(milli_str "$INTERVAL_M") s)"
 TOTAL=1000000
 [[ -z $COUNT ]] || TOTAL=$COUNT
@@ -180,7 +181,10 @@ sleep_until() { # microseconds since the epoch
 }
 
 RATE_PER_H=$(((RATE_M * 36 + 5) / 10))   # curl's --rate in requests per hour: any rate is whole
-INTERVAL_US=$((INTERVAL_M * 1000))
+GAP_MS=$((3600000 / RATE_PER_H))   # curl's own gap between starts, whole milliseconds
+GAP_US=$((GAP_MS * 1000))
+PREV_START_US=""
+PREV_TT_US=0
 TIMEOUT_US=$((TIMEOUT_M * 1000))
 CONNECT_TIMEOUT=$(milli_str $((TIMEOUT_M < 3000 ? TIMEOUT_M : 3000)))
 SEP=$'\x1f'
@@ -205,7 +209,16 @@ record() {
 	now_us
 	tt=${tt//[!0-9]/}
 	tt_us=$((10#${tt:-0}))
+	# When the request started: at the latest its answer's arrival (read here, maybe late when
+	# this shell was slow to read) less its duration; at the earliest when curl's --rate let it
+	# start (the previous start plus the rate's gap, or plus the previous request's duration).
 	start_us=$((NOW_US - tt_us))
+	if [[ -n $PREV_START_US ]]; then
+		local earliest=$((PREV_START_US + (PREV_TT_US > GAP_US ? PREV_TT_US : GAP_US)))
+		((start_us <= earliest)) || start_us=$earliest
+	fi
+	PREV_START_US=$start_us
+	PREV_TT_US=$tt_us
 	t_rel=$((start_us - T0_US))
 	((t_rel >= 0)) || t_rel=0
 	clean_field "$ver" && ver=${CLEAN:0:40}
@@ -388,6 +401,7 @@ run_window() {
 	deadline=$((NOW_US + (n * 1000000000 + RATE_M - 1) / RATE_M + TIMEOUT_US))
 	[[ -z $END_US ]] || ((deadline < END_US + TIMEOUT_US)) || deadline=$((END_US + TIMEOUT_US))
 	WINDOW_N=0
+	PREV_START_US=""
 	curl -q -s -K "$TMPD/urls.$n" --rate "$RATE_PER_H/h" --max-time "$(milli_str "$TIMEOUT_M")" \
 		--connect-timeout "$CONNECT_TIMEOUT" -H 'Accept: application/json' \
 		-w "$WRITE_OUT" 2>"$TMPD/out" >/dev/null &
@@ -418,15 +432,18 @@ run_window() {
 
 # --------------------------------------------------------------------------- main loop
 say "watching $URL: $(milli_str "$RATE_M") requests/s, $TOTAL requests at most$([[ -z $DURATION_M ]] || echo " within $(milli_str "$DURATION_M") s"), windows of $(milli_str "$INTERVAL_M") s; Ctrl-C stops and prints the summary"
+# Request k (from 0) is due at T0 + k / rate and belongs to the window its due time falls in;
+# each window's curl starts when its first request is due, and --rate spaces the rest.
 planned=0
 while ((planned < TOTAL)); do
 	WINDOW=$((WINDOW + 1))
-	n=$((TOTAL - planned < PER_WINDOW ? TOTAL - planned : PER_WINDOW))
-	sleep_until $((T0_US + (WINDOW - 1) * INTERVAL_US))
+	last=$(((WINDOW * PER_WINDOW_U + 999999) / 1000000))
+	((last <= TOTAL)) || last=$TOTAL
+	sleep_until $((T0_US + planned * 1000000000 / RATE_M))
 	now_us
 	[[ -z $END_US ]] || ((NOW_US < END_US)) || break
-	run_window "$n"
-	planned=$((planned + n))
+	run_window $((last - planned))
+	planned=$last
 	report_window "$WINDOW"
 done
 finish 0
