@@ -248,6 +248,16 @@ record() {
 # One awk program for the window lines, the summary and the plot data; it reads the CSV.
 # shellcheck disable=SC2016 # awk's own $fields
 REPORT_AWK='
+# vless(a, b): version a sorts before b (dot- or dash-separated parts, numbers as numbers)
+function vless(a, b,   pa, pb, na, nb, i) {
+	na = split(a, pa, /[.-]/); nb = split(b, pb, /[.-]/)
+	for (i = 1; i <= na && i <= nb; i++) {
+		if (pa[i] == pb[i]) continue
+		if (pa[i] ~ /^[0-9]+$/ && pb[i] ~ /^[0-9]+$/) return pa[i] + 0 < pb[i] + 0
+		return pa[i] < pb[i]
+	}
+	return na < nb
+}
 function glyph(i) { return i == nc ? "x" : substr("#=+*%@o~&", (i - 1) % 9 + 1, 1) }
 function rep(ch, k,   s) { s = ""; while (k-- > 0) s = s ch; return s }
 function bar(key,   i, cum, prev, k, s) {
@@ -291,6 +301,8 @@ $1 == "seq" { next }
 	if (c == "error") det[$10]++
 }
 END {
+	for (i = 2; i <= nc; i++)   # versions in version order, oldest first
+		for (j = i; j > 1 && vless(order[j], order[j - 1]); j--) { c = order[j]; order[j] = order[j - 1]; order[j - 1] = c }
 	order[++nc] = "error"
 	if (mode == "line") {
 		newcat = !shown
@@ -345,9 +357,9 @@ draw_png() {
 	{
 		printf 'set terminal %s size 960,480 %s\n' "$term" "$([[ $term == pngcairo ]] && echo "font 'sans,10'")"
 		printf 'set output "%s"\n' "${PNG//\"/\\\"}"
-		printf 'set title "Share of answers per responder version\\n%s  (%s/s, windows of %s s)" noenhanced\n' \
+		printf 'set title "Share of samples per responder version\\n%s  (%s/s, windows of %s s)" noenhanced\n' \
 			"$URL" "$(milli_str "$RATE_M")" "$(milli_str "$INTERVAL_M")"
-		printf 'set xlabel "seconds since the watcher started"\nset ylabel "%% of the answers in the window"\n'
+		printf 'set xlabel "seconds since the watcher started"\nset ylabel "%% of the samples in the window"\n'
 		printf 'set yrange [-2:102]\nset ytics 0,10,100\nset grid\nset key outside right top noenhanced\n'
 		printf 'set datafile separator whitespace\n'
 		printf 'plot'
