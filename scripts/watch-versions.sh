@@ -392,7 +392,7 @@ finish() {
 	fi
 	now_us
 	say ""
-	((rc == 0)) || say "stopped by $([[ $rc == 130 ]] && echo SIGINT || echo SIGTERM) after $SEQ answers"
+	((rc == 0)) || say "stopped by $([[ $rc == 130 ]] && echo SIGINT || echo SIGTERM) after $SEQ samples"
 	awk -v mode=summary -v interval="$(milli_str "$INTERVAL_M")" -v rate="$(milli_str "$RATE_M")" \
 		-v elapsed="$(us_str $((NOW_US - T0_US)))" -v url="$URL" "$REPORT_AWK" "$SAMPLES"
 	[[ -z $CSV ]] || say "CSV: $CSV ($SEQ samples)"
@@ -443,7 +443,7 @@ run_window() {
 }
 
 # --------------------------------------------------------------------------- main loop
-say "watching $URL: $(milli_str "$RATE_M") requests/s, $TOTAL requests at most$([[ -z $DURATION_M ]] || echo " within $(milli_str "$DURATION_M") s"), windows of $(milli_str "$INTERVAL_M") s; Ctrl-C stops and prints the summary"
+say "watching $URL: $(milli_str "$RATE_M")/s, at most $TOTAL requests$([[ -z $DURATION_M ]] || echo " within $(milli_str "$DURATION_M") s"), windows of $(milli_str "$INTERVAL_M") s; Ctrl-C stops and prints the summary"
 # Request k (from 0) is due at T0 + k / rate and belongs to the window its due time falls in;
 # each window's curl starts when its first request is due, and --rate spaces the rest.
 planned=0
