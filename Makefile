@@ -1,6 +1,7 @@
 # ecs-service-connect-demo-app: two C daemons, their tests and their tools.
 #   make            bin/caller and bin/responder
 #   make test       unit tests and black-box tests (installs missing Debian packages when it can)
+#   make watch      scripts/watch-versions.sh against real daemons behind a weighted nginx (in make test)
 #   make SANITIZE=1 test   the same, built with AddressSanitizer and UndefinedBehaviorSanitizer
 #   make run        responder on 5001 and caller on 5000, in the foreground (installs missing packages)
 #   make e2e        the README's run commands and the compose stack, end to end, with a real Docker engine
@@ -46,7 +47,7 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/unit/%)
 
 PYTHON  := /usr/bin/python3
 
-.PHONY: all test unit blackbox hostile soak deploy-test compose-test fuzz lint valgrind tsan analysis deps run e2e bench format format-check clean
+.PHONY: all test unit blackbox hostile watch soak deploy-test compose-test fuzz lint valgrind tsan analysis deps run e2e bench format format-check clean
 all: $(BIN)/caller $(BIN)/responder
 
 # Only the caller's own files need libcurl's headers; the responder's image has none.
@@ -105,12 +106,16 @@ compose-test:
 hostile: all
 	BIN_DIR=$(abspath $(BIN)) $(PYTHON) -m pytest -q tests/hostile
 
+# scripts/watch-versions.sh against two responder versions behind a weighted nginx splitter.
+watch: all
+	BIN_DIR=$(abspath $(BIN)) $(PYTHON) -m pytest -q tests/watch
+
 SOAK_SECONDS ?= 120
 soak: all
 	BIN_DIR=$(abspath $(BIN)) tests/soak/run.sh --seconds $(SOAK_SECONDS)
 
 test: deps
-	$(MAKE) all unit blackbox hostile deploy-test compose-test
+	$(MAKE) all unit blackbox hostile watch deploy-test compose-test
 
 bench:
 	bench/run.sh

@@ -15,7 +15,7 @@ elif [ $# -gt 0 ]; then
 	packages="$*"
 else
 	packages="$build libcmocka-dev python3 python3-pytest openssl shellcheck slowhttptest \
-nghttp2-client testssl.sh"
+nghttp2-client testssl.sh nginx gnuplot-nox"
 	# The deployment tests validate against AWS's model with Node.js; any Node.js will do.
 	command -v node >/dev/null 2>&1 || packages="$packages nodejs npm"
 fi

