@@ -187,6 +187,14 @@ metrics_emf_value(struct metrics_emf *emf, const char *name, const char *unit, d
 	emf->count++;
 }
 
+/* Writes a whole EMF line; a lost line must never stop the daemon, so a failed write is dropped. */
+static void
+emf_line_write(const struct buffer *line)
+{
+	if (write(STDOUT_FILENO, line->data, line->len) < 0)
+		return;
+}
+
 /*
  * Writes one EMF record: the figures both as CloudWatch metric definitions and
  * as values, on one line, or nothing when it would pass EMF_LINE_MAX.
@@ -196,7 +204,7 @@ emf_write(struct metrics *m)
 {
 	struct metrics_emf emf = {0};
 	struct buffer line;
-	int failed = 0;
+	int ok;
 	size_t i;
 
 	pthread_mutex_lock(&m->lock);
@@ -205,21 +213,19 @@ emf_write(struct metrics *m)
 			m->sources[i].emf(&emf, m->sources[i].arg);
 	pthread_mutex_unlock(&m->lock);
 	buffer_init(&line, EMF_LINE_MAX);
-	failed |=
-	    buffer_printf(&line,
-	                  "{\"_aws\":{\"Timestamp\":%lld,\"CloudWatchMetrics\":[{\"Namespace\":"
-	                  "\"%s\",\"Dimensions\":[[\"Service\"]],\"Metrics\":[",
-	                  clock_epoch_ms(), m->emf.ns);
-	for (i = 0; i < emf.count; i++)
-		failed |= buffer_printf(&line, "%s{\"Name\":\"%s\",\"Unit\":\"%s\"}",
-		                        i > 0 ? "," : "", emf.names[i], emf.units[i]);
-	failed |= buffer_printf(&line, "]}]},\"Service\":\"%s\"", m->emf.service);
-	for (i = 0; i < emf.count; i++)
-		failed |= buffer_printf(&line, ",\"%s\":%.6g", emf.names[i], emf.values[i]);
-	failed |= buffer_append(&line, "}\n", 2);
-	/* A lost EMF line must never stop the daemon, so a failed write is dropped. */
-	if (!failed && write(STDOUT_FILENO, line.data, line.len) < 0)
-		failed = 1;
+	ok = buffer_printf(&line,
+	                   "{\"_aws\":{\"Timestamp\":%lld,\"CloudWatchMetrics\":[{\"Namespace\":"
+	                   "\"%s\",\"Dimensions\":[[\"Service\"]],\"Metrics\":[",
+	                   clock_epoch_ms(), m->emf.ns) == BUFFER_OK;
+	for (i = 0; ok && i < emf.count; i++)
+		ok = buffer_printf(&line, "%s{\"Name\":\"%s\",\"Unit\":\"%s\"}", i > 0 ? "," : "",
+		                   emf.names[i], emf.units[i]) == BUFFER_OK;
+	ok = ok && buffer_printf(&line, "]}]},\"Service\":\"%s\"", m->emf.service) == BUFFER_OK;
+	for (i = 0; ok && i < emf.count; i++)
+		ok = buffer_printf(&line, ",\"%s\":%.6g", emf.names[i], emf.values[i]) == BUFFER_OK;
+	ok = ok && buffer_append(&line, "}\n", 2) == BUFFER_OK;
+	if (ok)
+		emf_line_write(&line);
 	buffer_free(&line);
 }
 
