@@ -134,11 +134,11 @@ fi
 
 preflight() {
 	check_prefix
+	check_fault_error_rate
+	check_app_version "$APP_VERSION" --app-version
 	check_aws_cli
 	default_region_from_cli
 	check_region
-	check_fault_error_rate
-	check_app_version "$APP_VERSION" --app-version
 	if [[ -n $ALLOWED_CIDR && ! $ALLOWED_CIDR =~ ^([0-9]{1,3}\.){3}[0-9]{1,3}/[0-9]{1,2}$ ]]; then
 		die "--allowed-cidr '$ALLOWED_CIDR' is not an IPv4 CIDR such as 203.0.113.7/32"
 	fi
