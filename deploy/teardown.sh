@@ -204,8 +204,14 @@ delete_secrets() {
 
 # The CloudWatch alarm of 'deploy.sh rollout --rollback-alarm', with its Project tag.
 delete_rollback_alarm() {
-	local arn project
-	arn=$(aws_read cloudwatch describe-alarms --alarm-names "$ALARM_ROLLBACK" --query 'MetricAlarms[0].AlarmArn' --output text)
+	local arn project errfile="$WORK_DIR/alarm-stderr"
+	# Only a rollout with --rollback-alarm makes it: an identity without CloudWatch permissions
+	# can still tear the rest down.
+	if ! arn=$(aws_read cloudwatch describe-alarms --alarm-names "$ALARM_ROLLBACK" --query 'MetricAlarms[0].AlarmArn' \
+		--output text 2>"$errfile"); then
+		warn "could not look for the CloudWatch alarm $ALARM_ROLLBACK ($(head -n 2 "$errfile" | tr '\n' ' ')); delete it yourself if 'deploy.sh rollout --rollback-alarm' made it"
+		return 0
+	fi
 	[[ $arn == arn:* ]] || return 0
 	project=$(aws_read cloudwatch list-tags-for-resource --resource-arn "$arn" --query "Tags[?Key=='Project'].Value | [0]" --output text)
 	if [[ $project != "$PREFIX" ]]; then

@@ -812,6 +812,9 @@ check "teardown deletes the rollback alarm" bash -c "[[ $rc -eq 0 && \$(n_calls 
 : >"$STATE/calls.log"
 rc=0; run_script teardown.sh --region eu-west-1 || rc=$?
 check "a second teardown deletes no alarm" bash -c "[[ $rc -eq 0 && \$(n_calls '^aws cloudwatch delete') -eq 0 ]]"
+rc=0; EXTRA_ENV="AWS_STUB_CLOUDWATCH_DENIED=1" run_script teardown.sh --region eu-west-1 || rc=$?
+check "teardown by an identity without CloudWatch permissions: a warning about the alarm, the rest torn down" bash -c "
+	[[ $rc -eq 0 ]] && grep -q 'warning: could not look for the CloudWatch alarm scdemo-responder-5xx (.*AccessDenied' '$OUT'"
 rc=0; run_script deploy.sh rollout --region eu-west-1 --version 9 || rc=$?
 check "rollout with no responder service: clear error, nothing created" bash -c "[[ $rc -ne 0 ]] && grep -q 'no active service scdemo-responder in cluster scdemo (eu-west-1): run deploy/deploy.sh first' '$OUT' && ! calls | grep -q -E '$MUTATING'"
 
