@@ -624,7 +624,9 @@ env_of() { node -e 'const j = JSON.parse(require("fs").readFileSync(process.argv
 # conf_of UPDATE_INPUT: its deploymentConfiguration as compact JSON; member_of: one member.
 conf_of() { node -e 'console.log(JSON.stringify(JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")).deploymentConfiguration))' "$1"; }
 member_of() { node -e 'const v = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"))[process.argv[2]]; console.log(typeof v === "string" ? v : JSON.stringify(v))' "$1" "$2"; }
-last_input() { find "$STATE/inputs" -name "*-$1.json" | sort | tail -n 1; }
+last_input() { { find "$STATE/inputs" -name "*-$1.json" 2>/dev/null || true; } | sort | tail -n 1; }
+# keep_update N: the last captured update-service input, for the validator (none: its checks fail).
+keep_update() { [[ -z $upd_in ]] || cp "$upd_in" "$ROLL_INPUTS/$1-update-service.json"; }
 n_calls() { { calls | grep -c -E "$1" || true; } | head -n 1; }
 BREAKER='"deploymentCircuitBreaker":{"enable":true,"rollback":true},"maximumPercent":200,"minimumHealthyPercent":100'
 # The checks below run in bash -c: they need these.
@@ -635,7 +637,7 @@ new_state rollout
 rc=0; run_script deploy.sh --region eu-west-1 --no-smoke-test || rc=$?
 check "first deploy sets APP_VERSION=1 in both task definitions" bash -c "[[ $rc -eq 0 ]] && for f in '$STATE'/inputs/*register-task-definition.json; do [[ \$(env_of \"\$f\" APP_VERSION) == 1 ]] || exit 1; done"
 first_td=$(last_input register-task-definition)
-first_image=$(node -p 'JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")).containerDefinitions[0].image' "$(grep -l '"family": "scdemo-responder"' "$STATE"/inputs/*register-task-definition.json)")
+first_image=$(node -p 'JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")).containerDefinitions[0].image' "$(grep -l '"family": "scdemo-responder"' "$STATE"/inputs/*register-task-definition.json)" || true)
 
 # canary with the defaults
 : >"$STATE/calls.log"
@@ -651,7 +653,7 @@ else
 fi
 td_in=$(last_input register-task-definition)
 upd_in=$(last_input update-service)
-cp "$upd_in" "$ROLL_INPUTS/001-update-service.json"
+keep_update "001"
 check "rollout: the new revision is the responder's, same image, APP_VERSION=2, FAULT_ERROR_RATE=0" bash -c "
 	grep -q '\"family\": \"scdemo-responder\"' '$td_in' && [[ \$(env_of '$td_in' APP_VERSION) == 2 && \$(env_of '$td_in' FAULT_ERROR_RATE) == 0 ]] &&
 	grep -qF '\"image\": \"$first_image\"' '$td_in' && [[ '$td_in' != '$first_td' ]]"
@@ -681,7 +683,7 @@ check "rollout --canary-percent 12.5 --canary-bake-min 4 --bake-min 0: those val
 : >"$STATE/calls.log"
 rc=0; run_script deploy.sh rollout --region eu-west-1 --version 4 --strategy linear --linear-step-percent 20 --linear-step-bake-min 2 --bake-min 1 || rc=$?
 upd_in=$(last_input update-service)
-cp "$upd_in" "$ROLL_INPUTS/002-update-service.json"
+keep_update "002"
 check "rollout --strategy linear --linear-step-percent 20 --linear-step-bake-min 2 --bake-min 1: LINEAR with those values" bash -c "
 	[[ $rc -eq 0 && \$(conf_of '$upd_in') == '{$BREAKER,\"strategy\":\"LINEAR\",\"linearConfiguration\":{\"stepPercent\":20,\"stepBakeTimeInMinutes\":2},\"bakeTimeInMinutes\":1}' ]]"
 check "rollout linear: each step's share printed in order, 20% to 100%" bash -c "
@@ -691,7 +693,7 @@ check "rollout linear: each step's share printed in order, 20% to 100%" bash -c 
 : >"$STATE/calls.log"
 rc=0; run_script deploy.sh rollout --region eu-west-1 --version 5 --strategy rolling || rc=$?
 upd_in=$(last_input update-service)
-cp "$upd_in" "$ROLL_INPUTS/003-update-service.json"
+keep_update "003"
 check "rollout --strategy rolling: ROLLING with the template's breaker and task counts, no canary/linear/bake settings, waited for" bash -c "
 	[[ $rc -eq 0 && \$(conf_of '$upd_in') == '{$BREAKER,\"strategy\":\"ROLLING\"}' ]] && [[ \$(n_calls '^aws ecs describe-service-deployments') -ge 1 ]] && grep -q 'done: scdemo-responder runs version 5 ' '$OUT'"
 
@@ -768,13 +770,13 @@ refused "--app-version 'a b': use 1-32 characters" --region eu-west-1 --app-vers
 
 # rollback on the alarm
 : >"$STATE/calls.log"
-before_td=$(node -p 'JSON.parse(require("fs").readFileSync(process.argv[1] + "/state.json", "utf8")).services["scdemo-responder"].taskDefinition' "$STATE")
+before_td=$(node -p 'JSON.parse(require("fs").readFileSync(process.argv[1] + "/state.json", "utf8")).services["scdemo-responder"].taskDefinition' "$STATE" || true)
 rc=0; EXTRA_ENV="AWS_STUB_DEPLOYMENT_ROLLED_BACK=1" run_script deploy.sh rollout --region eu-west-1 --version 8 --rollback-alarm --fault-error-rate 0.5 || rc=$?
 p_al=$(line_of '^aws cloudwatch put-metric-alarm --alarm-name scdemo-responder-5xx .*--namespace AWS/ECS --metric-name HTTPCode_Target_5XX_Count --dimensions Name=ClusterName,Value=scdemo Name=ServiceName,Value=scdemo-caller Name=TargetDiscoveryName,Value=responder --statistic Sum --period 60 --evaluation-periods 1 --datapoints-to-alarm 1 --threshold 3 --comparison-operator GreaterThanOrEqualToThreshold --treat-missing-data notBreaching --tags Key=Project,Value=scdemo Key=SpecSha256,Value=[0-9a-f]{64}$')
 u_svc=$(line_of '^aws ecs update-service --cli-input-json')
 upd_in=$(last_input update-service)
 td_in=$(last_input register-task-definition)
-cp "$upd_in" "$ROLL_INPUTS/004-update-service.json"
+keep_update "004"
 if [[ -n $p_al && -n $u_svc && $p_al -lt $u_svc ]] &&
 	[[ $(conf_of "$upd_in") == "{$BREAKER,\"strategy\":\"CANARY\",\"canaryConfiguration\":{\"canaryPercent\":10,\"canaryBakeTimeInMinutes\":3},\"bakeTimeInMinutes\":2,\"alarms\":{\"alarmNames\":[\"scdemo-responder-5xx\"],\"enable\":true,\"rollback\":true}}" ]]; then
 	pass "--rollback-alarm: the alarm on AWS/ECS HTTPCode_Target_5XX_Count (cluster, caller, TargetDiscoveryName responder) is created before update-service, which names it with rollback=true"
@@ -782,7 +784,7 @@ else
 	fail "--rollback-alarm calls (put-metric-alarm $p_al, update-service $u_svc)" "$(conf_of "$upd_in")$(printf '\n')$(calls | grep cloudwatch)"
 fi
 check "--fault-error-rate 0.5 goes to the new revision only: FAULT_ERROR_RATE=0.5, APP_VERSION=8" bash -c "[[ \$(env_of '$td_in' FAULT_ERROR_RATE) == 0.5 && \$(env_of '$td_in' APP_VERSION) == 8 ]]"
-after_td=$(node -p 'JSON.parse(require("fs").readFileSync(process.argv[1] + "/state.json", "utf8")).services["scdemo-responder"].taskDefinition' "$STATE")
+after_td=$(node -p 'JSON.parse(require("fs").readFileSync(process.argv[1] + "/state.json", "utf8")).services["scdemo-responder"].taskDefinition' "$STATE" || true)
 if [[ $rc -eq 3 && $after_td == "$before_td" ]] &&
 	grep -q '^error: ECS rolled the deployment of responder version 8 back: CloudWatch alarm(s) scdemo-responder-5xx in ALARM state' "$OUT" &&
 	grep -q '^error: scdemo-responder runs its previous task definition again' "$OUT" &&
