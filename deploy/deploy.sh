@@ -9,6 +9,9 @@ set -euo pipefail
 usage() {
 	cat <<'EOF'
 Usage: deploy/deploy.sh [options]
+       deploy/deploy.sh rollout --version V [rollout options]
+
+deploy/deploy.sh [options]: create or update everything (docs/deploy-aws.md).
 
   --region REGION        AWS region (default: $AWS_REGION, $AWS_DEFAULT_REGION, then 'aws configure get region')
   --prefix NAME          prefix of every resource name (default: $SCD_PREFIX or "scdemo")
@@ -24,9 +27,30 @@ Usage: deploy/deploy.sh [options]
                          Manager (default: $MTLS, 0 or 1; docs/deploy-aws.md#mutual-tls)
   --mtls-dir DIR         where the certificates are kept, made by scripts/gen-certs.sh when
                          missing (default: $SCD_MTLS_DIR, else ~/.scdemo/PREFIX/mtls)
+  --app-version V        APP_VERSION of both daemons, sent in their X-App-Version header
+                         (default: $SCD_APP_VERSION or "1")
   --no-smoke-test        do not run the curl flow after deploying
   --dry-run              print every AWS and Docker call that would be made, make none
   -h, --help             this text
+
+deploy/deploy.sh rollout --version V: roll out a new responder version (a new task definition
+revision with APP_VERSION=V, same image) with an ECS deployment strategy, wait for it, and say
+where to watch the split (docs/traffic-shifting.md). Exits 3 when ECS rolled the deployment back.
+
+  --version V                  the new APP_VERSION (1-32 characters of A-Z a-z 0-9 . _ -)
+  --strategy S                 rolling, canary or linear (default: canary)
+  --canary-percent P           canary: share of the requests for the new version first, 0.1 to
+                               100 in steps of 0.1 (default: 10)
+  --canary-bake-min M          canary: minutes at that share before the rest moves, 0-1440 (default: 3)
+  --linear-step-percent P      linear: share moved per step, 3 to 100 in steps of 0.1 (default: 25)
+  --linear-step-bake-min M     linear: minutes between steps, 0-1440 (default: 1)
+  --bake-min M                 canary/linear: minutes both versions keep running after all requests
+                               went to the new one, 0-1440 (default: 2)
+  --rollback-alarm             create the CloudWatch alarm PREFIX-responder-5xx on the Service Connect
+                               5xx count of caller->responder traffic; ECS rolls back when it fires
+  --fault-error-rate R         the new version answers this share (0 to 1) of GET /data with 503
+                               (default: $SCD_FAULT_ERROR_RATE or 0)
+  --region, --prefix, --dry-run, -h   as above
 EOF
 }
 
@@ -39,15 +63,38 @@ METRICS_EMF=0
 FAULT_ERROR_RATE=${SCD_FAULT_ERROR_RATE:-0}
 MTLS=${MTLS:-0}
 MTLS_DIR=${SCD_MTLS_DIR:-}
+APP_VERSION=${SCD_APP_VERSION:-1}
 REGION=${AWS_REGION:-${AWS_DEFAULT_REGION:-}}
 PREFIX=${SCD_PREFIX:-scdemo}
+# deploy.sh rollout: its options, empty until given ("" means the strategy's default).
+MODE=deploy
+ROLLOUT_VERSION=""
+STRATEGY=canary
+CANARY_PERCENT=""
+CANARY_BAKE_MIN=""
+LINEAR_STEP_PERCENT=""
+LINEAR_STEP_BAKE_MIN=""
+BAKE_MIN=""
+ROLLBACK_ALARM=0
+DEPLOY_ONLY_GIVEN=""  # options of the plain deploy seen, for a clear error under rollout
+ROLLOUT_ONLY_GIVEN="" # and the other way round
 # How many times the first calls that use a role created or changed in this run are tried,
 # POLL_SECONDS apart (aws_write_iam).
 IAM_TRIES=10
 
 need_value() { [[ $# -ge 2 && -n $2 ]] || die "$1 needs a value"; }
 
+if [[ ${1:-} == rollout ]]; then
+	MODE=rollout
+	shift
+fi
 while [[ $# -gt 0 ]]; do
+	case $1 in
+	--allowed-cidr | --subnets | --tls | --tls-kms-key | --mtls-dir | --app-version) DEPLOY_ONLY_GIVEN="$DEPLOY_ONLY_GIVEN $1" ;;
+	--no-smoke-test | --emf | --mtls) DEPLOY_ONLY_GIVEN="$DEPLOY_ONLY_GIVEN $1" ;;
+	--version | --strategy | --canary-percent | --canary-bake-min | --linear-step-percent | --linear-step-bake-min | --bake-min | --rollback-alarm)
+		ROLLOUT_ONLY_GIVEN="$ROLLOUT_ONLY_GIVEN $1" ;;
+	esac
 	case $1 in
 	--region) need_value "$@"; REGION=$2; shift 2 ;;
 	--prefix) need_value "$@"; PREFIX=$2; shift 2 ;;
@@ -60,21 +107,38 @@ while [[ $# -gt 0 ]]; do
 	--fault-error-rate) need_value "$@"; FAULT_ERROR_RATE=$2; shift 2 ;;
 	--mtls) MTLS=1; shift ;;
 	--mtls-dir) need_value "$@"; MTLS_DIR=$2; shift 2 ;;
+	--app-version) need_value "$@"; APP_VERSION=$2; shift 2 ;;
+	--version) need_value "$@"; ROLLOUT_VERSION=$2; shift 2 ;;
+	--strategy) need_value "$@"; STRATEGY=$2; shift 2 ;;
+	--canary-percent) need_value "$@"; CANARY_PERCENT=$2; shift 2 ;;
+	--canary-bake-min) need_value "$@"; CANARY_BAKE_MIN=$2; shift 2 ;;
+	--linear-step-percent) need_value "$@"; LINEAR_STEP_PERCENT=$2; shift 2 ;;
+	--linear-step-bake-min) need_value "$@"; LINEAR_STEP_BAKE_MIN=$2; shift 2 ;;
+	--bake-min) need_value "$@"; BAKE_MIN=$2; shift 2 ;;
+	--rollback-alarm) ROLLBACK_ALARM=1; shift ;;
 	--dry-run) DRY_RUN=1; shift ;;
 	-h | --help) usage; exit 0 ;;
 	*) usage >&2; die "unknown argument: $1" ;;
 	esac
 done
+if [[ $MODE == rollout && -n $DEPLOY_ONLY_GIVEN ]]; then
+	usage >&2
+	die "${DEPLOY_ONLY_GIVEN# } is not an option of 'deploy.sh rollout' (rollout changes the responder's version only)"
+fi
+if [[ $MODE == deploy && -n $ROLLOUT_ONLY_GIVEN ]]; then
+	usage >&2
+	die "${ROLLOUT_ONLY_GIVEN# } only goes with 'deploy.sh rollout' (set the first version with --app-version)"
+fi
 
 # ---------------------------------------------------------------- preflight
 
 preflight() {
 	check_prefix
+	check_fault_error_rate
+	check_app_version "$APP_VERSION" --app-version
 	check_aws_cli
 	default_region_from_cli
 	check_region
-	[[ $FAULT_ERROR_RATE =~ ^(0(\.[0-9]+)?|1(\.0+)?)$ ]] ||
-		die "--fault-error-rate '$FAULT_ERROR_RATE' is not a number from 0 to 1"
 	if [[ -n $ALLOWED_CIDR && ! $ALLOWED_CIDR =~ ^([0-9]{1,3}\.){3}[0-9]{1,3}/[0-9]{1,2}$ ]]; then
 		die "--allowed-cidr '$ALLOWED_CIDR' is not an IPv4 CIDR such as 203.0.113.7/32"
 	fi
@@ -111,6 +175,17 @@ preflight() {
 	check_credentials
 	set_names
 	log "account $ACCOUNT_ID, region $REGION, prefix $PREFIX$( ((DRY_RUN)) && printf ' (dry run: nothing is sent)')"
+}
+
+check_fault_error_rate() {
+	[[ $FAULT_ERROR_RATE =~ ^(0(\.[0-9]+)?|1(\.0+)?)$ ]] ||
+		die "--fault-error-rate '$FAULT_ERROR_RATE' is not a number from 0 to 1"
+}
+
+# check_app_version VALUE FLAG: APP_VERSION goes into a header and a metrics label.
+check_app_version() {
+	[[ $1 =~ ^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$ ]] ||
+		die "$2 '$1': use 1-32 characters of A-Z, a-z, 0-9, '.', '_' and '-', starting with a letter or digit"
 }
 
 CIDR_AUTO=0 # ALLOWED_CIDR is the address checkip saw, not the operator's choice
@@ -570,7 +645,7 @@ register_task_definition() {
 	upper=$(printf '%s' "$svc" | tr '[:lower:]' '[:upper:]')
 	local vars=("PREFIX=$PREFIX" "REGION=$REGION" "TASK_ROLE_ARN=$TASK_ROLE_ARN"
 		"EXECUTION_ROLE_ARN=$EXECUTION_ROLE_ARN" "${upper}_IMAGE=$image" "${upper}_LOG_GROUP=$log_group"
-		"METRICS_EMF=$METRICS_EMF" "FAULT_ERROR_RATE=$FAULT_ERROR_RATE" "CALLER_SECRET_ARN=$CALLER_SECRET_ARN"
+		"METRICS_EMF=$METRICS_EMF" "FAULT_ERROR_RATE=$FAULT_ERROR_RATE" "APP_VERSION=$APP_VERSION" "CALLER_SECRET_ARN=$CALLER_SECRET_ARN"
 		"RESPONDER_SECRET_ARN=$RESPONDER_SECRET_ARN" "MTLS_CERTS_SHA256=$MTLS_CERTS_SHA256")
 	render "$template" "$out" "${vars[@]}" "SPEC_SHA256=0"
 	hash=$(sha256_file "$out")
@@ -847,6 +922,279 @@ smoke_test() {
 	die "smoke test failed: the caller did not get the responder's data"
 }
 
+# ---------------------------------------------------------------- rollout of a new responder version
+
+# The first AWS CLI v2 whose ECS model has the LINEAR and CANARY strategies (CHANGELOG.rst,
+# https://github.com/aws/aws-cli/blob/v2/CHANGELOG.rst).
+CLI_FOR_STRATEGIES=2.31.24
+# The rollback alarm fires when the new version's 5xx answers to the caller, as Service Connect
+# counts them, reach this many in one minute.
+ALARM_THRESHOLD=3
+ROLLOUT_ROLLED_BACK_EXIT=3
+
+# percent_tenths VALUE: the percentage in tenths of a percent (12.5 -> 125), for a value with at
+# most one decimal; returns 1 for anything else.
+percent_tenths() {
+	[[ $1 =~ ^([0-9]{1,3})(\.([0-9]))?$ ]] || return 1
+	printf '%d\n' $((10#${BASH_REMATCH[1]} * 10 + 10#${BASH_REMATCH[3]:-0}))
+}
+
+# check_percent FLAG VALUE MIN_TENTHS: MIN to 100 in steps of 0.1, as the ECS API takes it
+# (API CanaryConfiguration and LinearConfiguration). Sets PERCENT_JSON (e.g. 12.5).
+check_percent() {
+	local tenths
+	if ! tenths=$(percent_tenths "$2") || ((tenths < $3 || tenths > 1000)); then
+		die "$1 '$2' must be a multiple of 0.1 from $(($3 / 10)).$(($3 % 10)) to 100"
+	fi
+	PERCENT_JSON="$((tenths / 10)).$((tenths % 10))"
+}
+
+check_minutes() {
+	if [[ ! $2 =~ ^[0-9]{1,4}$ ]] || ((10#$2 > 1440)); then
+		die "$1 '$2' must be a whole number of minutes from 0 to 1440"
+	fi
+}
+
+# Everything about the rollout's arguments, before any AWS call.
+check_rollout_args() {
+	[[ -n $ROLLOUT_VERSION ]] || die "deploy.sh rollout needs --version V (the new responder's APP_VERSION)"
+	check_app_version "$ROLLOUT_VERSION" --version
+	case $STRATEGY in
+	rolling | canary | linear) ;;
+	*) die "--strategy '$STRATEGY': use rolling, canary or linear" ;;
+	esac
+	if [[ $STRATEGY != canary && -n $CANARY_PERCENT$CANARY_BAKE_MIN ]]; then
+		die "--canary-percent and --canary-bake-min only go with --strategy canary (not $STRATEGY)"
+	fi
+	if [[ $STRATEGY != linear && -n $LINEAR_STEP_PERCENT$LINEAR_STEP_BAKE_MIN ]]; then
+		die "--linear-step-percent and --linear-step-bake-min only go with --strategy linear (not $STRATEGY)"
+	fi
+	if [[ $STRATEGY == rolling && -n $BAKE_MIN ]]; then
+		die "--bake-min only goes with --strategy canary or linear: a rolling update has no bake time to set"
+	fi
+	CANARY_PERCENT=${CANARY_PERCENT:-10}
+	CANARY_BAKE_MIN=${CANARY_BAKE_MIN:-3}
+	LINEAR_STEP_PERCENT=${LINEAR_STEP_PERCENT:-25}
+	LINEAR_STEP_BAKE_MIN=${LINEAR_STEP_BAKE_MIN:-1}
+	BAKE_MIN=${BAKE_MIN:-2}
+	check_percent --canary-percent "$CANARY_PERCENT" 1
+	CANARY_PERCENT_JSON=$PERCENT_JSON
+	check_percent --linear-step-percent "$LINEAR_STEP_PERCENT" 30
+	LINEAR_STEP_PERCENT_JSON=$PERCENT_JSON
+	check_minutes --canary-bake-min "$CANARY_BAKE_MIN"
+	check_minutes --linear-step-bake-min "$LINEAR_STEP_BAKE_MIN"
+	check_minutes --bake-min "$BAKE_MIN"
+	CANARY_BAKE_MIN=$((10#$CANARY_BAKE_MIN))
+	LINEAR_STEP_BAKE_MIN=$((10#$LINEAR_STEP_BAKE_MIN))
+	BAKE_MIN=$((10#$BAKE_MIN))
+	check_fault_error_rate
+}
+
+rollout_preflight() {
+	check_prefix
+	check_rollout_args
+	check_aws_cli
+	if [[ $STRATEGY != rolling ]] && ! aws_cli_at_least "$CLI_FOR_STRATEGIES"; then
+		die "--strategy $STRATEGY needs AWS CLI $CLI_FOR_STRATEGIES or newer (the first whose ECS model has the LINEAR and CANARY deployment strategies); this is aws-cli/$AWS_CLI_VERSION. Upgrade the CLI, or use --strategy rolling"
+	fi
+	default_region_from_cli
+	check_region
+	make_work_dir
+	if ((DRY_RUN)); then
+		KEEP_WORK_DIR=1
+		log "dry run: the rendered inputs are kept in $WORK_DIR"
+	fi
+	check_credentials
+	set_names
+	log "account $ACCOUNT_ID, region $REGION, prefix $PREFIX$( ((DRY_RUN)) && printf ' (dry run: nothing is sent)')"
+}
+
+# rollout_deployment_configuration: the deploymentConfiguration of the update, on one line.
+# The circuit breaker and the task counts are the service templates'; the strategy and its
+# settings come from the options. A CLI older than CLI_FOR_STRATEGIES gets no "strategy" (its
+# model does not know the member), which leaves a rolling update rolling.
+rollout_deployment_configuration() {
+	local conf='"deploymentCircuitBreaker": { "enable": true, "rollback": true }, "maximumPercent": 200, "minimumHealthyPercent": 100'
+	case $STRATEGY in
+	rolling)
+		aws_cli_at_least "$CLI_FOR_STRATEGIES" && conf="$conf, \"strategy\": \"ROLLING\""
+		;;
+	canary)
+		conf="$conf, \"strategy\": \"CANARY\", \"canaryConfiguration\": { \"canaryPercent\": $CANARY_PERCENT_JSON, \"canaryBakeTimeInMinutes\": $CANARY_BAKE_MIN }, \"bakeTimeInMinutes\": $BAKE_MIN"
+		;;
+	linear)
+		conf="$conf, \"strategy\": \"LINEAR\", \"linearConfiguration\": { \"stepPercent\": $LINEAR_STEP_PERCENT_JSON, \"stepBakeTimeInMinutes\": $LINEAR_STEP_BAKE_MIN }, \"bakeTimeInMinutes\": $BAKE_MIN"
+		;;
+	esac
+	if ((ROLLBACK_ALARM)); then
+		conf="$conf, \"alarms\": { \"alarmNames\": [\"$ALARM_ROLLBACK\"], \"enable\": true, \"rollback\": true }"
+	fi
+	printf '{ %s }\n' "$conf"
+}
+
+# ensure_rollback_alarm: the CloudWatch alarm on the 5xx answers that the responder's tasks give
+# the caller's tasks through Service Connect (namespace AWS/ECS, metric HTTPCode_Target_5XX_Count,
+# which needs appProtocol http: https://docs.aws.amazon.com/AmazonECS/latest/developerguide/available-metrics.html),
+# one-minute sums, missing data not breaching. Written when missing or when its settings
+# changed (their sha256 is the alarm's SpecSha256 tag).
+ensure_rollback_alarm() {
+	local arn current hash
+	local spec=(--alarm-name "$ALARM_ROLLBACK"
+		--alarm-description "ECS Service Connect demo ($PREFIX): 5xx answers of the responder to the caller; rolls back deploy.sh rollout"
+		--namespace AWS/ECS --metric-name HTTPCode_Target_5XX_Count
+		--dimensions "Name=ClusterName,Value=$CLUSTER" "Name=ServiceName,Value=$SERVICE_CALLER" "Name=TargetDiscoveryName,Value=responder"
+		--statistic Sum --period 60 --evaluation-periods 1 --datapoints-to-alarm 1 --threshold "$ALARM_THRESHOLD"
+		--comparison-operator GreaterThanOrEqualToThreshold --treat-missing-data notBreaching)
+	hash=$(show_cmd "${spec[@]}" | sha256_file -)
+	arn=$(aws_read cloudwatch describe-alarms --alarm-names "$ALARM_ROLLBACK" --query 'MetricAlarms[0].AlarmArn' --output text)
+	if [[ $arn == arn:* ]]; then
+		current=$(aws_read cloudwatch list-tags-for-resource --resource-arn "$arn" --query "Tags[?Key=='SpecSha256'].Value | [0]" --output text)
+		if [[ $current == "$hash" ]]; then
+			log "CloudWatch alarm $ALARM_ROLLBACK is up to date"
+			return 0
+		fi
+	fi
+	aws_write cloudwatch put-metric-alarm "${spec[@]}" --tags "Key=Project,Value=$PREFIX" "Key=SpecSha256,Value=$hash"
+	# PutMetricAlarm ignores the tags of an alarm that exists already.
+	aws_write cloudwatch tag-resource --resource-arn "arn:aws:cloudwatch:$REGION:$ACCOUNT_ID:alarm:$ALARM_ROLLBACK" \
+		--tags "Key=Project,Value=$PREFIX" "Key=SpecSha256,Value=$hash"
+}
+
+# rollout_timeout_minutes: how long the deployment may take before deploy.sh stops waiting:
+# the bake times it was given plus 30 minutes for starting and stopping tasks.
+rollout_timeout_minutes() {
+	local steps
+	case $STRATEGY in
+	rolling) echo 30 ;;
+	canary) echo $((CANARY_BAKE_MIN + BAKE_MIN + 30)) ;;
+	linear)
+		steps=$(((1000 + $(percent_tenths "$LINEAR_STEP_PERCENT") - 1) / $(percent_tenths "$LINEAR_STEP_PERCENT")))
+		echo $((steps * LINEAR_STEP_BAKE_MIN + BAKE_MIN + 30))
+		;;
+	esac
+}
+
+# rolled_back REASON: the deployment ended with the previous version serving again.
+rolled_back() {
+	printf 'error: ECS rolled the deployment of responder version %s back: %s\n' "$ROLLOUT_VERSION" "$1" >&2
+	printf 'error: %s runs its previous task definition again; nothing else changed.\n' "$SERVICE_RESPONDER" >&2
+	if ((ROLLBACK_ALARM)); then
+		printf 'error: see the alarm: aws cloudwatch describe-alarm-history --region %s --alarm-name %s\n' "$REGION" "$ALARM_ROLLBACK" >&2
+	fi
+	exit "$ROLLOUT_ROLLED_BACK_EXIT"
+}
+
+# wait_service_deployment ARN: poll DescribeServiceDeployments until the deployment ends,
+# printing each new stage and share of production traffic.
+wait_service_deployment() {
+	local arn=$1 polls max seen="" now status stage weight reason
+	max=$(($(rollout_timeout_minutes) * 60 / (POLL_SECONDS > 0 ? POLL_SECONDS : 1)))
+	((POLL_SECONDS > 0)) || max=${SCD_ROLLOUT_MAX_POLLS:-200}
+	log "waiting for the deployment $arn (at most $(rollout_timeout_minutes) minutes)"
+	for ((polls = 0; polls < max; polls++)); do
+		IFS=$'\t' read -r status stage weight reason < <(aws_read ecs describe-service-deployments --cluster "$CLUSTER" \
+			--service-deployment-arns "$arn" \
+			--query 'serviceDeployments[0].[status, lifecycleStage, targetServiceRevision.requestedProductionTrafficWeight, statusReason]' \
+			--output text)
+		now="$status $stage $weight"
+		if [[ $now != "$seen" ]]; then
+			seen=$now
+			[[ $stage == None || -z $stage ]] && stage="" || stage=", stage $stage"
+			if [[ $weight != None && -n $weight ]]; then
+				log "deployment $status$stage: version $ROLLOUT_VERSION gets ${weight}% of the requests that reach the responder through Service Connect"
+			else
+				log "deployment $status$stage"
+			fi
+		fi
+		case $status in
+		SUCCESSFUL) return 0 ;;
+		ROLLBACK_SUCCESSFUL) rolled_back "${reason:-no reason given}" ;;
+		ROLLBACK_FAILED) die "the deployment of version $ROLLOUT_VERSION failed and so did its rollback: $reason. Look at the service's events: aws ecs describe-services --region $REGION --cluster $CLUSTER --services $SERVICE_RESPONDER" ;;
+		STOPPED) die "the deployment of version $ROLLOUT_VERSION was stopped: $reason" ;;
+		PENDING | IN_PROGRESS | ROLLBACK_REQUESTED | ROLLBACK_IN_PROGRESS | STOP_REQUESTED) ;;
+		*) die "unexpected answer from describe-service-deployments for $arn: '$status'" ;;
+		esac
+		sleep "$POLL_SECONDS"
+	done
+	die "the deployment of version $ROLLOUT_VERSION has not ended after $max polls, ${POLL_SECONDS}s apart; it goes on in ECS: aws ecs describe-service-deployments --region $REGION --cluster $CLUSTER --service-deployment-arns $arn"
+}
+
+rollout_main() {
+	local found status arn current_td image app_protocol upd hash tag deployment caller_ip conf
+	rollout_preflight
+	upd="$WORK_DIR/rollout-update.json"
+
+	found=$(aws_read ecs describe-services --cluster "$CLUSTER" --services "$SERVICE_RESPONDER" \
+		--query "services[?status=='ACTIVE'] | [0].[status, serviceArn, taskDefinition]" --output text)
+	IFS=$'\t' read -r status arn current_td <<<"$found"
+	if ((DRY_RUN)); then
+		arn="arn:aws:ecs:$REGION:$ACCOUNT_ID:service/$CLUSTER/$SERVICE_RESPONDER"
+		current_td="arn:aws:ecs:$REGION:$ACCOUNT_ID:task-definition/$FAMILY_RESPONDER:<current>"
+	elif [[ $status != ACTIVE ]]; then
+		die "no active service $SERVICE_RESPONDER in cluster $CLUSTER ($REGION): run deploy/deploy.sh first"
+	fi
+
+	# The new revision is the current one's image and EMF setting with the new APP_VERSION
+	# (and FAULT_ERROR_RATE), rendered from the same template as deploy.sh's.
+	IFS=$'\t' read -r image METRICS_EMF app_protocol < <(aws_read ecs describe-task-definition --task-definition "$current_td" \
+		--query "taskDefinition.containerDefinitions[0].[image, environment[?name=='METRICS_EMF'].value | [0], portMappings[0].appProtocol]" \
+		--output text)
+	if ((DRY_RUN)); then
+		image="<image-of-the-current-revision>"
+		METRICS_EMF=0
+		app_protocol=http
+	fi
+	[[ $app_protocol == http ]] ||
+		die "$SERVICE_RESPONDER runs the mutual TLS variant (no appProtocol): rollout shifts HTTP traffic and handles the plain deployment only"
+	[[ $METRICS_EMF =~ ^[01]$ ]] || METRICS_EMF=0
+	APP_VERSION=$ROLLOUT_VERSION
+	TASK_ROLE_ARN="arn:aws:iam::$ACCOUNT_ID:role/$ROLE_TASK"
+	EXECUTION_ROLE_ARN="arn:aws:iam::$ACCOUNT_ID:role/$ROLE_EXECUTION"
+	CALLER_SECRET_ARN=""
+	RESPONDER_SECRET_ARN=""
+	MTLS_CERTS_SHA256=""
+	MTLS=0
+	register_task_definition responder "$image" "$LOG_GROUP_RESPONDER"
+
+	((ROLLBACK_ALARM)) && ensure_rollback_alarm
+	conf=$(rollout_deployment_configuration)
+	printf '{\n  "cluster": "%s",\n  "service": "%s",\n  "taskDefinition": "%s",\n  "deploymentConfiguration": %s\n}\n' \
+		"$CLUSTER" "$SERVICE_RESPONDER" "$TASK_DEFINITION_ARN" "$conf" >"$upd"
+	hash=$(sha256_file "$upd")
+
+	tag=$(aws_read ecs list-tags-for-resource --resource-arn "$arn" --query "tags[?key=='RolloutSha256'].value | [0]" --output text)
+	if [[ $current_td == "$TASK_DEFINITION_ARN" && $tag == "$hash" ]]; then
+		log "$SERVICE_RESPONDER already runs version $ROLLOUT_VERSION ($TASK_DEFINITION_ARN), rolled out with this configuration: nothing to do"
+		return 0
+	fi
+	log "rolling out responder version $ROLLOUT_VERSION with strategy $STRATEGY: $conf"
+	deployment=$(aws_write_iam ecs update-service --cli-input-json "file://$upd" --query service.currentServiceDeployment --output text)
+	aws_write ecs tag-resource --resource-arn "$arn" --tags "key=RolloutSha256,value=$hash" >/dev/null
+	if ((!DRY_RUN)) && [[ $deployment != arn:* ]]; then
+		deployment=$(aws_read ecs list-service-deployments --cluster "$CLUSTER" --service "$SERVICE_RESPONDER" \
+			--status PENDING IN_PROGRESS --query 'serviceDeployments[0].serviceDeploymentArn' --output text)
+	fi
+
+	caller_ip=$(public_ip "$SERVICE_CALLER")
+	printf 'caller    http://%s:5000\n' "$caller_ip"
+	printf 'watch:    scripts/watch-versions.sh http://%s:5000   (the share of answers per responder version, live)\n' "$caller_ip"
+
+	if ((DRY_RUN)); then
+		log "dry run: deploy.sh would now wait for the deployment (aws ecs describe-service-deployments)"
+		return 0
+	fi
+	if [[ $deployment == arn:* ]] && aws_cli_at_least "$CLI_FOR_STRATEGIES"; then
+		wait_service_deployment "$deployment"
+	else
+		# A rolling update with an older CLI: wait as deploy.sh does, then see which revision runs.
+		wait_stable "$SERVICE_RESPONDER"
+		current_td=$(aws_read ecs describe-services --cluster "$CLUSTER" --services "$SERVICE_RESPONDER" \
+			--query 'services[0].taskDefinition' --output text)
+		[[ $current_td == "$TASK_DEFINITION_ARN" ]] || rolled_back "the service is stable on $current_td, not on $TASK_DEFINITION_ARN"
+	fi
+	log "done: $SERVICE_RESPONDER runs version $ROLLOUT_VERSION ($TASK_DEFINITION_ARN)"
+}
+
 # ---------------------------------------------------------------- main
 
 main() {
@@ -923,4 +1271,8 @@ main() {
 	log "done. Remove everything with: deploy/teardown.sh --region $REGION --prefix $PREFIX"
 }
 
-main
+if [[ $MODE == rollout ]]; then
+	rollout_main
+else
+	main
+fi

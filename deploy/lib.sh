@@ -165,12 +165,25 @@ check_aws_cli() {
 	esac
 	# Service Connect `timeout` and `tls` first came in the CLI's ECS model with 2.15.14 (its
 	# CHANGELOG.rst, https://github.com/aws/aws-cli/blob/v2/CHANGELOG.rst); older CLIs reject them.
-	local cli=${version%% *} minor patch
-	IFS=. read -r _ minor patch <<<"${cli#aws-cli/}"
-	if [[ $minor =~ ^[0-9]+$ && $patch =~ ^[0-9]+$ ]] && ((minor < 15 || (minor == 15 && patch < 14))); then
+	local cli=${version%% *}
+	AWS_CLI_VERSION=${cli#aws-cli/}
+	if ! aws_cli_at_least 2.15.14; then
 		warn "$cli is older than 2.15.14 and does not know Service Connect 'timeout'/'tls'; upgrade if create-service rejects them"
 	fi
 	export AWS_PAGER=""
+}
+
+# aws_cli_at_least X.Y.Z: true when the CLI that check_aws_cli found (AWS_CLI_VERSION) is
+# version X.Y.Z or newer. A version it cannot read counts as new enough.
+AWS_CLI_VERSION=""
+aws_cli_at_least() {
+	local want_major want_minor want_patch major minor patch
+	IFS=. read -r want_major want_minor want_patch <<<"$1"
+	IFS=. read -r major minor patch <<<"$AWS_CLI_VERSION"
+	[[ $major =~ ^[0-9]+$ && $minor =~ ^[0-9]+$ && $patch =~ ^[0-9]+$ ]] || return 0
+	((major != want_major)) && { ((major > want_major)); return; }
+	((minor != want_minor)) && { ((minor > want_minor)); return; }
+	((patch >= want_patch))
 }
 
 # Account ID; fails fast when there are no usable credentials. Prints no secrets.
@@ -204,6 +217,8 @@ set_names() {
 	SERVICE_RESPONDER="$PREFIX-responder"
 	FAMILY_CALLER="$PREFIX-caller"
 	FAMILY_RESPONDER="$PREFIX-responder"
+	# The CloudWatch alarm that 'deploy.sh rollout --rollback-alarm' wires into the responder's deployments.
+	ALARM_ROLLBACK="$PREFIX-responder-5xx"
 	TLS_MANAGED_POLICY_ARN="arn:aws:iam::aws:policy/service-role/AmazonECSInfrastructureRolePolicyForServiceConnectTransportLayerSecurity"
 	# Mutual TLS (MTLS=1): one Secrets Manager secret per service, read by the execution role
 	# through one inline policy. No name ends in "-" and six characters, which Secrets Manager

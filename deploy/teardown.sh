@@ -202,6 +202,25 @@ delete_secrets() {
 	done
 }
 
+# The CloudWatch alarm of 'deploy.sh rollout --rollback-alarm', with its Project tag.
+delete_rollback_alarm() {
+	local arn project errfile="$WORK_DIR/alarm-stderr"
+	# Only a rollout with --rollback-alarm makes it: an identity without CloudWatch permissions
+	# can still tear the rest down.
+	if ! arn=$(aws_read cloudwatch describe-alarms --alarm-names "$ALARM_ROLLBACK" --query 'MetricAlarms[0].AlarmArn' \
+		--output text 2>"$errfile"); then
+		warn "could not look for the CloudWatch alarm $ALARM_ROLLBACK ($(head -n 2 "$errfile" | tr '\n' ' ')); delete it yourself if 'deploy.sh rollout --rollback-alarm' made it"
+		return 0
+	fi
+	[[ $arn == arn:* ]] || return 0
+	project=$(aws_read cloudwatch list-tags-for-resource --resource-arn "$arn" --query "Tags[?Key=='Project'].Value | [0]" --output text)
+	if [[ $project != "$PREFIX" ]]; then
+		warn "CloudWatch alarm $ALARM_ROLLBACK has no Project=$PREFIX tag: not created by deploy.sh, left alone"
+		return 0
+	fi
+	aws_write cloudwatch delete-alarms --alarm-names "$ALARM_ROLLBACK"
+}
+
 delete_roles() {
 	local name project policies p attached a
 	for name in "$ROLE_EXECUTION" "$ROLE_TASK" "$ROLE_TLS"; do
@@ -247,6 +266,7 @@ main() {
 	# Clients before servers does not matter for deletion; services go before the cluster,
 	# the tasks' network interfaces before the security group, roles last.
 	delete_services
+	delete_rollback_alarm
 	delete_task_definitions
 	delete_cluster
 	delete_namespace

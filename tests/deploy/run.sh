@@ -136,7 +136,7 @@ calls() { node -e '
 		const a = c.argv.slice(); const i = a.indexOf("--region"); if (i >= 0) a.splice(i, 2);
 		console.log([c.tool].concat(a).join(" "));
 	}' "$STATE/calls.log"; }
-MUTATING='^aws (ecr (create|delete|put)|logs (create|delete|put)|iam (create|delete|put|update|attach|detach|tag)|servicediscovery (create|delete|deregister|register)|ecs (create|update|delete|register|deregister|tag|put)|ec2 (create|delete|authorize|revoke))'
+MUTATING='^aws (ecr (create|delete|put)|logs (create|delete|put)|iam (create|delete|put|update|attach|detach|tag)|servicediscovery (create|delete|deregister|register)|ecs (create|update|delete|register|deregister|tag|put)|ec2 (create|delete|authorize|revoke)|cloudwatch (put|delete|tag|set))'
 # line_of ERE: number of the first call that matches, or nothing (not an error: set -e).
 line_of() { { calls | grep -n -E "$1" || true; } | head -n 1 | cut -d: -f1; }
 
@@ -612,6 +612,219 @@ if [[ $rc -eq 0 && $rc2 -eq 0 && $old_warned -eq 1 ]] && ! grep -q 'is older tha
 else
 	fail "CLI version warning (rc $rc/$rc2, warned $old_warned)" "$(tail -n 5 "$OUT")"
 fi
+
+# ------------------------------------------------------------------ 10. deploy.sh rollout (issue #17)
+# A new responder version (APP_VERSION) rolled out with an ECS deployment strategy, on the stubs:
+# the calls, their order and arguments, the dry run, idempotence, the CLI version, arguments
+# refused before any call, and a rollback on the CloudWatch alarm (AWS_STUB_DEPLOYMENT_ROLLED_BACK).
+ROLL_INPUTS="$TMP/rollout-inputs"
+mkdir -p "$ROLL_INPUTS"
+# env_of TASKDEF_INPUT NAME: a container environment value of a captured task definition input.
+env_of() { node -e 'const j = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")); const v = j.containerDefinitions[0].environment.find((x) => x.name === process.argv[2]); console.log(v ? v.value : "<none>")' "$1" "$2"; }
+# conf_of UPDATE_INPUT: its deploymentConfiguration as compact JSON; member_of: one member.
+conf_of() { node -e 'console.log(JSON.stringify(JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")).deploymentConfiguration))' "$1"; }
+member_of() { node -e 'const v = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"))[process.argv[2]]; console.log(typeof v === "string" ? v : JSON.stringify(v))' "$1" "$2"; }
+last_input() { { find "$STATE/inputs" -name "*-$1.json" 2>/dev/null || true; } | sort | tail -n 1; }
+# keep_update N: the last captured update-service input, for the validator (none: its checks fail).
+keep_update() { [[ -z $upd_in ]] || cp "$upd_in" "$ROLL_INPUTS/$1-update-service.json"; }
+n_calls() { { calls | grep -c -E "$1" || true; } | head -n 1; }
+BREAKER='"deploymentCircuitBreaker":{"enable":true,"rollback":true},"maximumPercent":200,"minimumHealthyPercent":100'
+# The checks below run in bash -c: they need these.
+export -f env_of conf_of member_of n_calls calls
+export STATE MUTATING
+
+new_state rollout
+rc=0; run_script deploy.sh --region eu-west-1 --no-smoke-test || rc=$?
+check "first deploy sets APP_VERSION=1 in both task definitions" bash -c "[[ $rc -eq 0 ]] && for f in '$STATE'/inputs/*register-task-definition.json; do [[ \$(env_of \"\$f\" APP_VERSION) == 1 ]] || exit 1; done"
+first_td=$(last_input register-task-definition)
+first_image=$(node -p 'JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")).containerDefinitions[0].image' "$(grep -l '"family": "scdemo-responder"' "$STATE"/inputs/*register-task-definition.json)" || true)
+
+# canary with the defaults
+: >"$STATE/calls.log"
+rc=0; run_script deploy.sh rollout --region eu-west-1 --version 2 || rc=$?
+expect_ok "$rc" "rollout --version 2 (canary, defaults) succeeds"
+r_td=$(line_of '^aws ecs register-task-definition')
+u_svc=$(line_of '^aws ecs update-service --cli-input-json')
+w_dep=$(line_of '^aws ecs describe-service-deployments --cluster scdemo --service-deployment-arns arn:aws:ecs:eu-west-1:123456789012:service-deployment/scdemo/scdemo-responder/')
+if [[ -n $r_td && -n $u_svc && -n $w_dep && $r_td -lt $u_svc && $u_svc -lt $w_dep && $(n_calls '^aws ecs register-task-definition') -eq 1 && $(n_calls '^aws ecs update-service') -eq 1 ]]; then
+	pass "rollout: one new responder task definition, then one update-service, then the deployment polled (describe-service-deployments)"
+else
+	fail "rollout call order" "register $r_td update $u_svc poll $w_dep$(printf '\n')$(calls | grep -E 'ecs (register|update|describe-service-deployments)')"
+fi
+td_in=$(last_input register-task-definition)
+upd_in=$(last_input update-service)
+keep_update "001"
+check "rollout: the new revision is the responder's, same image, APP_VERSION=2, FAULT_ERROR_RATE=0" bash -c "
+	grep -q '\"family\": \"scdemo-responder\"' '$td_in' && [[ \$(env_of '$td_in' APP_VERSION) == 2 && \$(env_of '$td_in' FAULT_ERROR_RATE) == 0 ]] &&
+	grep -qF '\"image\": \"$first_image\"' '$td_in' && [[ '$td_in' != '$first_td' ]]"
+check "rollout: update-service names the responder, the new revision, and CANARY 10% for 3 min, bake 2 min, the circuit breaker kept" bash -c "
+	[[ \$(member_of '$upd_in' service) == scdemo-responder && \$(member_of '$upd_in' cluster) == scdemo ]] &&
+	[[ \$(member_of '$upd_in' taskDefinition) == arn:aws:ecs:eu-west-1:123456789012:task-definition/scdemo-responder:2 ]] &&
+	[[ \$(conf_of '$upd_in') == '{$BREAKER,\"strategy\":\"CANARY\",\"canaryConfiguration\":{\"canaryPercent\":10,\"canaryBakeTimeInMinutes\":3},\"bakeTimeInMinutes\":2}' ]]"
+check "rollout: prints the caller's address and the watcher line, then each traffic share, then done" bash -c "
+	grep -q '^caller    http://203.0.113.10:5000\$' '$OUT' && grep -q '^watch:    scripts/watch-versions.sh http://203.0.113.10:5000 ' '$OUT' &&
+	w=\$(grep -n 'version 2 gets 10% of the requests' '$OUT' | cut -d: -f1) && a=\$(grep -n 'version 2 gets 100% of the requests' '$OUT' | head -n 1 | cut -d: -f1) &&
+	d=\$(grep -n 'done: scdemo-responder runs version 2 ' '$OUT' | cut -d: -f1) && [[ \$w -lt \$a && \$a -lt \$d ]]"
+caller_calls=$(calls | grep -E '^aws ecs (update-service|register-task-definition)' | grep -v -- '--cli-input-json' || true)
+if [[ -z $caller_calls && $(n_calls '^aws ecs (update-service|register-task-definition)') -eq 2 ]] && ! grep -q 'scdemo-caller' "$upd_in" && ! grep -q '"family": "scdemo-caller"' "$td_in"; then
+	pass "rollout: the caller is left alone (no update, no restart, no new caller revision)"
+else
+	fail "rollout touched the caller" "$caller_calls"
+fi
+
+# canary with its settings given
+: >"$STATE/calls.log"
+rc=0; run_script deploy.sh rollout --region eu-west-1 --version 3 --canary-percent 12.5 --canary-bake-min 4 --bake-min 0 || rc=$?
+upd_in=$(last_input update-service)
+check "rollout --canary-percent 12.5 --canary-bake-min 4 --bake-min 0: those values, unchanged, in update-service" bash -c "
+	[[ $rc -eq 0 && \$(conf_of '$upd_in') == '{$BREAKER,\"strategy\":\"CANARY\",\"canaryConfiguration\":{\"canaryPercent\":12.5,\"canaryBakeTimeInMinutes\":4},\"bakeTimeInMinutes\":0}' ]]"
+
+# linear
+: >"$STATE/calls.log"
+rc=0; run_script deploy.sh rollout --region eu-west-1 --version 4 --strategy linear --linear-step-percent 20 --linear-step-bake-min 2 --bake-min 1 || rc=$?
+upd_in=$(last_input update-service)
+keep_update "002"
+check "rollout --strategy linear --linear-step-percent 20 --linear-step-bake-min 2 --bake-min 1: LINEAR with those values" bash -c "
+	[[ $rc -eq 0 && \$(conf_of '$upd_in') == '{$BREAKER,\"strategy\":\"LINEAR\",\"linearConfiguration\":{\"stepPercent\":20,\"stepBakeTimeInMinutes\":2},\"bakeTimeInMinutes\":1}' ]]"
+check "rollout linear: each step's share printed in order, 20% to 100%" bash -c "
+	prev=0; for w in 20 40 60 80 100; do n=\$(grep -n \"version 4 gets \$w% of\" '$OUT' | head -n 1 | cut -d: -f1); [[ -n \$n && \$n -gt \$prev ]] || exit 1; prev=\$n; done"
+
+# rolling
+: >"$STATE/calls.log"
+rc=0; run_script deploy.sh rollout --region eu-west-1 --version 5 --strategy rolling || rc=$?
+upd_in=$(last_input update-service)
+keep_update "003"
+check "rollout --strategy rolling: ROLLING with the template's breaker and task counts, no canary/linear/bake settings, waited for" bash -c "
+	[[ $rc -eq 0 && \$(conf_of '$upd_in') == '{$BREAKER,\"strategy\":\"ROLLING\"}' ]] && [[ \$(n_calls '^aws ecs describe-service-deployments') -ge 1 ]] && grep -q 'done: scdemo-responder runs version 5 ' '$OUT'"
+
+# idempotence: the same rollout again changes nothing
+: >"$STATE/calls.log"
+rc=0; run_script deploy.sh rollout --region eu-west-1 --version 5 --strategy rolling || rc=$?
+muts=$(calls | grep -E "$MUTATING" || true)
+if [[ $rc -eq 0 && -z $muts ]] && grep -q 'scdemo-responder already runs version 5 .*nothing to do' "$OUT"; then
+	pass "the same rollout again makes no mutating call and says so"
+else
+	fail "rollout idempotence (rc $rc)" "$muts"
+fi
+: >"$STATE/calls.log"
+rc=0; run_script deploy.sh rollout --region eu-west-1 --version 5 --strategy linear || rc=$?
+check "the same version with another strategy is rolled out again (the configuration changed)" bash -c "[[ $rc -eq 0 && \$(n_calls '^aws ecs update-service') -eq 1 && \$(n_calls '^aws ecs register-task-definition') -eq 0 ]]"
+
+# dry run
+: >"$STATE/calls.log"
+rc=0; run_script deploy.sh rollout --region eu-west-1 --version 6 --rollback-alarm --dry-run || rc=$?
+sent=$(calls | grep -v -E '^aws --version$' || true)
+if [[ $rc -eq 0 && -z $sent ]] && grep -q 'DRY-RUN (write): aws --region eu-west-1 ecs register-task-definition' "$OUT" &&
+	grep -q 'DRY-RUN (write): aws --region eu-west-1 cloudwatch put-metric-alarm --alarm-name scdemo-responder-5xx' "$OUT" &&
+	grep -q 'DRY-RUN (write): aws --region eu-west-1 ecs update-service --cli-input-json file://' "$OUT" &&
+	grep -q '^watch:    scripts/watch-versions.sh http://<scdemo-caller-public-ip>:5000' "$OUT"; then
+	pass "rollout --dry-run prints the task definition, alarm and update-service calls and the watch line, sends nothing"
+else
+	fail "rollout --dry-run (rc $rc)" "$sent"
+fi
+
+# the AWS CLI version
+: >"$STATE/calls.log"
+rc=0; EXTRA_ENV="AWS_STUB_CLI_VERSION=2.31.23" run_script deploy.sh rollout --region eu-west-1 --version 7 --strategy canary || rc=$?
+sent=$(calls | grep -v -E '^aws --version$' || true)
+check "AWS CLI 2.31.23 with --strategy canary: refused, naming 2.31.24, before any AWS call" bash -c "[[ $rc -ne 0 && -z '$sent' ]] && grep -q 'strategy canary needs AWS CLI 2.31.24 or newer.*aws-cli/2.31.23' '$OUT'"
+rc=0; EXTRA_ENV="AWS_STUB_CLI_VERSION=2.31.23" run_script deploy.sh rollout --region eu-west-1 --version 7 --strategy linear || rc=$?
+check "AWS CLI 2.31.23 with --strategy linear: refused too" bash -c "[[ $rc -ne 0 ]] && grep -q 'strategy linear needs AWS CLI 2.31.24 or newer' '$OUT'"
+rc=0; EXTRA_ENV="AWS_STUB_CLI_VERSION=2.31.24" run_script deploy.sh rollout --region eu-west-1 --version 7 --strategy canary --dry-run || rc=$?
+check "AWS CLI 2.31.24 with --strategy canary: accepted" bash -c "[[ $rc -eq 0 ]] && grep -q 'ecs update-service' '$OUT'"
+: >"$STATE/calls.log"
+rc=0; EXTRA_ENV="AWS_STUB_CLI_VERSION=2.31.23" run_script deploy.sh rollout --region eu-west-1 --version 7 --strategy rolling || rc=$?
+upd_in=$(last_input update-service)
+check "AWS CLI 2.31.23 with --strategy rolling: no 'strategy' member, waited for with services-stable, the new revision checked" bash -c "
+	[[ $rc -eq 0 && \$(conf_of '$upd_in') == '{$BREAKER}' && \$(n_calls '^aws ecs describe-service-deployments') -eq 0 ]] &&
+	[[ \$(n_calls '^aws ecs wait services-stable --cluster scdemo --services scdemo-responder') -eq 1 ]] && grep -q 'done: scdemo-responder runs version 7 ' '$OUT'"
+
+# arguments refused before any AWS call (not even aws --version)
+refused() {
+	local want=$1
+	shift
+	: >"$STATE/calls.log"
+	rc=0; run_script deploy.sh "$@" || rc=$?
+	if [[ $rc -ne 0 && ! -s $STATE/calls.log ]] && grep -qF -- "$want" "$OUT"; then
+		pass "refused before any AWS call: deploy.sh $*"
+	else
+		fail "refused before any AWS call: deploy.sh $* (rc $rc, wanted: $want)" "$(cat "$STATE/calls.log")$(printf '\n')$(tail -n 3 "$OUT")"
+	fi
+}
+refused "needs --version V" rollout --region eu-west-1
+refused "--version 'two words'" rollout --region eu-west-1 --version "two words"
+refused "--strategy 'weighted': use rolling, canary or linear" rollout --region eu-west-1 --version 2 --strategy weighted
+refused "--canary-percent '0' must be a multiple of 0.1 from 0.1 to 100" rollout --region eu-west-1 --version 2 --canary-percent 0
+refused "--canary-percent '100.1' must be a multiple of 0.1 from 0.1 to 100" rollout --region eu-west-1 --version 2 --canary-percent 100.1
+refused "--canary-percent '12.34' must be a multiple of 0.1" rollout --region eu-west-1 --version 2 --canary-percent 12.34
+refused "--linear-step-percent '2.9' must be a multiple of 0.1 from 3.0 to 100" rollout --region eu-west-1 --version 2 --strategy linear --linear-step-percent 2.9
+refused "--canary-bake-min '1441' must be a whole number of minutes from 0 to 1440" rollout --region eu-west-1 --version 2 --canary-bake-min 1441
+refused "--bake-min '1.5' must be a whole number" rollout --region eu-west-1 --version 2 --bake-min 1.5
+refused "--canary-percent and --canary-bake-min only go with --strategy canary (not linear)" rollout --region eu-west-1 --version 2 --strategy linear --canary-percent 10
+refused "--linear-step-percent and --linear-step-bake-min only go with --strategy linear (not canary)" rollout --region eu-west-1 --version 2 --linear-step-bake-min 1
+refused "--bake-min only goes with --strategy canary or linear" rollout --region eu-west-1 --version 2 --strategy rolling --bake-min 2
+refused "--fault-error-rate '2' is not a number from 0 to 1" rollout --region eu-west-1 --version 2 --fault-error-rate 2
+refused "--tls is not an option of 'deploy.sh rollout'" rollout --region eu-west-1 --version 2 --tls arn:aws:acm-pca:eu-west-1:123456789012:certificate-authority/x
+refused "--strategy only goes with 'deploy.sh rollout'" --region eu-west-1 --strategy canary
+refused "--app-version 'a b': use 1-32 characters" --region eu-west-1 --app-version "a b"
+
+# rollback on the alarm
+: >"$STATE/calls.log"
+before_td=$(node -p 'JSON.parse(require("fs").readFileSync(process.argv[1] + "/state.json", "utf8")).services["scdemo-responder"].taskDefinition' "$STATE" || true)
+rc=0; EXTRA_ENV="AWS_STUB_DEPLOYMENT_ROLLED_BACK=1" run_script deploy.sh rollout --region eu-west-1 --version 8 --rollback-alarm --fault-error-rate 0.5 || rc=$?
+p_al=$(line_of '^aws cloudwatch put-metric-alarm --alarm-name scdemo-responder-5xx .*--namespace AWS/ECS --metric-name HTTPCode_Target_5XX_Count --dimensions Name=ClusterName,Value=scdemo Name=ServiceName,Value=scdemo-caller Name=TargetDiscoveryName,Value=responder --statistic Sum --period 60 --evaluation-periods 1 --datapoints-to-alarm 1 --threshold 3 --comparison-operator GreaterThanOrEqualToThreshold --treat-missing-data notBreaching --tags Key=Project,Value=scdemo Key=SpecSha256,Value=[0-9a-f]{64}$')
+u_svc=$(line_of '^aws ecs update-service --cli-input-json')
+upd_in=$(last_input update-service)
+td_in=$(last_input register-task-definition)
+keep_update "004"
+if [[ -n $p_al && -n $u_svc && $p_al -lt $u_svc ]] &&
+	[[ $(conf_of "$upd_in") == "{$BREAKER,\"strategy\":\"CANARY\",\"canaryConfiguration\":{\"canaryPercent\":10,\"canaryBakeTimeInMinutes\":3},\"bakeTimeInMinutes\":2,\"alarms\":{\"alarmNames\":[\"scdemo-responder-5xx\"],\"enable\":true,\"rollback\":true}}" ]]; then
+	pass "--rollback-alarm: the alarm on AWS/ECS HTTPCode_Target_5XX_Count (cluster, caller, TargetDiscoveryName responder) is created before update-service, which names it with rollback=true"
+else
+	fail "--rollback-alarm calls (put-metric-alarm $p_al, update-service $u_svc)" "$(conf_of "$upd_in")$(printf '\n')$(calls | grep cloudwatch)"
+fi
+check "--fault-error-rate 0.5 goes to the new revision only: FAULT_ERROR_RATE=0.5, APP_VERSION=8" bash -c "[[ \$(env_of '$td_in' FAULT_ERROR_RATE) == 0.5 && \$(env_of '$td_in' APP_VERSION) == 8 ]]"
+after_td=$(node -p 'JSON.parse(require("fs").readFileSync(process.argv[1] + "/state.json", "utf8")).services["scdemo-responder"].taskDefinition' "$STATE" || true)
+if [[ $rc -eq 3 && $after_td == "$before_td" ]] &&
+	grep -q '^error: ECS rolled the deployment of responder version 8 back: CloudWatch alarm(s) scdemo-responder-5xx in ALARM state' "$OUT" &&
+	grep -q '^error: scdemo-responder runs its previous task definition again' "$OUT" &&
+	grep -q 'describe-alarm-history --region eu-west-1 --alarm-name scdemo-responder-5xx' "$OUT" && ! grep -q 'done: scdemo-responder runs version 8' "$OUT"; then
+	pass "deployment rolled back on the alarm (ROLLBACK_SUCCESSFUL): exit 3, the reason and the alarm named, no 'done'"
+else
+	fail "rollback report (rc $rc, service on $after_td, was $before_td)" "$(tail -n 6 "$OUT")"
+fi
+: >"$STATE/calls.log"
+rc=0; run_script deploy.sh rollout --region eu-west-1 --version 8 --rollback-alarm --fault-error-rate 0.5 || rc=$?
+check "after the rollback, the same rollout again: the alarm is up to date (not written), the deployment is made again" bash -c "
+	[[ $rc -eq 0 && \$(n_calls '^aws cloudwatch (put|tag)') -eq 0 && \$(n_calls '^aws ecs update-service') -eq 1 && \$(n_calls '^aws ecs register-task-definition') -eq 0 ]] && grep -q 'CloudWatch alarm scdemo-responder-5xx is up to date' '$OUT'"
+: >"$STATE/calls.log"
+rc=0; run_script deploy.sh rollout --region eu-west-1 --version 8 --rollback-alarm --fault-error-rate 0.5 || rc=$?
+muts=$(calls | grep -E "$MUTATING" || true)
+if [[ $rc -eq 0 && -z $muts ]]; then pass "rollout with --rollback-alarm a third time: no mutating call"; else fail "rollout with alarm, idempotence (rc $rc)" "$muts"; fi
+
+node "$HERE/validate.js" --captured "$ROLL_INPUTS" --strategy-negatives >"$TMP/captured-rollout.out" 2>&1 || true
+absorb <"$TMP/captured-rollout.out"
+grep -q '^PASS: rejects linearConfiguration under CANARY' "$TMP/captured-rollout.out" || fail "validator did not run its deployment strategy negative tests"
+
+# teardown removes the alarm (and only one with the Project tag)
+: >"$STATE/calls.log"
+rc=0; run_script teardown.sh --region eu-west-1 || rc=$?
+check "teardown deletes the rollback alarm" bash -c "[[ $rc -eq 0 && \$(n_calls '^aws cloudwatch delete-alarms --alarm-names scdemo-responder-5xx\$') -eq 1 ]] &&
+	node -e 'process.exit(Object.keys(JSON.parse(require(\"fs\").readFileSync(\"$STATE/state.json\", \"utf8\")).alarms || {}).length ? 1 : 0)'"
+: >"$STATE/calls.log"
+rc=0; run_script teardown.sh --region eu-west-1 || rc=$?
+check "a second teardown deletes no alarm" bash -c "[[ $rc -eq 0 && \$(n_calls '^aws cloudwatch delete') -eq 0 ]]"
+rc=0; EXTRA_ENV="AWS_STUB_CLOUDWATCH_DENIED=1" run_script teardown.sh --region eu-west-1 || rc=$?
+check "teardown by an identity without CloudWatch permissions: a warning about the alarm, the rest torn down" bash -c "
+	[[ $rc -eq 0 ]] && grep -q 'warning: could not look for the CloudWatch alarm scdemo-responder-5xx (.*AccessDenied' '$OUT'"
+rc=0; run_script deploy.sh rollout --region eu-west-1 --version 9 || rc=$?
+check "rollout with no responder service: clear error, nothing created" bash -c "[[ $rc -ne 0 ]] && grep -q 'no active service scdemo-responder in cluster scdemo (eu-west-1): run deploy/deploy.sh first' '$OUT' && ! calls | grep -q -E '$MUTATING'"
+
+new_state app-version
+rc=0; run_script deploy.sh --region eu-west-1 --no-smoke-test --app-version 7 || rc=$?
+check "deploy --app-version 7: APP_VERSION=7 in both task definitions" bash -c "[[ $rc -eq 0 ]] && for f in '$STATE'/inputs/*register-task-definition.json; do [[ \$(env_of \"\$f\" APP_VERSION) == 7 ]] || exit 1; done"
+rc=0; run_script deploy.sh rollout --help || rc=$?
+check "deploy.sh --help describes rollout and its options" bash -c "[[ $rc -eq 0 ]] && grep -q 'deploy/deploy.sh rollout --version V' '$OUT' && grep -q -- '--canary-percent P' '$OUT' && grep -q -- '--linear-step-bake-min M' '$OUT' && grep -q -- '--rollback-alarm' '$OUT'"
 
 printf '%d passed, %d failed\n' "$PASSED" "$FAILED"
 [[ $FAILED -eq 0 ]]

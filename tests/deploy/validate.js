@@ -207,6 +207,7 @@ const SAMPLES = {
   SECURITY_GROUP_ID: 'sg-0123456789abcdef0',
   SPEC_SHA256: 'c'.repeat(64),
   METRICS_EMF: '0',
+  APP_VERSION: '1',
   FAULT_ERROR_RATE: '0',
   TLS_PCA_ARN: 'arn:aws:acm-pca:eu-west-1:123456789012:certificate-authority/11111111-2222-3333-4444-555555555555',
   TLS_ROLE_ARN: 'arn:aws:iam::123456789012:role/scdemo-ecs-infrastructure-tls',
@@ -243,15 +244,82 @@ function expectRejected(name, errors, pattern) {
 }
 const clone = (o) => JSON.parse(JSON.stringify(o));
 
+// ------------------------------------------------------------------ deployment strategies
+// The schemas carry no ranges (see the top), but the pinned model's documentation states them
+// for the canary and linear settings; they are read from it here, so a newer model that changes
+// them changes the rules. bakeTimeInMinutes has no documented range: a whole number >= 0.
+function documented(re, what) {
+  const m = re.exec(dtsProse);
+  if (!m) throw new Error(`the model's documentation no longer says ${what}`);
+  return m.slice(1).map(Number);
+}
+const RANGES = {
+  canaryPercent: documented(/percentage of production traffic to shift to the new service revision during the canary phase\. Valid values are multiples of 0\.1 from ([\d.]+) to ([\d.]+)\./, 'the canaryPercent range'),
+  canaryBakeTimeInMinutes: documented(/wait during the canary phase before shifting the remaining production traffic to the new service revision\. Valid values are (\d+) to (\d+) minutes/, 'the canaryBakeTimeInMinutes range'),
+  stepPercent: documented(/percentage of production traffic to shift in each step during a linear deployment\. Valid values are multiples of 0\.1 from ([\d.]+) to ([\d.]+)\./, 'the stepPercent range'),
+  stepBakeTimeInMinutes: documented(/wait between each traffic shifting step during a linear deployment\. Valid values are (\d+) to (\d+) minutes/, 'the stepBakeTimeInMinutes range'),
+};
+documented(/Configuration for canary deployment strategy\. Only valid when the deployment strategy is CANARY\./, 'canaryConfiguration is only valid with CANARY');
+documented(/Configuration for linear deployment strategy\. Only valid when the deployment strategy is LINEAR\./, 'linearConfiguration is only valid with LINEAR');
+function strategyRules(dc) {
+  const e = [];
+  if (!dc || typeof dc !== 'object') return e;
+  const tenth = (v) => typeof v === 'number' && Math.abs(v * 10 - Math.round(v * 10)) < 1e-9;
+  const percent = (where, v, [lo, hi]) => { if (typeof v === 'number' && !(tenth(v) && v >= lo && v <= hi)) e.push(`${where} ${v} is not a multiple of 0.1 from ${lo} to ${hi}`); };
+  const minutes = (where, v, [lo, hi]) => { if (typeof v === 'number' && !(Number.isInteger(v) && v >= lo && v <= hi)) e.push(`${where} ${v} is not a whole number from ${lo} to ${hi}`); };
+  const only = { canaryConfiguration: 'CANARY', linearConfiguration: 'LINEAR' };
+  for (const [k, strategy] of Object.entries(only)) if (k in dc && dc.strategy !== strategy) e.push(`deploymentConfiguration.${k} is only valid with strategy ${strategy} (strategy is ${dc.strategy || 'not set'})`);
+  const c = dc.canaryConfiguration || {}, l = dc.linearConfiguration || {};
+  percent('canaryConfiguration.canaryPercent', c.canaryPercent, RANGES.canaryPercent);
+  minutes('canaryConfiguration.canaryBakeTimeInMinutes', c.canaryBakeTimeInMinutes, RANGES.canaryBakeTimeInMinutes);
+  percent('linearConfiguration.stepPercent', l.stepPercent, RANGES.stepPercent);
+  minutes('linearConfiguration.stepBakeTimeInMinutes', l.stepBakeTimeInMinutes, RANGES.stepBakeTimeInMinutes);
+  if (typeof dc.bakeTimeInMinutes === 'number' && !(Number.isInteger(dc.bakeTimeInMinutes) && dc.bakeTimeInMinutes >= 0)) e.push(`bakeTimeInMinutes ${dc.bakeTimeInMinutes} is not a whole number >= 0`);
+  if (dc.alarms && dc.alarms.rollback === true && dc.alarms.enable !== true) e.push('alarms: rollback on alarm needs enable true');
+  return e;
+}
+const updateErrors = (doc) => validateOp('UpdateService', doc).concat(strategyRules(doc.deploymentConfiguration));
+
 // ------------------------------------------------------------------ captured inputs mode
+// --captured DIR [--strategy-negatives]: every input the aws stub captured; update-service
+// inputs with a deployment strategy also against the documented ranges. With
+// --strategy-negatives, the first captured CANARY and LINEAR updates (deploy.sh rollout's own
+// JSON) are mutated and each mutation must be rejected for its own reason.
 if (process.argv[2] === '--captured') {
   const dir = process.argv[3];
   const files = fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => f.endsWith('.json')).sort() : [];
   if (!files.length) check(`captured inputs in ${dir}`, ['none captured']);
+  const byStrategy = {};
   for (const f of files) {
     const op = f.includes('register-task-definition') ? 'RegisterTaskDefinition' : f.includes('create-service') ? 'CreateService' : f.includes('update-service') ? 'UpdateService' : null;
     const doc = JSON.parse(fs.readFileSync(path.join(dir, f), 'utf8'));
     check(`captured ${f} is a valid ${op}Request`, op ? validateOp(op, doc) : ['unknown operation']);
+    const strategy = op === 'UpdateService' && doc.deploymentConfiguration && doc.deploymentConfiguration.strategy;
+    if (strategy) {
+      check(`captured ${f}: ${strategy} settings within the ranges the model documents`, strategyRules(doc.deploymentConfiguration));
+      byStrategy[strategy] = byStrategy[strategy] || doc;
+    }
+  }
+  if (process.argv[4] === '--strategy-negatives') {
+    const canary = byStrategy.CANARY, linear = byStrategy.LINEAR;
+    check('captured a CANARY and a LINEAR update-service input from deploy.sh rollout', [canary ? [] : ['no CANARY update'], linear ? [] : ['no LINEAR update']].flat());
+    if (canary && linear) {
+      check('deploy.sh rollout canary update is valid with the documented ranges', updateErrors(canary));
+      check('deploy.sh rollout linear update is valid with the documented ranges', updateErrors(linear));
+      const mut = (doc, f) => { const x = clone(doc); f(x.deploymentConfiguration); return updateErrors(x); };
+      expectRejected('canaryPercent 0 (below the documented 0.1)', mut(canary, (d) => { d.canaryConfiguration.canaryPercent = 0; }), /canaryPercent 0 is not a multiple of 0\.1 from 0\.1 to 100$/);
+      expectRejected('canaryPercent 100.5 (above 100)', mut(canary, (d) => { d.canaryConfiguration.canaryPercent = 100.5; }), /canaryPercent 100\.5 is not a multiple of 0\.1 from 0\.1 to 100$/);
+      expectRejected('canaryPercent 12.34 (not a multiple of 0.1)', mut(canary, (d) => { d.canaryConfiguration.canaryPercent = 12.34; }), /canaryPercent 12\.34 is not a multiple of 0\.1/);
+      expectRejected('canaryBakeTimeInMinutes 1441 (above 24 hours)', mut(canary, (d) => { d.canaryConfiguration.canaryBakeTimeInMinutes = 1441; }), /canaryBakeTimeInMinutes 1441 is not a whole number from 0 to 1440$/);
+      expectRejected('canaryPercent as a string', mut(canary, (d) => { d.canaryConfiguration.canaryPercent = '10'; }), /canaryConfiguration\.canaryPercent: expected a number, got string$/);
+      expectRejected('linearConfiguration under CANARY', mut(canary, (d) => { d.linearConfiguration = clone(linear.deploymentConfiguration.linearConfiguration); }), /linearConfiguration is only valid with strategy LINEAR \(strategy is CANARY\)$/);
+      expectRejected('canaryConfiguration under LINEAR', mut(linear, (d) => { d.canaryConfiguration = clone(canary.deploymentConfiguration.canaryConfiguration); }), /canaryConfiguration is only valid with strategy CANARY \(strategy is LINEAR\)$/);
+      expectRejected('unknown strategy WEIGHTED (no strategy settings)', mut(canary, (d) => { d.strategy = 'WEIGHTED'; delete d.canaryConfiguration; }), /deploymentConfiguration\.strategy: 'WEIGHTED' is not one of BLUE_GREEN, CANARY, LINEAR, ROLLING$/);
+      expectRejected('stepPercent 2.9 (below the documented 3)', mut(linear, (d) => { d.linearConfiguration.stepPercent = 2.9; }), /stepPercent 2\.9 is not a multiple of 0\.1 from 3 to 100$/);
+      expectRejected('stepBakeTimeInMinutes 1.5 (not whole minutes)', mut(linear, (d) => { d.linearConfiguration.stepBakeTimeInMinutes = 1.5; }), /stepBakeTimeInMinutes 1\.5 is not a whole number from 0 to 1440$/);
+      expectRejected('alarms with rollback but not enabled', mut(canary, (d) => { d.alarms = { alarmNames: ['scdemo-responder-5xx'], enable: false, rollback: true }; }), /alarms: rollback on alarm needs enable true$/);
+      expectRejected('alarms without alarmNames', mut(canary, (d) => { d.alarms = { enable: true, rollback: true }; }), /alarms: missing required member 'alarmNames'$/);
+    }
   }
   process.exit(failed ? 1 : 0);
 }

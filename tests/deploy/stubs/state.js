@@ -29,6 +29,8 @@ function empty() {
     secrets: {}, // name -> { arn, value, tags: {k: v}, versions }
     releasingEnis: [], // [{ eni, sg, polls }]: network interfaces of deleted tasks not released yet
     counts: {}, // calls the knobs count (create-service, slr-lag)
+    alarms: {}, // CloudWatch alarm name -> { arn, spec, tags: {k: v}, state }
+    deployments: {}, // ECS service deployment ARN -> { service, status, polls, strategy, config, source, target, alarms }
     // also, once set: slr ('created': the ECS service-linked role), checkipCalls (curl)
   };
 }
