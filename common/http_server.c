@@ -35,6 +35,7 @@
 #include "clock.h"
 #include "json_escape.h"
 #include "log.h"
+#include "http_answer.h"
 #include "http_metrics.h"
 #include "http_rules.h"
 #include "linger.h"
@@ -46,7 +47,6 @@
 
 #define REQUEST_ID_MAX 64
 #define PATH_LOG_MAX   256
-#define ERROR_BODY_MAX 1024
 
 /* libmicrohttpd warnings written a second at most. */
 #define MHD_LOG_PER_SECOND 10
@@ -126,20 +126,14 @@ struct http_exchange {
 	double started_s; /* clock_seconds() when the request arrived */
 	int body_too_large;
 	int suspended;
-	int recorded;                  /* logged and counted */
 	int refuse_early;              /* answer before reading the body, then close */
 	unsigned int retry_after_s;    /* for a 429 */
-	unsigned int status;           /* the answer, once set */
-	struct MHD_Response *response; /* owned until queued */
-	size_t response_bytes;
-	const char *content_type;      /* NULL for application/json; borrowed */
+	struct http_answer answer;     /* set by the handler (response.c), sent by queue_answer() */
 	struct connection_state *conn; /* what its connection holds; NULL if untracked */
 	struct trace trace;
 	char method[16];
 	char path[PATH_LOG_MAX];
 	char request_id[REQUEST_ID_MAX + 1];
-	char upstream_served_by[SERVED_BY_MAX]; /* "" unless http_set_upstream() */
-	char upstream_version[APP_VERSION_MAX + 1];
 };
 
 /* What a connection holds from open to close. */
@@ -216,77 +210,10 @@ http_trace(const struct http_exchange *ex)
 	return &ex->trace;
 }
 
-void
-http_set_content_type(struct http_exchange *ex, const char *content_type)
+struct http_answer *
+http_exchange_answer(struct http_exchange *ex)
 {
-	ex->content_type = content_type;
-}
-
-void
-http_set_upstream(struct http_exchange *ex, const char *served_by, const char *version)
-{
-	snprintf(ex->upstream_served_by, sizeof(ex->upstream_served_by), "%s", served_by);
-	snprintf(ex->upstream_version, sizeof(ex->upstream_version), "%s", version);
-}
-
-/* Sets the answer; steals the reference to response. size is the body length for the log. */
-static void
-reply(struct http_exchange *ex, unsigned int status, struct MHD_Response *response, size_t size)
-{
-	assert(!ex->recorded); /* an answer already queued cannot be changed */
-	if (ex->response != NULL)
-		MHD_destroy_response(ex->response);
-	ex->status = status;
-	ex->response = response;
-	ex->response_bytes = size;
-}
-
-void
-http_reply_parts(struct http_exchange *ex, unsigned int status, const struct http_part *parts,
-                 unsigned int count, void (*done)(void *), void *done_arg)
-{
-	struct MHD_Response *r;
-	size_t size;
-
-	r = response_from_parts(parts, count, done, done_arg, &size);
-	reply(ex, status, r, size);
-}
-
-void
-http_reply_take(struct http_exchange *ex, unsigned int status, char *body, size_t len)
-{
-	struct MHD_Response *r;
-
-	r = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
-	if (r == NULL)
-		free(body);
-	reply(ex, status, r, len);
-}
-
-void
-http_reply_static(struct http_exchange *ex, unsigned int status, const char *body)
-{
-	size_t len = strlen(body);
-
-	reply(ex, status,
-	      MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_PERSISTENT), len);
-}
-
-void
-http_reply_error(struct http_exchange *ex, unsigned int status, const char *fmt, ...)
-{
-	char message[ERROR_BODY_MAX], body[ERROR_BODY_MAX * 2];
-	size_t len;
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(message, sizeof(message), fmt, ap);
-	va_end(ap);
-	len = (size_t)snprintf(body, sizeof(body), "{\"error\":\"");
-	len = json_escape(body, sizeof(body) - 2, len, message);
-	memcpy(body + len, "\"}", 3);
-	len += 2;
-	reply(ex, status, MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_COPY), len);
+	return &ex->answer;
 }
 
 void
@@ -316,42 +243,43 @@ static enum MHD_Result
 queue_answer(struct http_exchange *ex)
 {
 	static const char fallback[] = "{\"error\":\"Internal error: could not build the answer\"}";
-	struct MHD_Response *r = ex->response;
+	struct MHD_Response *r = ex->answer.response;
 	char traceparent[TRACE_HEADER_MAX], amzn[TRACE_HEADER_MAX];
 	enum MHD_Result ok;
 
-	if (r == NULL || ex->status == 0) {
+	if (r == NULL || ex->answer.status == 0) {
 		/* Only allocation failures get here: answer from static memory. */
 		if (r != NULL)
 			MHD_destroy_response(r);
-		ex->status = MHD_HTTP_INTERNAL_SERVER_ERROR;
-		ex->response_bytes = sizeof(fallback) - 1;
+		ex->answer.status = MHD_HTTP_INTERNAL_SERVER_ERROR;
+		ex->answer.bytes = sizeof(fallback) - 1;
 		r = MHD_create_response_from_buffer(sizeof(fallback) - 1, (void *)fallback,
 		                                    MHD_RESPMEM_PERSISTENT);
 		if (r == NULL)
 			return MHD_NO;
 	}
-	ex->response = NULL;
+	ex->answer.response = NULL;
 	trace_traceparent(&ex->trace, traceparent);
 	trace_amzn(&ex->trace, amzn);
 	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
-	                        ex->content_type != NULL ? ex->content_type : "application/json");
+	                        ex->answer.content_type != NULL ? ex->answer.content_type
+	                                                        : "application/json");
 	MHD_add_response_header(r, "X-Request-Id", ex->request_id);
 	MHD_add_response_header(r, "X-Served-By", served_by());
 	MHD_add_response_header(r, "X-App-Version", app_version());
-	if (ex->upstream_served_by[0] != '\0')
-		MHD_add_response_header(r, "X-Upstream-Served-By", ex->upstream_served_by);
-	if (ex->upstream_version[0] != '\0')
-		MHD_add_response_header(r, "X-Upstream-Version", ex->upstream_version);
+	if (ex->answer.upstream_served_by[0] != '\0')
+		MHD_add_response_header(r, "X-Upstream-Served-By", ex->answer.upstream_served_by);
+	if (ex->answer.upstream_version[0] != '\0')
+		MHD_add_response_header(r, "X-Upstream-Version", ex->answer.upstream_version);
 	MHD_add_response_header(r, "traceparent", traceparent);
 	MHD_add_response_header(r, "X-Amzn-Trace-Id", amzn);
-	if (ex->status == MHD_HTTP_TOO_MANY_REQUESTS) {
+	if (ex->answer.status == MHD_HTTP_TOO_MANY_REQUESTS) {
 		char seconds[16];
 
 		snprintf(seconds, sizeof(seconds), "%u", ex->retry_after_s);
 		MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, seconds);
 	}
-	if (ex->status == MHD_HTTP_METHOD_NOT_ALLOWED && ex->route != NULL)
+	if (ex->answer.status == MHD_HTTP_METHOD_NOT_ALLOWED && ex->route != NULL)
 		MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, http_route_allow(ex->route));
 	if (atomic_load(&ex->server->phase) != PHASE_SERVING)
 		MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
@@ -362,9 +290,9 @@ queue_answer(struct http_exchange *ex)
 	 * its connection: the daemon is run again before the loop receives more answers.
 	 */
 	if (ex->conn != NULL &&
-	    admission_hold(ex->worker->admission, ex->conn->admitted, ex->response_bytes) > 0)
+	    admission_hold(ex->worker->admission, ex->conn->admitted, ex->answer.bytes) > 0)
 		ex->worker->resumed = 1;
-	ok = MHD_queue_response(ex->connection, ex->status, r);
+	ok = MHD_queue_response(ex->connection, ex->answer.status, r);
 	MHD_destroy_response(r);
 	return ok;
 }
@@ -565,17 +493,17 @@ record_request(struct http_exchange *ex)
 {
 	struct log_request line;
 
-	assert(!ex->recorded); /* an answer is logged and counted exactly once */
-	ex->recorded = 1;
+	assert(!ex->answer.queued); /* an answer is logged and counted exactly once */
+	ex->answer.queued = 1;
 	line.method = ex->method;
 	line.path = ex->path;
-	line.status = ex->status;
-	line.bytes = ex->response_bytes;
+	line.status = ex->answer.status;
+	line.bytes = ex->answer.bytes;
 	line.duration_ms = (clock_seconds() - ex->started_s) * 1e3;
 	line.request_id = ex->request_id;
 	line.trace_id = ex->trace.trace_id;
-	line.upstream_served_by = ex->upstream_served_by;
-	line.upstream_version = ex->upstream_version;
+	line.upstream_served_by = ex->answer.upstream_served_by;
+	line.upstream_version = ex->answer.upstream_version;
 	log_request(&line);
 	http_metrics_count(ex->server->metrics,
 	                   ex->route != NULL ? (size_t)(ex->route - ex->server->routes)
@@ -600,13 +528,13 @@ on_completed(void *cls, struct MHD_Connection *connection, void **con_cls,
 	if (ex->conn != NULL)
 		admission_done(w->admission, ex->conn->admitted);
 	/* A request that ends without an answer (the client went away) is recorded as status 0. */
-	if (!ex->recorded) {
-		ex->status = 0;
-		ex->response_bytes = 0;
+	if (!ex->answer.queued) {
+		ex->answer.status = 0;
+		ex->answer.bytes = 0;
 		record_request(ex);
 	}
-	if (ex->response != NULL)
-		MHD_destroy_response(ex->response);
+	if (ex->answer.response != NULL)
+		MHD_destroy_response(ex->answer.response);
 	buffer_free(&ex->body);
 	free(ex);
 	atomic_fetch_sub(&s->in_flight, 1);

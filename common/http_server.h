@@ -78,35 +78,6 @@ void *http_loop_state(const struct http_exchange *ex);
 /* The request's trace context (this hop's span); borrowed. */
 const struct trace *http_trace(const struct http_exchange *ex);
 
-/* Overrides the answer's Content-Type (application/json otherwise); borrowed, must be static. */
-void http_set_content_type(struct http_exchange *ex, const char *content_type);
-
-/*
- * Records which responder task and version gave what this answer holds, for
- * the X-Upstream-Served-By and X-Upstream-Version headers and the log line;
- * either may be "" for unknown. Both are copied; call before the answer is set.
- */
-void http_set_upstream(struct http_exchange *ex, const char *served_by, const char *version);
-
-/*
- * Sets the answer to the body made of count pieces (at most HTTP_PARTS_MAX;
- * parts is read here, the bytes it points to must stay valid until
- * done(done_arg) runs). done, when not NULL, runs exactly once: when the
- * answer has been sent or dropped, or at once when memory runs out.
- */
-void http_reply_parts(struct http_exchange *ex, unsigned int status, const struct http_part *parts,
-                      unsigned int count, void (*done)(void *), void *done_arg);
-
-/* Sets the answer to a body the exchange takes over (freed with free()). */
-void http_reply_take(struct http_exchange *ex, unsigned int status, char *body, size_t len);
-
-/* Sets the answer to a static body that outlives the server (not copied). */
-void http_reply_static(struct http_exchange *ex, unsigned int status, const char *body);
-
-/* Sets the answer to {"error":"<message>"}. */
-void http_reply_error(struct http_exchange *ex, unsigned int status, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
 /* Holds the request without an answer until http_resume(); call only from a handler. */
 void http_suspend(struct http_exchange *ex);
 

@@ -9,6 +9,7 @@
 
 #include <microhttpd.h>
 
+#include "../../../common/http_answer.h"
 #include "../../../common/response.h"
 
 static int released;
