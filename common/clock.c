@@ -29,6 +29,16 @@ clock_epoch_ms(void)
 }
 
 struct timespec
+clock_duration(long long ms)
+{
+	struct timespec t;
+
+	t.tv_sec = (time_t)(ms / 1000);
+	t.tv_nsec = (long)(ms % 1000) * 1000000L;
+	return t;
+}
+
+struct timespec
 clock_after(clockid_t id, long long ms)
 {
 	struct timespec t;

@@ -13,6 +13,9 @@ double clock_seconds(void);
 /* Milliseconds since the Unix epoch: for timestamps others read, never for durations. */
 long long clock_epoch_ms(void);
 
+/* A duration of ms milliseconds (not negative) as a struct timespec, for timers. */
+struct timespec clock_duration(long long ms);
+
 /* The moment ms milliseconds from now on clock id, as pthread_cond_timedwait() wants it. */
 struct timespec clock_after(clockid_t id, long long ms);
 

@@ -62,8 +62,7 @@ timer_arm(struct fault_worker *w)
 		wait = w->head->due_ms - clock_ms();
 		if (wait < 1)
 			wait = 1; /* a zero it_value would disarm the timer */
-		when.it_value.tv_sec = (time_t)(wait / 1000);
-		when.it_value.tv_nsec = (long)(wait % 1000) * 1000000L;
+		when.it_value = clock_duration(wait);
 	}
 	if (timerfd_settime(w->timer_fd, 0, &when, NULL) < 0)
 		log_msg(LOG_ERROR, "fault injection: cannot arm the delay timer");
