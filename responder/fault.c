@@ -19,7 +19,7 @@
 /* A suspended request waiting for its delay to pass. */
 struct delayed {
 	struct delayed *next;
-	long long due_ms; /* clock_ms() when it is answered */
+	double due_s; /* clock_seconds() when it is answered: never before the whole delay */
 	struct http_exchange *ex;
 	http_handler handler; /* NULL: the answer set before the delay stands */
 	void *arg;
@@ -59,7 +59,8 @@ timer_arm(struct fault_worker *w)
 	long long wait;
 
 	if (w->head != NULL) {
-		wait = w->head->due_ms - clock_ms();
+		/* Rounded up: a timer that fired early would find nothing due. */
+		wait = (long long)((w->head->due_s - clock_seconds()) * 1e3) + 1;
 		if (wait < 1)
 			wait = 1; /* a zero it_value would disarm the timer */
 		when.it_value = clock_duration(wait);
@@ -108,12 +109,12 @@ worker_run(void *state, int ready)
 {
 	struct fault_worker *w = state;
 	uint64_t expirations;
-	long long now = clock_ms();
+	double now = clock_seconds();
 	int answered = 0;
 
 	if (ready && read(w->timer_fd, &expirations, sizeof(expirations)) < 0)
 		expirations = 0; /* EAGAIN: woken for another reason; the queue decides */
-	for (; w->head != NULL && w->head->due_ms <= now; answered = 1)
+	for (; w->head != NULL && w->head->due_s <= now; answered = 1)
 		answer_first(w);
 	/* A timer that fired is spent, and one set for an answered request is stale. */
 	if (ready || answered)
@@ -198,7 +199,7 @@ fault_inject(struct faults *f, struct http_exchange *ex, http_handler handler, v
 	d = calloc(1, sizeof(*d));
 	if (d == NULL)
 		return fail; /* answer without the delay rather than not at all */
-	d->due_ms = clock_ms() + f->cfg.delay_ms;
+	d->due_s = clock_seconds() + f->cfg.delay_ms / 1e3;
 	d->ex = ex;
 	/* A failed request keeps its 503: the late answer is the one already set. */
 	d->handler = fail ? NULL : handler;
