@@ -19,12 +19,9 @@
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/random.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
 
 #include <microhttpd.h>
 
@@ -39,6 +36,7 @@
 #include "http_metrics.h"
 #include "http_rules.h"
 #include "linger.h"
+#include "listener.h"
 #include "rate_limit.h"
 #include "response.h"
 #include "served_by.h"
@@ -57,9 +55,6 @@
  * of those it has.
  */
 #define ACCEPT_BATCH 64
-
-/* Descriptors each thread keeps besides its connections (epoll, eventfd, spare, curl's). */
-#define FDS_PER_THREAD 8
 
 /* Where shutdown has got to; each server thread follows it from its loop. */
 enum phase {
@@ -698,42 +693,6 @@ daemon_start(struct http_worker *w, const struct server_config *cfg, unsigned in
 }
 
 /*
- * Opens the listening socket every thread accepts from: IPv6 and IPv4 where
- * the host has IPv6, IPv4 alone where it does not. Returns it, or -1.
- */
-static int
-listener_open(unsigned int port)
-{
-	struct sockaddr_in6 any6 = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_ANY_INIT};
-	struct sockaddr_in any4 = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_ANY)};
-	int fd, on = 1, off = 0;
-
-	any6.sin6_port = any4.sin_port = htons((uint16_t)port);
-	fd = socket(AF_INET6, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd >= 0 && (setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof(off)) < 0 ||
-	                setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) < 0 ||
-	                bind(fd, (struct sockaddr *)&any6, sizeof(any6)) < 0)) {
-		close(fd);
-		fd = -1;
-	}
-	if (fd < 0) {
-		fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-		if (fd >= 0 && (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) < 0 ||
-		                bind(fd, (struct sockaddr *)&any4, sizeof(any4)) < 0)) {
-			close(fd);
-			fd = -1;
-		}
-	}
-	if (fd >= 0 && listen(fd, SOMAXCONN) < 0) {
-		close(fd);
-		fd = -1;
-	}
-	if (fd < 0)
-		log_msg(LOG_ERROR, "cannot listen on port %u: %s", port, strerror(errno));
-	return fd;
-}
-
-/*
  * Refuses a connection at once, with an answer that says which limit it met,
  * then drains it so that the answer is read. Over TLS a plain-text answer
  * would only garble the handshake: the connection is closed at once instead.
@@ -1032,30 +991,6 @@ server_free(struct http_server *s)
 	free(s);
 }
 
-/*
- * Makes sure the process may open the descriptors its limits allow: two per
- * connection (one kept, one drained after a refusal) and each thread's own.
- * Raises the soft RLIMIT_NOFILE up to the hard one when it must; when even
- * that is short, says so: past it new connections are closed at once.
- */
-static void
-descriptors_reserve(const struct server_config *cfg)
-{
-	rlim_t need =
-	    (rlim_t)cfg->connection_limit * 2 + (rlim_t)cfg->threads * FDS_PER_THREAD + 64;
-	struct rlimit lim;
-
-	if (getrlimit(RLIMIT_NOFILE, &lim) < 0 || lim.rlim_cur >= need)
-		return;
-	lim.rlim_cur = lim.rlim_max == RLIM_INFINITY || lim.rlim_max >= need ? need : lim.rlim_max;
-	if (setrlimit(RLIMIT_NOFILE, &lim) < 0 || lim.rlim_cur < need)
-		log_msg(LOG_WARN,
-		        "RLIMIT_NOFILE allows %llu descriptors, fewer than CONNECTION_LIMIT=%u "
-		        "needs (%llu): past them new connections are closed at once",
-		        (unsigned long long)lim.rlim_cur, cfg->connection_limit,
-		        (unsigned long long)need);
-}
-
 /* Writes the two answers given at accept to connections over a limit. */
 static void
 refusals_prepare(struct http_server *s, const struct server_config *cfg)
@@ -1108,7 +1043,7 @@ http_server_start(const struct server_config *cfg, struct tls_server *tls,
 	if (getrandom(&s->id_prefix, sizeof(s->id_prefix), 0) != sizeof(s->id_prefix))
 		s->id_prefix = (unsigned long)getpid() ^ (unsigned long)time(NULL);
 	refusals_prepare(s, cfg);
-	descriptors_reserve(cfg);
+	listener_reserve_descriptors(cfg->connection_limit, cfg->threads);
 	s->per_address = address_limit_new(cfg->connection_limit_per_address,
 	                                   cfg->connection_limit_exempt, cfg->connection_limit);
 	if (s->per_address == NULL)
