@@ -11,8 +11,8 @@ FUZZ_CFLAGS  := -g -O1 -std=c11 -D_GNU_SOURCE -pthread -Wall -Wextra $(FUZZ_SAN)
 FUZZ_LIBS    := $(shell pkg-config --libs $(FUZZ_PKGS)) -pthread
 
 # What each harness links besides itself: the parsers and serializers under test.
-FUZZ_MODULES := common/buffer.c common/json_scan.c common/log.c common/payload.c common/store.c \
-                common/response.c common/random.c common/trace.c caller/judge.c \
+FUZZ_MODULES := common/buffer.c common/json_escape.c common/json_scan.c common/log.c common/payload.c \
+                common/store.c common/random.c common/trace.c caller/judge.c \
                 caller/merge.c
 FUZZ_OBJ     := $(FUZZ_MODULES:%.c=$(FUZZ_OUT)/obj/%.o)
 FUZZ_NAMES   := $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
