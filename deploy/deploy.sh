@@ -167,6 +167,11 @@ preflight() {
 			command -v curl >/dev/null 2>&1 || die "curl not found (needed for the smoke test; or pass --no-smoke-test)"
 		fi
 	fi
+	start_run
+}
+
+# start_run: the work directory (kept on a dry run), the caller's identity and the resource names.
+start_run() {
 	make_work_dir
 	if ((DRY_RUN)); then
 		KEEP_WORK_DIR=1
@@ -999,14 +1004,7 @@ rollout_preflight() {
 	fi
 	default_region_from_cli
 	check_region
-	make_work_dir
-	if ((DRY_RUN)); then
-		KEEP_WORK_DIR=1
-		log "dry run: the rendered inputs are kept in $WORK_DIR"
-	fi
-	check_credentials
-	set_names
-	log "account $ACCOUNT_ID, region $REGION, prefix $PREFIX$( ((DRY_RUN)) && printf ' (dry run: nothing is sent)')"
+	start_run
 }
 
 # rollout_deployment_configuration: the deploymentConfiguration of the update, on one line.
