@@ -5,6 +5,12 @@
 
 static const char *const state_names[] = {"closed", "open", "half-open"};
 
+const char *
+breaker_state_name(enum breaker_state s)
+{
+	return state_names[s];
+}
+
 static void
 enter(struct breaker *b, enum breaker_state to, long long now_ms)
 {

@@ -36,4 +36,7 @@ int breaker_allow(struct breaker *b, long long now_ms, long long *wait_ms);
 /* Records how a call that breaker_allow() let through ended. */
 void breaker_record(struct breaker *b, int succeeded, long long now_ms);
 
+/* "closed", "open" or "half-open". */
+const char *breaker_state_name(enum breaker_state s);
+
 #endif

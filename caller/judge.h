@@ -15,6 +15,7 @@
 #include "../common/app_version.h"
 #include "../common/json_scan.h"
 #include "../common/served_by.h"
+#include "../common/trace.h"
 
 /* How a call to the responder ended, for /metrics (upstream_requests_total{outcome}). */
 enum upstream_outcome {
@@ -39,6 +40,7 @@ struct upstream_result {
 	char reason[384];                  /* what went wrong, when not ok */
 	char served_by[SERVED_BY_MAX];     /* the responder's X-Served-By, or "" */
 	char version[APP_VERSION_MAX + 1]; /* the responder's X-App-Version, or "" */
+	struct trace_call call;            /* the call as the request's trace records it */
 };
 
 /* What libcurl reported for one attempt; the strings are borrowed. */

@@ -33,6 +33,7 @@ on_fetched(struct upstream_result *result, void *service, void *request)
 	char *owned;
 	size_t len;
 
+	http_trace_call(ex, &result->call);
 	store_snapshot(&data->store, &items, &len, NULL);
 	if (merge_parts(items, len, result, parts, &owned) < 0) {
 		http_reply_error(ex, 500, "Out of memory building the answer");

@@ -43,12 +43,14 @@ struct transfer {
 	char errbuf[CURL_ERROR_SIZE];
 	char served_by[SERVED_BY_MAX];
 	char version[APP_VERSION_MAX + 1];
+	struct trace_call call; /* the call as the request's trace records it */
 };
 
 /* What every server thread shares. */
 struct upstream {
 	struct upstream_config cfg;
-	char *url; /* base_url + "/data"; owned */
+	char *url;  /* base_url + "/data"; owned */
+	char *host; /* the responder's name in base_url, which traces call it by; owned */
 	upstream_done done;
 	void *context;
 	struct metrics *registry; /* where the call figures are registered; borrowed */
@@ -352,6 +354,13 @@ attempt_finish(struct upstream_worker *w, struct transfer *t, CURLcode code)
 		breaker_note(u, o == OUTCOME_OK, now);
 	memcpy(r.served_by, t->served_by, sizeof(r.served_by));
 	memcpy(r.version, t->version, sizeof(r.version));
+	r.call = t->call;
+	r.call.end_s = clock_epoch_seconds();
+	r.call.status = (int)report.status;
+	r.call.bytes = r.body_len;
+	r.call.attempts = ran ? t->attempt : t->attempt - 1;
+	if (o != OUTCOME_OK)
+		snprintf(r.call.error, sizeof(r.call.error), "%s", r.reason);
 	call_end(u, &r, o, t->arg);
 	curl_slist_free_all(t->headers);
 	t->headers = NULL;
@@ -360,14 +369,18 @@ attempt_finish(struct upstream_worker *w, struct transfer *t, CURLcode code)
 	w->idle = t;
 }
 
-/* Ends a call that never got as far as an attempt. */
+/* Ends a call that never got as far as an attempt; call is how its trace records it. */
 static void
-call_fail(struct upstream *u, void *arg, enum upstream_outcome o, const char *why)
+call_fail(struct upstream *u, void *arg, enum upstream_outcome o, const char *why,
+          const struct trace_call *call)
 {
 	struct upstream_result r;
 
 	memset(&r, 0, sizeof(r));
 	snprintf(r.reason, sizeof(r.reason), "%s", why);
+	r.call = *call;
+	r.call.end_s = clock_epoch_seconds();
+	snprintf(r.call.error, sizeof(r.call.error), "%s", why);
 	call_end(u, &r, o, arg);
 }
 
@@ -396,13 +409,20 @@ upstream_fetch(struct upstream_worker *w, const char *request_id, const struct t
 	struct upstream *u = w->u;
 	struct curl_slist *headers;
 	struct transfer *t;
+	struct trace child;
+	struct trace_call call = {.name = u->host, .url = u->url};
 	long long wait = 0, now = clock_ms();
 	unsigned int failures = 0;
 	char why[160];
 	int allowed;
 
+	/* The call is a span of its own: the responder's segment names it as its parent. */
+	trace_child(trace, &child);
+	memcpy(call.span_id, child.span_id, sizeof(call.span_id));
+	call.start_s = clock_epoch_seconds();
 	if (w->aborting) {
-		call_fail(u, request, OUTCOME_ERROR, "the caller is shutting down");
+		call.breaker = breaker_state_name(atomic_load(&u->breaker.state));
+		call_fail(u, request, OUTCOME_ERROR, "the caller is shutting down", &call);
 		return;
 	}
 	pthread_mutex_lock(&u->lock);
@@ -410,26 +430,29 @@ upstream_fetch(struct upstream_worker *w, const char *request_id, const struct t
 	failures = u->breaker.failures;
 	if (allowed)
 		retry_budget_deposit(&u->budget);
+	call.breaker = breaker_state_name(atomic_load(&u->breaker.state));
 	pthread_mutex_unlock(&u->lock);
+	call.breaker_allowed = allowed;
 	if (!allowed) {
 		snprintf(why, sizeof(why),
 		         "circuit breaker open after %u failed calls in a row; next try in %lld ms",
 		         failures, wait);
-		call_fail(u, request, OUTCOME_BREAKER_OPEN, why);
+		call_fail(u, request, OUTCOME_BREAKER_OPEN, why, &call);
 		return;
 	}
 	t = transfer_get(w);
-	headers = t != NULL ? call_headers(request_id, trace) : NULL;
+	headers = t != NULL ? call_headers(request_id, &child) : NULL;
 	if (t == NULL || headers == NULL) {
 		if (t != NULL) {
 			t->next = w->idle;
 			w->idle = t;
 		}
 		breaker_note(u, 0, now);
-		call_fail(u, request, OUTCOME_ERROR, "out of memory starting the call");
+		call_fail(u, request, OUTCOME_ERROR, "out of memory starting the call", &call);
 		return;
 	}
 	t->arg = request;
+	t->call = call;
 	t->attempt = 1;
 	t->started_ms = now;
 	t->headers = headers;
@@ -440,7 +463,7 @@ upstream_fetch(struct upstream_worker *w, const char *request_id, const struct t
 		t->next = w->idle;
 		w->idle = t;
 		breaker_note(u, 0, now);
-		call_fail(u, request, OUTCOME_ERROR, "could not start the call");
+		call_fail(u, request, OUTCOME_ERROR, "could not start the call", &call);
 	}
 }
 
@@ -672,6 +695,21 @@ fail:
 	return NULL;
 }
 
+/* The host name in url, as traces name the service it reaches; caller frees. NULL on failure. */
+static char *
+url_host(const char *url)
+{
+	CURLU *h = curl_url();
+	char *host = NULL, *copy = NULL;
+
+	if (h != NULL && curl_url_set(h, CURLUPART_URL, url, 0) == CURLUE_OK &&
+	    curl_url_get(h, CURLUPART_HOST, &host, 0) == CURLUE_OK)
+		copy = strdup(host);
+	curl_free(host);
+	curl_url_cleanup(h);
+	return copy;
+}
+
 struct upstream *
 upstream_new(const struct upstream_config *cfg, struct metrics *registry, upstream_done done,
              void *context)
@@ -692,6 +730,9 @@ upstream_new(const struct upstream_config *cfg, struct metrics *registry, upstre
 	if (u->url == NULL)
 		goto fail;
 	snprintf(u->url, n, "%s/data", cfg->base_url);
+	u->host = url_host(cfg->base_url);
+	if (u->host == NULL)
+		goto fail;
 	/* Registered before serving starts, so nothing renders the figures until then. */
 	u->registry = registry;
 	if (metrics_register(registry, upstream_metrics_render, upstream_metrics_emf, &u->metrics) <
@@ -706,8 +747,10 @@ upstream_new(const struct upstream_config *cfg, struct metrics *registry, upstre
 	return u;
 fail:
 	log_msg(LOG_ERROR, "out of memory setting up calls to the responder");
-	if (u != NULL)
+	if (u != NULL) {
 		free(u->url);
+		free(u->host);
+	}
 	free(u);
 	return NULL;
 }
@@ -726,5 +769,6 @@ upstream_free(struct upstream *u)
 	metrics_unregister(u->registry, &u->metrics);
 	pthread_mutex_destroy(&u->lock);
 	free(u->url);
+	free(u->host);
 	free(u);
 }

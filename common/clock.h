@@ -13,6 +13,9 @@ double clock_seconds(void);
 /* Milliseconds since the Unix epoch: for timestamps others read, never for durations. */
 long long clock_epoch_ms(void);
 
+/* Seconds since the Unix epoch, with their fraction: for trace timestamps. */
+double clock_epoch_seconds(void);
+
 /* A duration of ms milliseconds (not negative) as a struct timespec, for timers. */
 struct timespec clock_duration(long long ms);
 

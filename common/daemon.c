@@ -89,6 +89,7 @@ reload(struct daemon *d, const struct daemon_hooks *hooks)
 int
 daemon_init(struct daemon *d, const char *name, int argc, char **argv, int *exit_status)
 {
+	struct xray_config xray;
 	char err[ERROR_MAX];
 	sigset_t signals;
 	long long port;
@@ -134,6 +135,16 @@ daemon_init(struct daemon *d, const char *name, int argc, char **argv, int *exit
 		*exit_status = 1;
 		return -1;
 	}
+	if (xray_config_load(&xray, name) < 0) {
+		daemon_destroy(d);
+		*exit_status = CONFIG_EXIT_STATUS;
+		return -1;
+	}
+	if (xray.enabled && (d->tracer = xray_new(&xray, d->metrics)) == NULL) {
+		daemon_destroy(d);
+		*exit_status = CONFIG_EXIT_STATUS;
+		return -1;
+	}
 	served_by_init();
 	return 0;
 }
@@ -151,8 +162,8 @@ daemon_serve(struct daemon *d, const struct http_route *routes, size_t route_cou
 	signals_block(&signals);
 	if (hooks == NULL)
 		hooks = &none;
-	server =
-	    http_server_start(&d->config, d->tls, routes, route_count, hooks->loop, d->metrics);
+	server = http_server_start(&d->config, d->tls, routes, route_count, hooks->loop, d->metrics,
+	                           d->tracer);
 	if (server == NULL)
 		return 1;
 	log_msg(LOG_INFO, "listening on port %u (%s) with %u threads, serving as %s, version %s",
@@ -186,6 +197,8 @@ daemon_serve(struct daemon *d, const struct http_route *routes, size_t route_cou
 void
 daemon_destroy(struct daemon *d)
 {
+	xray_free(d->tracer);
+	d->tracer = NULL;
 	metrics_free(d->metrics);
 	tls_server_free(d->tls);
 }

@@ -7,12 +7,14 @@
 #include "config.h"
 #include "http_server.h"
 #include "metrics.h"
+#include "xray.h"
 
 struct daemon {
 	const char *name; /* "caller" or "responder"; borrowed */
 	struct server_config config;
 	struct tls_server *tls;  /* NULL without TLS_CERT_FILE; owned */
 	struct metrics *metrics; /* the registry every module reports to; owned */
+	struct xray *tracer;     /* NULL unless XRAY_TRACING=1; owned */
 };
 
 /* What a daemon adds to the shared life; every member may be NULL. */
@@ -29,7 +31,7 @@ struct daemon_hooks {
 
 /*
  * Handles the command line (--healthcheck, --help), reads the shared
- * configuration and makes the metrics registry. Returns 0 to go on serving,
+ * configuration and makes the metrics registry and the X-Ray tracer. Returns 0 to go on serving,
  * or -1 with the status the process should exit with in *exit_status.
  */
 int daemon_init(struct daemon *d, const char *name, int argc, char **argv, int *exit_status);

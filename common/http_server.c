@@ -4,6 +4,7 @@
  */
 #include "http_server.h"
 
+#include <arpa/inet.h>
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -42,6 +43,7 @@
 #include "served_by.h"
 #include "tls_server.h"
 #include "trace.h"
+#include "xray.h"
 
 #define REQUEST_ID_MAX 64
 #define PATH_LOG_MAX   256
@@ -104,6 +106,7 @@ struct http_server {
 	struct address_limit *per_address; /* CONNECTION_LIMIT_PER_ADDRESS; owned */
 	struct admission_stats stats;      /* every thread's connections, for /metrics */
 	struct tls_server *tls;            /* NULL without TLS; borrowed */
+	struct xray *tracer;               /* NULL unless XRAY_TRACING=1; borrowed */
 	int listener;                      /* accepted from by every thread; closed at stop */
 	char refusal_over_limit[384];      /* the whole answer past CONNECTION_LIMIT */
 	char refusal_per_address[384];     /* the whole answer past CONNECTION_LIMIT_PER_ADDRESS */
@@ -126,6 +129,8 @@ struct http_exchange {
 	struct http_answer answer;     /* set by the handler (response.c), sent by queue_answer() */
 	struct connection_state *conn; /* what its connection holds; NULL if untracked */
 	struct trace trace;
+	struct trace_call call; /* the call it made to another service, when has_call */
+	int has_call;
 	char method[16];
 	char path[PATH_LOG_MAX];
 	char request_id[REQUEST_ID_MAX + 1];
@@ -176,6 +181,8 @@ exchange_new(struct http_worker *w, struct MHD_Connection *c, const char *url, c
 		ex->conn = info->socket_context;
 	trace_begin(&ex->trace, MHD_lookup_connection_value(c, MHD_HEADER_KIND, "traceparent"),
 	            MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Amzn-Trace-Id"));
+	if (s->tracer != NULL)
+		xray_decide(s->tracer, &ex->trace);
 	atomic_fetch_add(&s->in_flight, 1);
 	return ex;
 }
@@ -203,6 +210,13 @@ const struct trace *
 http_trace(const struct http_exchange *ex)
 {
 	return &ex->trace;
+}
+
+void
+http_trace_call(struct http_exchange *ex, const struct trace_call *call)
+{
+	ex->call = *call;
+	ex->has_call = 1;
 }
 
 struct http_answer *
@@ -479,6 +493,46 @@ on_request(void *cls, struct MHD_Connection *connection, const char *url, const 
 }
 
 /*
+ * Sends the X-Ray segment of a sampled request, ended now after duration_s:
+ * what X-Ray shows of it (method, URL, client, answer) and its call.
+ */
+static void
+trace_request(struct http_exchange *ex, double duration_s)
+{
+	struct MHD_Connection *c = ex->connection;
+	const union MHD_ConnectionInfo *info;
+	const char *host = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST);
+	const char *xff = ex->server->trust_forwarded_for
+	                      ? MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Forwarded-For")
+	                      : NULL;
+	char url[PATH_LOG_MAX + 300], client[INET6_ADDRSTRLEN + 64];
+	struct xray_request r = {
+	    .version = app_version(),
+	    .trace = &ex->trace,
+	    .method = ex->method,
+	    .url = url,
+	    .client_ip = client,
+	    .forwarded = xff != NULL,
+	    .user_agent = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_USER_AGENT),
+	    .status = (int)ex->answer.status,
+	    .bytes = ex->answer.bytes,
+	    .request_id = ex->request_id,
+	    .call = ex->has_call ? &ex->call : NULL,
+	};
+
+	r.end_s = clock_epoch_seconds();
+	r.start_s = r.end_s - duration_s;
+	snprintf(url, sizeof(url), "%s://%.255s%s", ex->server->tls != NULL ? "https" : "http",
+	         host != NULL ? host : "localhost", ex->path);
+	info = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	http_client_key(xff, info != NULL ? info->client_addr : NULL, client, sizeof(client));
+	/* An IPv4 client of the dual-stack socket, as X-Ray's console shows addresses. */
+	if (strncmp(client, "::ffff:", 7) == 0 && strchr(client, '.') != NULL)
+		r.client_ip = client + 7;
+	xray_record(ex->server->tracer, &r);
+}
+
+/*
  * Logs and counts a request once its answer is known. This happens when the
  * answer is queued, before a byte of it is sent, so a client that has its
  * answer always finds the request already counted in /metrics.
@@ -504,6 +558,8 @@ record_request(struct http_exchange *ex)
 	                   ex->route != NULL ? (size_t)(ex->route - ex->server->routes)
 	                                     : ex->server->route_count,
 	                   ex->method, line.status, line.duration_ms / 1e3);
+	if (ex->server->tracer != NULL && ex->trace.sampled == '1')
+		trace_request(ex, line.duration_ms / 1e3);
 }
 
 /* Called when a request is done, answered or not: frees its state. */
@@ -1017,7 +1073,7 @@ refusals_prepare(struct http_server *s, const struct server_config *cfg)
 struct http_server *
 http_server_start(const struct server_config *cfg, struct tls_server *tls,
                   const struct http_route *routes, size_t route_count, const struct http_loop *loop,
-                  struct metrics *registry)
+                  struct metrics *registry, struct xray *tracer)
 {
 	struct http_server *s = calloc(1, sizeof(*s));
 	struct http_worker *w;
@@ -1028,6 +1084,7 @@ http_server_start(const struct server_config *cfg, struct tls_server *tls,
 	s->listener = -1;
 	s->tls = tls;
 	s->loop = loop;
+	s->tracer = tracer;
 	s->routes = routes;
 	s->route_count = route_count;
 	s->body_max_bytes = cfg->body_max_bytes;

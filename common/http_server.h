@@ -15,6 +15,7 @@
 #include "response.h"
 #include "tls_server.h"
 #include "trace.h"
+#include "xray.h"
 
 struct http_server;
 struct http_exchange; /* one request and its answer; owned by the server */
@@ -41,13 +42,15 @@ struct http_loop {
 /*
  * Starts serving routes (borrowed: they must outlive the server) on cfg->port,
  * over TLS when tls is not NULL, with loop's work in every server thread when
- * loop is not NULL, its request metrics registered with registry (tls, loop
- * and registry borrowed: they must outlive the server). Returns NULL after
- * logging why it failed.
+ * loop is not NULL, its request metrics registered with registry, each
+ * sampled request's X-Ray segment sent by tracer when it is not NULL (tls,
+ * loop, registry and tracer borrowed: they must outlive the server). Returns
+ * NULL after logging why it failed.
  */
 struct http_server *http_server_start(const struct server_config *cfg, struct tls_server *tls,
                                       const struct http_route *routes, size_t route_count,
-                                      const struct http_loop *loop, struct metrics *registry);
+                                      const struct http_loop *loop, struct metrics *registry,
+                                      struct xray *tracer);
 
 /*
  * Stops accepting connections and waits up to timeout_ms for requests in
@@ -77,6 +80,12 @@ void *http_loop_state(const struct http_exchange *ex);
 
 /* The request's trace context (this hop's span); borrowed. */
 const struct trace *http_trace(const struct http_exchange *ex);
+
+/*
+ * Records the call the request made to another service (copied), for its
+ * trace: with X-Ray on, it becomes the subsegment of the request's segment.
+ */
+void http_trace_call(struct http_exchange *ex, const struct trace_call *call);
 
 /* Holds the request without an answer until http_resume(); call only from a handler. */
 void http_suspend(struct http_exchange *ex);

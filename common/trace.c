@@ -71,6 +71,9 @@ parse_traceparent(struct trace *t, const char *v)
 		return 0;
 	memcpy(t->trace_id, v + 3, TRACE_ID_LEN);
 	t->trace_id[TRACE_ID_LEN] = '\0';
+	memcpy(t->parent_id, v + 36, SPAN_ID_LEN);
+	t->parent_id[SPAN_ID_LEN] = '\0';
+	t->decided = 1;
 	t->sampled = (v[54] == '1' || v[54] == '3' || v[54] == '5' || v[54] == '7' ||
 	              v[54] == '9' || v[54] == 'b' || v[54] == 'd' || v[54] == 'f')
 	                 ? '1'
@@ -78,11 +81,27 @@ parse_traceparent(struct trace *t, const char *v)
 	return 1;
 }
 
+/*
+ * The value of field name ("Parent=") in an X-Amzn-Trace-Id value: at its
+ * start or after a ';'. NULL when absent.
+ */
+static const char *
+amzn_field(const char *v, const char *name)
+{
+	size_t n = strlen(name);
+	const char *p;
+
+	for (p = v; (p = strstr(p, name)) != NULL; p += n)
+		if (p == v || p[-1] == ';')
+			return p + n;
+	return NULL;
+}
+
 /* Root=1-<8 hex>-<24 hex>, among other ;-separated fields such as Parent and Sampled. */
 static int
 parse_amzn(struct trace *t, const char *v)
 {
-	const char *root, *sampled;
+	const char *root, *sampled, *parent;
 
 	if (v == NULL)
 		return 0;
@@ -99,24 +118,51 @@ parse_amzn(struct trace *t, const char *v)
 	/* All zeros is no trace id in W3C's format: tools would drop the trace. */
 	if (all_zero(t->trace_id, TRACE_ID_LEN))
 		return 0;
-	sampled = strstr(v, "Sampled=");
-	t->sampled = sampled != NULL && sampled[8] == '0' ? '0' : '1';
+	parent = amzn_field(v, "Parent=");
+	if (parent != NULL && is_hex(parent, SPAN_ID_LEN) &&
+	    (parent[SPAN_ID_LEN] == '\0' || parent[SPAN_ID_LEN] == ';') &&
+	    !all_zero(parent, SPAN_ID_LEN)) {
+		memcpy(t->parent_id, parent, SPAN_ID_LEN);
+		t->parent_id[SPAN_ID_LEN] = '\0';
+	}
+	sampled = amzn_field(v, "Sampled=");
+	t->decided = sampled != NULL && (sampled[0] == '0' || sampled[0] == '1') &&
+	             (sampled[1] == '\0' || sampled[1] == ';');
+	t->sampled = t->decided && sampled[0] == '0' ? '0' : '1';
 	return 1;
+}
+
+void
+trace_new_span_id(char out[SPAN_ID_LEN + 1])
+{
+	do
+		random_hex(out, SPAN_ID_LEN);
+	while (all_zero(out, SPAN_ID_LEN));
 }
 
 void
 trace_begin(struct trace *t, const char *traceparent, const char *amzn_trace_id)
 {
+	t->parent_id[0] = '\0';
+	t->decided = 0;
 	if (!parse_traceparent(t, traceparent) && !parse_amzn(t, amzn_trace_id)) {
 		/* X-Ray wants the first 8 digits to be the start time in seconds. */
 		snprintf(t->trace_id, sizeof(t->trace_id), "%08lx",
 		         (unsigned long)time(NULL) & 0xffffffffUL);
 		random_hex(t->trace_id + 8, TRACE_ID_LEN - 8);
 		t->sampled = '1';
+		t->parent_id[0] = '\0';
+		t->decided = 0;
 	}
-	do
-		random_hex(t->span_id, SPAN_ID_LEN);
-	while (all_zero(t->span_id, SPAN_ID_LEN));
+	trace_new_span_id(t->span_id);
+}
+
+void
+trace_child(const struct trace *t, struct trace *child)
+{
+	*child = *t;
+	memcpy(child->parent_id, t->span_id, sizeof(child->parent_id));
+	trace_new_span_id(child->span_id);
 }
 
 void

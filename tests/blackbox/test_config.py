@@ -47,6 +47,18 @@ INVALID = [
     ("responder", "APP_VERSION", "v" * 65),
     ("caller", "APP_VERSION", "1/2"),
     ("caller", "APP_VERSION", 'x"y'),
+    ("responder", "XRAY_TRACING", "2"),
+    ("caller", "XRAY_TRACING", "yes"),
+    ("responder", "XRAY_SAMPLING_RATE", "1.5"),
+    ("caller", "XRAY_SAMPLING_RATE", "-0.1"),
+    ("responder", "XRAY_SAMPLING_RESERVOIR", "-1"),
+    ("responder", "XRAY_SEGMENT_MAX_BYTES", "100"),
+    ("caller", "XRAY_SEGMENT_MAX_BYTES", "70000"),
+    ("responder", "AWS_XRAY_DAEMON_ADDRESS", "127.0.0.1"),
+    ("caller", "AWS_XRAY_DAEMON_ADDRESS", "127.0.0.1:99999"),
+    ("caller", "AWS_XRAY_DAEMON_ADDRESS", "tcp:127.0.0.1:2000"),
+    ("responder", "AWS_XRAY_TRACING_NAME", "a;b"),
+    ("caller", "AWS_XRAY_TRACING_NAME", "n" * 201),
 ]
 
 

@@ -100,6 +100,58 @@ test_invalid_headers_start_a_new_trace(void **state)
 	assert_memory_equal(t.trace_id, first8, 6);
 }
 
+static void
+test_parent_and_decision_are_kept(void **state)
+{
+	struct trace t;
+
+	(void)state;
+	trace_begin(&t, "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", NULL);
+	assert_string_equal(t.parent_id, "00f067aa0ba902b7");
+	assert_int_equal(t.decided, 1);
+	trace_begin(&t, NULL, "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1");
+	assert_string_equal(t.parent_id, "53995c3f42cd8ad8");
+	assert_int_equal(t.decided, 1);
+	assert_int_equal(t.sampled, '1');
+	/* X-Ray's "decide for me", or no decision at all, leaves it open. */
+	trace_begin(&t, NULL, "Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=?");
+	assert_int_equal(t.decided, 0);
+	assert_string_equal(t.parent_id, "");
+	trace_begin(&t, NULL, "Root=1-5759e988-bd862e3fe1be46a994272793");
+	assert_int_equal(t.decided, 0);
+	assert_int_equal(t.sampled, '1');
+	/* A parent that is not 16 hex digits, or Sampled= with anything but 0 or 1, is ignored. */
+	trace_begin(&t, NULL,
+	            "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad;Sampled=01");
+	assert_string_equal(t.parent_id, "");
+	assert_int_equal(t.decided, 0);
+	trace_begin(&t, NULL, "Root=1-5759e988-bd862e3fe1be46a994272793;XParent=53995c3f42cd8ad8");
+	assert_string_equal(t.parent_id, "");
+	trace_begin(&t, NULL, NULL);
+	assert_int_equal(t.decided, 0);
+	assert_string_equal(t.parent_id, "");
+}
+
+static void
+test_child_names_this_hop_as_parent(void **state)
+{
+	struct trace t, child;
+	char out[TRACE_HEADER_MAX], expect[TRACE_HEADER_MAX];
+
+	(void)state;
+	trace_begin(&t, "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00", NULL);
+	trace_child(&t, &child);
+	assert_string_equal(child.trace_id, t.trace_id);
+	assert_string_equal(child.parent_id, t.span_id);
+	assert_true(is_lower_hex(child.span_id, SPAN_ID_LEN));
+	assert_string_not_equal(child.span_id, t.span_id);
+	assert_int_equal(child.sampled, '0');
+	trace_amzn(&child, out);
+	snprintf(expect, sizeof(expect), "Root=1-4bf92f35-77b34da6a3ce929d0e0e4736;Parent=%s;Sampled=0",
+	         child.span_id);
+	assert_string_equal(out, expect);
+}
+
 int
 main(void)
 {
@@ -108,6 +160,8 @@ main(void)
 	    cmocka_unit_test(test_traceparent_wins_over_amzn_and_keeps_unsampled),
 	    cmocka_unit_test(test_continues_amzn_trace_id),
 	    cmocka_unit_test(test_invalid_headers_start_a_new_trace),
+	    cmocka_unit_test(test_parent_and_decision_are_kept),
+	    cmocka_unit_test(test_child_names_this_hop_as_parent),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,318 @@
+/* X-Ray tracing: settings, the sampling decision, and segments sent over UDP. */
+#include "xray.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "config.h"
+#include "log.h"
+#include "random.h"
+#include "xray_sampler.h"
+
+/* The longest AWS_XRAY_DAEMON_ADDRESS host, as DNS limits names. */
+#define HOST_MAX 255
+
+/* Why a segment was not sent; the label of xray_segments_dropped_total. */
+enum drop_reason {
+	DROP_SOCKET_BUFFER_FULL, /* the socket's send buffer was full: sending would block */
+	DROP_REFUSED,            /* nothing listens at the address (ICMP port unreachable) */
+	DROP_TOO_LARGE,          /* over XRAY_SEGMENT_MAX_BYTES even split and trimmed */
+	DROP_NO_MEMORY,
+	DROP_SEND_ERROR, /* any other error from send() */
+	DROP_REASONS,
+};
+
+static const char *const drop_label[DROP_REASONS] = {
+    "socket_buffer_full", "refused", "too_large", "no_memory", "send_error",
+};
+
+struct xray {
+	struct xray_config cfg;
+	const char *origin;
+	struct xray_sampler sampler;
+	struct metrics *registry; /* borrowed */
+	int fd;                   /* connected UDP socket to the daemon */
+	atomic_ullong sent;       /* datagrams sent */
+	atomic_ullong dropped[DROP_REASONS];
+	atomic_ullong split;   /* requests whose subsegment went in its own datagram */
+	atomic_ullong trimmed; /* requests whose long strings were cut */
+	atomic_ullong decided[2][2]; /* [by the incoming header][sampled] */
+};
+
+/* X-Ray's segment names: letters, digits, white space and _ . : / % & # = + \ - @. */
+static int
+name_is_valid(const char *s)
+{
+	size_t n = strlen(s), i;
+
+	if (n == 0 || n > XRAY_NAME_MAX)
+		return 0;
+	for (i = 0; i < n; i++)
+		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
+		      (s[i] >= '0' && s[i] <= '9') || s[i] == ' ' || strchr("_.:/%&#=+\\-@", s[i]) != NULL))
+			return 0;
+	return 1;
+}
+
+/*
+ * Splits AWS_XRAY_DAEMON_ADDRESS into host and port: "host:port",
+ * "[v6]:port", or the SDKs' "tcp:host:port udp:host:port" (the udp one is
+ * taken). Returns 0, or -1 when it has none of these forms.
+ */
+static int
+split_address(const char *address, char host[HOST_MAX + 1], char port[8])
+{
+	const char *a = address, *udp, *end, *colon;
+	size_t n;
+
+	udp = strstr(address, "udp:");
+	if (udp != NULL)
+		a = udp + 4;
+	else if (strncmp(address, "tcp:", 4) == 0)
+		return -1;
+	end = a + strcspn(a, " ");
+	if (*a == '[') {
+		colon = memchr(a, ']', (size_t)(end - a));
+		if (colon == NULL || colon + 1 >= end || colon[1] != ':')
+			return -1;
+		n = (size_t)(colon - a - 1);
+		a++;
+		colon++;
+	} else {
+		for (colon = end - 1; colon > a && *colon != ':'; colon--)
+			;
+		if (colon <= a || memchr(a, ':', (size_t)(colon - a)) != NULL)
+			return -1;
+		n = (size_t)(colon - a);
+	}
+	if (n == 0 || n > HOST_MAX || end - colon - 1 < 1 || end - colon - 1 > 5 ||
+	    strspn(colon + 1, "0123456789") < (size_t)(end - colon - 1))
+		return -1;
+	memcpy(host, a, n);
+	host[n] = '\0';
+	memcpy(port, colon + 1, (size_t)(end - colon - 1));
+	port[end - colon - 1] = '\0';
+	return atoi(port) >= 1 && atoi(port) <= 65535 ? 0 : -1;
+}
+
+int
+xray_config_load(struct xray_config *c, const char *service)
+{
+	static const char *const address_var[] = {"AWS_XRAY_DAEMON_ADDRESS", NULL};
+	static const char *const name_var[] = {"AWS_XRAY_TRACING_NAME", NULL};
+	char host[HOST_MAX + 1], port[8];
+
+	CONFIG_INTEGER_OR_RETURN("XRAY_TRACING", 0, 0, 1, c->enabled);
+	CONFIG_INTEGER_OR_RETURN("XRAY_SAMPLING_RESERVOIR", 1, 0, 1000000, c->reservoir_per_s);
+	CONFIG_INTEGER_OR_RETURN("XRAY_SEGMENT_MAX_BYTES", 64000, 512, 65000,
+	                         c->segment_max_bytes);
+	if (config_number("XRAY_SAMPLING_RATE", 0.05, 0, 1, &c->rate) < 0)
+		return -1;
+	c->daemon_address = config_string(address_var, "127.0.0.1:2000");
+	if (split_address(c->daemon_address, host, port) < 0) {
+		fprintf(stderr,
+		        "%s: AWS_XRAY_DAEMON_ADDRESS=%s is invalid: expected host:port or "
+		        "tcp:host:port udp:host:port\n",
+		        log_service_name(), c->daemon_address);
+		return -1;
+	}
+	c->name = config_string(name_var, service);
+	if (!name_is_valid(c->name)) {
+		fprintf(stderr,
+		        "%s: AWS_XRAY_TRACING_NAME=%s is invalid: expected 1-%d letters, digits, "
+		        "spaces or _ . : / %% & # = + \\ - @\n",
+		        log_service_name(), c->name, XRAY_NAME_MAX);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * A non-blocking UDP socket connected to the daemon's address, so that every
+ * send is one call and a refusal reported by ICMP shows up as an error.
+ * Returns it, or -1 after logging why.
+ */
+static int
+daemon_socket(const char *address)
+{
+	struct addrinfo hints = {.ai_socktype = SOCK_DGRAM, .ai_flags = AI_NUMERICSERV}, *list = NULL;
+	char host[HOST_MAX + 1], port[8];
+	int fd = -1, rc;
+
+	if (split_address(address, host, port) < 0)
+		return -1; /* xray_config_load() has checked it */
+	rc = getaddrinfo(host, port, &hints, &list);
+	if (rc != 0) {
+		log_msg(LOG_ERROR, "AWS_XRAY_DAEMON_ADDRESS=%s: cannot resolve %s: %s", address,
+		        host, gai_strerror(rc));
+		return -1;
+	}
+	fd = socket(list->ai_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0 || connect(fd, list->ai_addr, list->ai_addrlen) < 0) {
+		log_msg(LOG_ERROR, "AWS_XRAY_DAEMON_ADDRESS=%s: %s", address, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		fd = -1;
+	}
+	freeaddrinfo(list);
+	return fd;
+}
+
+/* The tracing figures for /metrics. */
+static void
+render_xray(struct buffer *out, void *arg)
+{
+	struct xray *x = arg;
+	int i;
+
+	metrics_printf(out, "# HELP xray_segments_sent_total X-Ray segment datagrams sent.\n"
+	                    "# TYPE xray_segments_sent_total counter\n"
+	                    "xray_segments_sent_total %llu\n",
+	               atomic_load(&x->sent));
+	metrics_printf(out, "# HELP xray_segments_dropped_total Segments of sampled requests not "
+	                    "sent, by reason.\n"
+	                    "# TYPE xray_segments_dropped_total counter\n");
+	for (i = 0; i < DROP_REASONS; i++)
+		metrics_printf(out, "xray_segments_dropped_total{reason=\"%s\"} %llu\n",
+		               drop_label[i], atomic_load(&x->dropped[i]));
+	metrics_printf(out,
+	               "# HELP xray_segments_split_total Sampled requests whose subsegment was "
+	               "sent in a datagram of its own to fit XRAY_SEGMENT_MAX_BYTES.\n"
+	               "# TYPE xray_segments_split_total counter\n"
+	               "xray_segments_split_total %llu\n"
+	               "# HELP xray_segments_trimmed_total Sampled requests whose long strings "
+	               "were cut to fit XRAY_SEGMENT_MAX_BYTES.\n"
+	               "# TYPE xray_segments_trimmed_total counter\n"
+	               "xray_segments_trimmed_total %llu\n",
+	               atomic_load(&x->split), atomic_load(&x->trimmed));
+	metrics_printf(out,
+	               "# HELP xray_sampling_decisions_total Requests by sampling decision and "
+	               "by who made it (the request's trace header, or the sampling rule).\n"
+	               "# TYPE xray_sampling_decisions_total counter\n"
+	               "xray_sampling_decisions_total{by=\"rule\",sampled=\"false\"} %llu\n"
+	               "xray_sampling_decisions_total{by=\"rule\",sampled=\"true\"} %llu\n"
+	               "xray_sampling_decisions_total{by=\"header\",sampled=\"false\"} %llu\n"
+	               "xray_sampling_decisions_total{by=\"header\",sampled=\"true\"} %llu\n",
+	               atomic_load(&x->decided[0][0]), atomic_load(&x->decided[0][1]),
+	               atomic_load(&x->decided[1][0]), atomic_load(&x->decided[1][1]));
+}
+
+struct xray *
+xray_new(const struct xray_config *c, struct metrics *registry)
+{
+	struct xray *x = calloc(1, sizeof(*x));
+	const char *ecs = getenv("ECS_CONTAINER_METADATA_URI_V4");
+
+	if (x == NULL) {
+		log_msg(LOG_ERROR, "out of memory starting X-Ray tracing");
+		return NULL;
+	}
+	x->cfg = *c;
+	x->origin = ecs != NULL && *ecs != '\0' ? "AWS::ECS::Container" : NULL;
+	x->registry = registry;
+	xray_sampler_init(&x->sampler, c->reservoir_per_s, c->rate);
+	x->fd = daemon_socket(c->daemon_address);
+	if (x->fd < 0 || metrics_register(registry, render_xray, NULL, x) < 0) {
+		if (x->fd >= 0)
+			close(x->fd);
+		free(x);
+		return NULL;
+	}
+	log_msg(LOG_INFO, "X-Ray tracing on: segments named %s to %s, sampling %u/s then %g",
+	        c->name, c->daemon_address, c->reservoir_per_s, c->rate);
+	return x;
+}
+
+void
+xray_free(struct xray *x)
+{
+	if (x == NULL)
+		return;
+	metrics_unregister(x->registry, x);
+	close(x->fd);
+	free(x);
+}
+
+/* A draw from [0, 1) from this thread's generator, seeded from the kernel. */
+static double
+uniform(void)
+{
+	static _Thread_local struct random rng;
+	static _Thread_local int seeded;
+
+	if (!seeded) {
+		random_seed(&rng, random_secure_seed());
+		seeded = 1;
+	}
+	return random_uniform(&rng);
+}
+
+void
+xray_decide(struct xray *x, struct trace *t)
+{
+	if (!t->decided)
+		t->sampled = xray_sample(&x->sampler, clock_seconds(), uniform()) ? '1' : '0';
+	atomic_fetch_add_explicit(&x->decided[t->decided][t->sampled == '1'], 1,
+	                          memory_order_relaxed);
+}
+
+/* Counts a segment that was not sent. */
+static void
+drop(struct xray *x, enum drop_reason why)
+{
+	atomic_fetch_add_explicit(&x->dropped[why], 1, memory_order_relaxed);
+}
+
+/* Sends one datagram without waiting; what stops it is counted. */
+static void
+send_datagram(struct xray *x, const char *data, size_t len)
+{
+	if (send(x->fd, data, len, MSG_DONTWAIT | MSG_NOSIGNAL) == (ssize_t)len) {
+		atomic_fetch_add_explicit(&x->sent, 1, memory_order_relaxed);
+		return;
+	}
+	if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)
+		drop(x, DROP_SOCKET_BUFFER_FULL);
+	else if (errno == ECONNREFUSED)
+		drop(x, DROP_REFUSED);
+	else if (errno == EMSGSIZE)
+		drop(x, DROP_TOO_LARGE);
+	else
+		drop(x, DROP_SEND_ERROR);
+}
+
+void
+xray_record(struct xray *x, struct xray_request *r)
+{
+	char *docs[2];
+	size_t lens[2], count = 0, i;
+	unsigned int how = 0;
+
+	r->name = x->cfg.name;
+	r->origin = x->origin;
+	switch (xray_documents(r, x->cfg.segment_max_bytes, docs, lens, &count, &how)) {
+	case XRAY_DOCUMENTS_OK:
+		break;
+	case XRAY_DOCUMENTS_TOO_LARGE:
+		drop(x, DROP_TOO_LARGE);
+		return;
+	case XRAY_DOCUMENTS_NO_MEMORY:
+		drop(x, DROP_NO_MEMORY);
+		return;
+	}
+	if (how & XRAY_SPLIT)
+		atomic_fetch_add_explicit(&x->split, 1, memory_order_relaxed);
+	if (how & XRAY_TRIMMED)
+		atomic_fetch_add_explicit(&x->trimmed, 1, memory_order_relaxed);
+	for (i = 0; i < count; i++) {
+		send_datagram(x, docs[i], lens[i]);
+		free(docs[i]);
+	}
+}

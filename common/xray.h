@@ -1,0 +1,59 @@
+/*
+ * AWS X-Ray tracing: the sampling decision for each request and its segment
+ * documents sent over UDP to the X-Ray daemon (or any collector that speaks
+ * its protocol, such as the AWS Distro for OpenTelemetry's awsxray receiver).
+ * Service Connect traces nothing, so the daemons do it themselves. Sending
+ * never blocks: a datagram that cannot leave at once is dropped and counted.
+ */
+#ifndef COMMON_XRAY_H
+#define COMMON_XRAY_H
+
+#include <stddef.h>
+
+#include "metrics.h"
+#include "trace.h"
+#include "xray_segment.h"
+
+/* Longest AWS_XRAY_TRACING_NAME, as X-Ray limits segment names. */
+#define XRAY_NAME_MAX 200
+
+/* The tracing settings; the README's configuration table documents each one. */
+struct xray_config {
+	int enabled;                  /* XRAY_TRACING */
+	const char *daemon_address;   /* AWS_XRAY_DAEMON_ADDRESS; borrowed from the environment */
+	unsigned int reservoir_per_s; /* XRAY_SAMPLING_RESERVOIR */
+	double rate;                  /* XRAY_SAMPLING_RATE */
+	const char *name;             /* AWS_XRAY_TRACING_NAME, or the service's; borrowed */
+	size_t segment_max_bytes;     /* XRAY_SEGMENT_MAX_BYTES: one datagram, header included */
+};
+
+struct xray;
+
+/* Fills c from the environment; returns 0, or -1 after printing what is wrong. */
+int xray_config_load(struct xray_config *c, const char *service);
+
+/*
+ * Opens the socket towards c's daemon address and registers the tracing
+ * figures with registry (borrowed, must outlive the result); c is copied, its
+ * strings borrowed. The caller frees the result with xray_free(). NULL after
+ * logging why.
+ */
+struct xray *xray_new(const struct xray_config *c, struct metrics *registry);
+
+/* Unregisters the figures, closes the socket and frees x (NULL is fine). */
+void xray_free(struct xray *x);
+
+/*
+ * Settles whether the request of t is recorded: a decision that came with it
+ * is kept; otherwise the sampling rule decides and t->sampled says so.
+ */
+void xray_decide(struct xray *x, struct trace *t);
+
+/*
+ * Sends the segment of a sampled request (r's name and origin are filled in
+ * here), in one or two datagrams; whatever stops it is counted, not retried.
+ * Any thread; never blocks.
+ */
+void xray_record(struct xray *x, struct xray_request *r);
+
+#endif
