@@ -22,7 +22,7 @@
 /* Why a segment was not sent; the label of xray_segments_dropped_total. */
 enum drop_reason {
 	DROP_SOCKET_BUFFER_FULL, /* the socket's send buffer was full: sending would block */
-	DROP_REFUSED,            /* nothing listens at the address (ICMP port unreachable) */
+	DROP_REFUSED,            /* a datagram found no listener (ICMP port unreachable) */
 	DROP_TOO_LARGE,          /* over XRAY_SEGMENT_MAX_BYTES even split and trimmed */
 	DROP_NO_MEMORY,
 	DROP_SEND_ERROR, /* any other error from send() */
@@ -274,7 +274,20 @@ drop(struct xray *x, enum drop_reason why)
 static void
 send_datagram(struct xray *x, const char *data, size_t len)
 {
-	if (send(x->fd, data, len, MSG_DONTWAIT | MSG_NOSIGNAL) == (ssize_t)len) {
+	ssize_t n = send(x->fd, data, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+
+	/*
+	 * ECONNREFUSED reports an earlier datagram that found no listener (ICMP port
+	 * unreachable); this one was not sent, and the error is now cleared: send it
+	 * once more, so a daemon that has just (re)started loses nothing of it.
+	 */
+	if (n < 0 && errno == ECONNREFUSED) {
+		drop(x, DROP_REFUSED);
+		n = send(x->fd, data, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (n < 0 && errno == ECONNREFUSED)
+			return;
+	}
+	if (n == (ssize_t)len) {
 		atomic_fetch_add_explicit(&x->sent, 1, memory_order_relaxed);
 		return;
 	}

@@ -105,17 +105,39 @@ json=(-H 'Content-Type: application/json')
 r="http://127.0.0.1:$rport"
 c="http://127.0.0.1:$cport"
 
-if ! start responder "$rport" BODY_MAX_BYTES=4096 FAULT_DELAY_MS=100 FAULT_DELAY_RATE=0.5; then
+# X-Ray tracing on for the first pair, every request sampled, to a stand-in X-Ray daemon that
+# keeps every datagram (bounded: it ends by itself after 600 s) for the check after the caller stops.
+xport=$(free_port)
+/usr/bin/python3 -c '
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.1", int(sys.argv[1])))
+s.settimeout(0.5)
+end = time.monotonic() + 600
+with open(sys.argv[2], "wb") as f:
+    while time.monotonic() < end:
+        try:
+            d = s.recv(70000)
+        except socket.timeout:
+            continue
+        f.write(len(d).to_bytes(4, "big") + d)
+        f.flush()
+' "$xport" "$out/xray.datagrams" &
+pid_xray=$!
+xray=(XRAY_TRACING=1 XRAY_SAMPLING_RATE=1 AWS_XRAY_DAEMON_ADDRESS="127.0.0.1:$xport")
+
+if ! start responder "$rport" BODY_MAX_BYTES=4096 FAULT_DELAY_MS=100 FAULT_DELAY_RATE=0.5 \
+	"${xray[@]}"; then
 	ko "responder: start under valgrind"
-	kill -KILL "$pid_responder" 2>/dev/null
+	kill -KILL "$pid_responder" "$pid_xray" 2>/dev/null
 	echo "$passed passed, $failed failed"
 	exit 1
 fi
 if ! start caller "$cport" RESPONDER_URL="$r" UPSTREAM_TIMEOUT_MS=15000 \
 	UPSTREAM_CONNECT_TIMEOUT_MS=5000 BREAKER_THRESHOLD=2 BREAKER_COOLDOWN_MS=60000 \
-	TRUST_FORWARDED_FOR=1 RATE_LIMIT_RPS=0.01 RATE_LIMIT_BURST=3; then
+	TRUST_FORWARDED_FOR=1 RATE_LIMIT_RPS=0.01 RATE_LIMIT_BURST=3 "${xray[@]}"; then
 	ko "caller: start under valgrind"
-	kill -KILL "$pid_caller" "$pid_responder" 2>/dev/null
+	kill -KILL "$pid_caller" "$pid_responder" "$pid_xray" 2>/dev/null
 	echo "$passed passed, $failed failed"
 	exit 1
 fi
@@ -182,6 +204,25 @@ req "caller GET /health (responder down)" 200 '"ok"' "$c/health"
 req "caller GET /metrics (responder down)" 200 'upstream_breaker_state 1' "$c/metrics"
 sleep 1.5 # one more EMF record
 stop caller
+kill -TERM "$pid_xray" 2>/dev/null
+wait "$pid_xray" 2>/dev/null
+# Every datagram both daemons sent under memcheck follows X-Ray's rules, and there is one per
+# request at least (the caller's GET / with the responder down had no responder segment).
+if /usr/bin/python3 -c '
+import sys
+sys.path.insert(0, "scripts")
+from xray_collector import parse_datagram
+data = open(sys.argv[1], "rb").read()
+docs = []
+while data:
+    n = int.from_bytes(data[:4], "big")
+    docs.append(parse_datagram(data[4:4 + n]))
+    data = data[4 + n:]
+names = [d["name"] for d in docs]
+assert names.count("caller") >= 15 and names.count("responder") >= 25, names
+print(f"    {len(docs)} X-Ray datagrams, every one valid")
+' "$out/xray.datagrams"; then ok "X-Ray segments of both daemons"; else
+	ko "X-Ray segments of both daemons"; fi
 
 # --- mutual TLS: handshakes, refusals and a SIGHUP reload ------------------------------------
 certs="$out/certs"

@@ -1,6 +1,12 @@
 """Fixtures for the black-box suite (helpers live in blackbox_util.py)."""
 
+import sys
+from pathlib import Path
+
 import pytest
+
+# scripts/xray_collector.py holds X-Ray's segment rules the tracing tests check against.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 
 from blackbox_util import DaemonFactory, FakeResponder
 

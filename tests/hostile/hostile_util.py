@@ -21,6 +21,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "blackbox"))
+sys.path.insert(0, str(HERE.parents[1] / "scripts"))
 
 from blackbox_util import (  # noqa: E402,F401  (re-exported for the tests)
     BIN_DIR, HOST, UPSTREAM_ERROR_PREFIX, DaemonFactory, expect_error, expect_json,

@@ -3,7 +3,7 @@ test_hostile_upstream answers it, and both daemons' segments for hostile request
 outside ASCII, control characters and quotes in the path, the Host and the User-Agent; the
 longest headers libmicrohttpd lets in).
 
-Every datagram is checked against X-Ray's rules (xray_rules.parse_datagram); the call's
+Every datagram is checked against X-Ray's rules (scripts/xray_collector.py's parse_datagram); the call's
 subsegment must carry the failure as a fault with the caller's own reason, and the daemons
 keep serving."""
 
@@ -11,7 +11,7 @@ import pytest
 
 from hostile_util import StoreGuard, http_request, raw_send
 from test_hostile_upstream import CASES, TIMEOUT_MS, get_root_through, RSS_SMALL, SMALL_MAX
-from xray_rules import Collector
+from xray_collector import Collector
 
 FAULT_PREFIX = "Failed to reach Service B: "
 

@@ -1,4 +1,13 @@
-"""X-Ray's segment document rules, and a UDP collector that checks every datagram against them.
+#!/usr/bin/python3
+"""A small stand-in for the AWS X-Ray daemon: catches the daemons' segment datagrams on UDP,
+checks each against X-Ray's segment document rules, and prints every trace as a tree.
+
+    scripts/xray_collector.py [--listen 127.0.0.1:2000] [--out segments.jsonl] [--quiet-ms 500]
+
+Point the daemons at it with XRAY_TRACING=1 AWS_XRAY_DAEMON_ADDRESS=127.0.0.1:2000 (compose:
+compose.tracing.yaml runs it as the service xray-collector). Ctrl-C (or SIGTERM) prints the
+service map: each edge (caller -> responder) with its calls, faults and errors. Only the Python
+standard library. The tests use the same rules (tests/blackbox/test_tracing.py).
 
 The rules are the ones AWS publishes for segment documents and the X-Ray daemon's protocol:
 https://docs.aws.amazon.com/xray/latest/devguide/xray-api-segmentdocuments.html
@@ -13,9 +22,12 @@ https://docs.aws.amazon.com/xray/latest/devguide/xray-api-sendingdata.html
 - http.request and http.response hold the documented fields with their types.
 """
 
+import argparse
 import json
 import re
+import signal
 import socket
+import sys
 import threading
 import time
 
@@ -248,3 +260,160 @@ def check_link(caller_seg, responder_segs):
         assert r["start_time"] >= sub["start_time"] - SLACK_S, (r, sub)
         assert r["end_time"] <= sub["end_time"] + SLACK_S, (r, sub)
     return sub, linked
+
+
+# --------------------------------------------------------------------------------------------
+# the command: print traces as trees, keep the documents, sum up the service map
+# --------------------------------------------------------------------------------------------
+
+def _ms(d):
+    return (d["end_time"] - d["start_time"]) * 1000 if "end_time" in d else float("nan")
+
+
+def _line(d, indent):
+    http = d.get("http", {})
+    req, resp = http.get("request", {}), http.get("response", {})
+    flags = "".join(f" {f.upper()}" for f in ("error", "throttle", "fault") if d.get(f))
+    notes = " ".join(f"{k}={v}" for k, v in d.get("annotations", {}).items()
+                     if k != "request_id")
+    ns = f" ({d['namespace']})" if "namespace" in d else ""
+    status = resp.get("status", "-")
+    text = (f"{' ' * indent}{d['name']}{ns}  {req.get('method', '')} {req.get('url', '')} "
+            f"{status}  {_ms(d):.2f} ms{flags}")
+    if notes:
+        text += f"  [{notes}]"
+    cause = d.get("cause", {})
+    if isinstance(cause, dict):
+        for ex in cause.get("exceptions", []):
+            text += f"\n{' ' * (indent + 2)}cause: {ex.get('message', '')}"
+    return text
+
+
+def render_trace(docs):
+    """A trace's documents as an indented tree: each segment under the subsegment that called
+    it (its parent_id), standalone subsegments under their segment."""
+    by_parent = {}
+    nodes = {}
+    for d in docs:
+        if d.get("type") == "subsegment":
+            by_parent.setdefault(d["parent_id"], []).append(("sub", d))
+        else:
+            by_parent.setdefault(d.get("parent_id"), []).append(("seg", d))
+            for sub in d.get("subsegments", []):
+                by_parent.setdefault(d["id"], []).append(("sub", sub))
+        nodes[d["id"]] = d
+    lines = []
+
+    def walk(parent, indent, seen):
+        for _, d in sorted(by_parent.get(parent, []), key=lambda x: x[1]["start_time"]):
+            if d["id"] in seen:
+                continue
+            seen.add(d["id"])
+            lines.append(_line(d, indent))
+            walk(d["id"], indent + 2, seen)
+
+    seen = set()
+    roots = [d for d in docs if d.get("type") != "subsegment" and
+             (d.get("parent_id") is None or not any(
+                 d["parent_id"] == s["id"] for x in docs for s in [x] + x.get("subsegments", [])))]
+    for r in sorted(roots, key=lambda d: d["start_time"]):
+        if r["id"] not in seen:
+            seen.add(r["id"])
+            lines.append(_line(r, 2))
+            walk(r["id"], 4, seen)
+    return "\n".join(lines)
+
+
+class ServiceMap:
+    """Edges from a segment to the service each of its remote subsegments called, named as the
+    called service's own segment names itself (its parent_id the subsegment's id), else as the
+    subsegment does: calls, faults, errors."""
+
+    def __init__(self):
+        self.calls = {}    # subsegment id -> [caller, called, fault, error]
+        self.named = {}    # subsegment id -> name of the segment that continued it
+
+    def add(self, doc):
+        if doc.get("type") == "subsegment":
+            subs, src = [doc], "?"
+        else:
+            subs, src = doc.get("subsegments", []), doc["name"]
+            if "parent_id" in doc:
+                self.named[doc["parent_id"]] = doc["name"]
+        for sub in subs:
+            if sub.get("namespace") == "remote":
+                self.calls[sub["id"]] = [src, sub["name"], bool(sub.get("fault")),
+                                         bool(sub.get("error"))]
+
+    def render(self):
+        edges = {}
+        for sid, (src, name, fault, error) in self.calls.items():
+            e = edges.setdefault((src, self.named.get(sid, name)), [0, 0, 0])
+            e[0] += 1
+            e[1] += fault
+            e[2] += error
+        if not edges:
+            return "service map: no calls between services yet"
+        rows = [f"  {a} -> {b}: {n} calls, {f} faults, {e} errors"
+                for (a, b), (n, f, e) in sorted(edges.items())]
+        return "service map:\n" + "\n".join(rows)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--listen", default="127.0.0.1:2000", help="host:port to bind (UDP)")
+    ap.add_argument("--out", help="append every valid document to this JSON-lines file")
+    ap.add_argument("--quiet-ms", type=int, default=500,
+                    help="print a trace once no document of it arrived for this long")
+    args = ap.parse_args()
+    host, _, port = args.listen.rpartition(":")
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((host.strip("[]"), int(port)))
+    sock.settimeout(0.1)
+    out = open(args.out, "a", encoding="utf-8") if args.out else None
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    pending = {}
+    smap = ServiceMap()
+    counts = {"valid": 0, "invalid": 0}
+    print(f"xray-collector: listening on udp {args.listen}", flush=True)
+
+    def flush(now, force=False):
+        for tid in [t for t, (last, _) in pending.items()
+                    if force or now - last >= args.quiet_ms / 1000]:
+            _, docs = pending.pop(tid)
+            print(f"trace {tid} ({len(docs)} documents)\n{render_trace(docs)}", flush=True)
+
+    try:
+        while not stop.is_set():
+            try:
+                data = sock.recv(70000)
+            except socket.timeout:
+                flush(time.monotonic())
+                continue
+            try:
+                doc = parse_datagram(data)
+            except RuleError as e:
+                counts["invalid"] += 1
+                print(f"INVALID datagram: {e}", flush=True)
+                continue
+            counts["valid"] += 1
+            smap.add(doc)
+            if out is not None:
+                out.write(json.dumps(doc, separators=(",", ":")) + "\n")
+                out.flush()
+            entry = pending.setdefault(doc["trace_id"], [0, []])
+            entry[0] = time.monotonic()
+            entry[1].append(doc)
+            flush(time.monotonic())
+    except KeyboardInterrupt:
+        pass
+    flush(time.monotonic(), force=True)
+    print(f"{counts['valid']} valid documents, {counts['invalid']} invalid\n{smap.render()}",
+          flush=True)
+    return 1 if counts["invalid"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
