@@ -513,7 +513,8 @@ trace_request(struct http_exchange *ex, double duration_s)
 	    .url = url,
 	    .client_ip = client,
 	    .forwarded = xff != NULL,
-	    .user_agent = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_USER_AGENT),
+	    .user_agent =
+	        MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_USER_AGENT),
 	    .status = (int)ex->answer.status,
 	    .bytes = ex->answer.bytes,
 	    .request_id = ex->request_id,

@@ -16,11 +16,11 @@
 #define TRACE_HEADER_MAX 96
 
 struct trace {
-	char trace_id[TRACE_ID_LEN + 1];  /* the whole request's, shared by every hop */
-	char span_id[SPAN_ID_LEN + 1];    /* this hop's */
-	char parent_id[SPAN_ID_LEN + 1];  /* the span that called this hop; "" when none was named */
-	char sampled;                     /* '1' or '0', as received, '1' when new */
-	int decided;                      /* 1 when the caller's header carried sampled */
+	char trace_id[TRACE_ID_LEN + 1]; /* the whole request's, shared by every hop */
+	char span_id[SPAN_ID_LEN + 1];   /* this hop's */
+	char parent_id[SPAN_ID_LEN + 1]; /* the span that called this hop; "" when none was named */
+	char sampled;                    /* '1' or '0', as received, '1' when new */
+	int decided;                     /* 1 when the caller's header carried sampled */
 };
 
 /* Room for the reason a traced call failed, NUL included. */
@@ -32,16 +32,16 @@ struct trace {
  * headers named as their parent, so the callee's span links to it.
  */
 struct trace_call {
-	char span_id[SPAN_ID_LEN + 1]; /* the parent the call's headers named */
-	const char *name;              /* the service called; borrowed, outlives the call */
-	const char *url;               /* borrowed, outlives the call */
-	double start_s;                /* epoch seconds when the call started */
-	double end_s;                  /* epoch seconds when it ended */
-	int status;                    /* the last attempt's HTTP status; 0 without an answer */
-	size_t bytes;                  /* the last answer's body bytes */
-	unsigned int attempts;         /* 0 when the call was never made */
-	const char *breaker;           /* the breaker's state when asked; a static string */
-	int breaker_allowed;           /* 0 when the breaker refused the call */
+	char span_id[SPAN_ID_LEN + 1];    /* the parent the call's headers named */
+	const char *name;                 /* the service called; borrowed, outlives the call */
+	const char *url;                  /* borrowed, outlives the call */
+	double start_s;                   /* epoch seconds when the call started */
+	double end_s;                     /* epoch seconds when it ended */
+	int status;                       /* the last attempt's HTTP status; 0 without an answer */
+	size_t bytes;                     /* the last answer's body bytes */
+	unsigned int attempts;            /* 0 when the call was never made */
+	const char *breaker;              /* the breaker's state when asked; a static string */
+	int breaker_allowed;              /* 0 when the breaker refused the call */
 	char error[TRACE_CALL_ERROR_MAX]; /* why the call failed; "" when it did not */
 };
 

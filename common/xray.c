@@ -41,8 +41,8 @@ struct xray {
 	int fd;                   /* connected UDP socket to the daemon */
 	atomic_ullong sent;       /* datagrams sent */
 	atomic_ullong dropped[DROP_REASONS];
-	atomic_ullong split;   /* requests whose subsegment went in its own datagram */
-	atomic_ullong trimmed; /* requests whose long strings were cut */
+	atomic_ullong split;         /* requests whose subsegment went in its own datagram */
+	atomic_ullong trimmed;       /* requests whose long strings were cut */
 	atomic_ullong decided[2][2]; /* [by the incoming header][sampled] */
 };
 
@@ -56,7 +56,8 @@ name_is_valid(const char *s)
 		return 0;
 	for (i = 0; i < n; i++)
 		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
-		      (s[i] >= '0' && s[i] <= '9') || s[i] == ' ' || strchr("_.:/%&#=+\\-@", s[i]) != NULL))
+		      (s[i] >= '0' && s[i] <= '9') || s[i] == ' ' ||
+		      strchr("_.:/%&#=+\\-@", s[i]) != NULL))
 			return 0;
 	return 1;
 }
@@ -111,8 +112,7 @@ xray_config_load(struct xray_config *c, const char *service)
 
 	CONFIG_INTEGER_OR_RETURN("XRAY_TRACING", 0, 0, 1, c->enabled);
 	CONFIG_INTEGER_OR_RETURN("XRAY_SAMPLING_RESERVOIR", 1, 0, 1000000, c->reservoir_per_s);
-	CONFIG_INTEGER_OR_RETURN("XRAY_SEGMENT_MAX_BYTES", 64000, 512, 65000,
-	                         c->segment_max_bytes);
+	CONFIG_INTEGER_OR_RETURN("XRAY_SEGMENT_MAX_BYTES", 64000, 512, 65000, c->segment_max_bytes);
 	if (config_number("XRAY_SAMPLING_RATE", 0.05, 0, 1, &c->rate) < 0)
 		return -1;
 	c->daemon_address = config_string(address_var, "127.0.0.1:2000");
@@ -142,7 +142,8 @@ xray_config_load(struct xray_config *c, const char *service)
 static int
 daemon_socket(const char *address)
 {
-	struct addrinfo hints = {.ai_socktype = SOCK_DGRAM, .ai_flags = AI_NUMERICSERV}, *list = NULL;
+	struct addrinfo hints = {.ai_socktype = SOCK_DGRAM, .ai_flags = AI_NUMERICSERV},
+	                *list = NULL;
 	char host[HOST_MAX + 1], port[8];
 	int fd = -1, rc;
 
@@ -172,9 +173,10 @@ render_xray(struct buffer *out, void *arg)
 	struct xray *x = arg;
 	int i;
 
-	metrics_printf(out, "# HELP xray_segments_sent_total X-Ray segment datagrams sent.\n"
-	                    "# TYPE xray_segments_sent_total counter\n"
-	                    "xray_segments_sent_total %llu\n",
+	metrics_printf(out,
+	               "# HELP xray_segments_sent_total X-Ray segment datagrams sent.\n"
+	               "# TYPE xray_segments_sent_total counter\n"
+	               "xray_segments_sent_total %llu\n",
 	               atomic_load(&x->sent));
 	metrics_printf(out, "# HELP xray_segments_dropped_total Segments of sampled requests not "
 	                    "sent, by reason.\n"

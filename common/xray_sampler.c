@@ -30,9 +30,8 @@ reservoir_take(struct xray_sampler *s, uint32_t second)
 		if (used >= s->reservoir_per_s)
 			return 0;
 		next = ((unsigned long long)second << 32) | (used + 1);
-		if (atomic_compare_exchange_weak_explicit(&s->window, &seen, next,
-		                                          memory_order_relaxed,
-		                                          memory_order_relaxed))
+		if (atomic_compare_exchange_weak_explicit(
+		        &s->window, &seen, next, memory_order_relaxed, memory_order_relaxed))
 			return 1;
 	}
 }

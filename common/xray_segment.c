@@ -37,8 +37,11 @@ text(struct builder *b, const char *s)
 	copy = malloc(n + 1);
 	if (copy == NULL)
 		return NULL;
-	for (i = 0; i < n; i++)
-		copy[i] = s[i] >= 0x20 && s[i] < 0x7f ? s[i] : '?';
+	for (i = 0; i < n; i++) {
+		copy[i] = s[i];
+		if (s[i] < 0x20 || s[i] >= 0x7f)
+			copy[i] = '?';
+	}
 	j = json_stringn(copy, n);
 	free(copy);
 	return j;

@@ -3,6 +3,7 @@
 checks each against X-Ray's segment document rules, and prints every trace as a tree.
 
     scripts/xray_collector.py [--listen 127.0.0.1:2000] [--out segments.jsonl] [--quiet-ms 500]
+                              [--hide /health ...]
 
 Point the daemons at it with XRAY_TRACING=1 AWS_XRAY_DAEMON_ADDRESS=127.0.0.1:2000 (compose:
 compose.tracing.yaml runs it as the service xray-collector). Ctrl-C (or SIGTERM) prints the
@@ -365,6 +366,9 @@ def main():
     ap.add_argument("--out", help="append every valid document to this JSON-lines file")
     ap.add_argument("--quiet-ms", type=int, default=500,
                     help="print a trace once no document of it arrived for this long")
+    ap.add_argument("--hide", action="append", default=[], metavar="PATH",
+                    help="do not print traces whose first request is for PATH (e.g. /health, "
+                         "the health checks'); they are still kept and counted")
     args = ap.parse_args()
     host, _, port = args.listen.rpartition(":")
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
@@ -376,13 +380,23 @@ def main():
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     pending = {}
     smap = ServiceMap()
-    counts = {"valid": 0, "invalid": 0}
+    counts = {"valid": 0, "invalid": 0, "hidden": 0}
     print(f"xray-collector: listening on udp {args.listen}", flush=True)
+
+    def hidden(docs):
+        first = min((d for d in docs if d.get("type") != "subsegment"),
+                    key=lambda d: d["start_time"], default=None)
+        url = ((first or {}).get("http", {}).get("request", {}).get("url", ""))
+        return any(url.split("://", 1)[-1].partition("/")[2].split("?")[0] == p.lstrip("/")
+                   for p in args.hide)
 
     def flush(now, force=False):
         for tid in [t for t, (last, _) in pending.items()
                     if force or now - last >= args.quiet_ms / 1000]:
             _, docs = pending.pop(tid)
+            if hidden(docs):
+                counts["hidden"] += 1
+                continue
             print(f"trace {tid} ({len(docs)} documents)\n{render_trace(docs)}", flush=True)
 
     try:
@@ -410,8 +424,8 @@ def main():
     except KeyboardInterrupt:
         pass
     flush(time.monotonic(), force=True)
-    print(f"{counts['valid']} valid documents, {counts['invalid']} invalid\n{smap.render()}",
-          flush=True)
+    print(f"{counts['valid']} valid documents, {counts['invalid']} invalid, "
+          f"{counts['hidden']} traces hidden (--hide)\n{smap.render()}", flush=True)
     return 1 if counts["invalid"] else 0
 
 

@@ -327,7 +327,8 @@ def test_collector_prints_the_trace_tree_and_the_service_map(daemons, tmp_path):
     out = tmp_path / "segments.jsonl"
     proc = subprocess.Popen(
         [sys.executable if sys.executable.startswith("/usr/bin/") else "/usr/bin/python3",
-         str(COLLECTOR), "--listen", f"127.0.0.1:{port}", "--out", str(out), "--quiet-ms", "200"],
+         str(COLLECTOR), "--listen", f"127.0.0.1:{port}", "--out", str(out), "--quiet-ms", "200",
+         "--hide", "/health"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         assert proc.stdout.readline().startswith(b"xray-collector: listening")
@@ -351,5 +352,8 @@ def test_collector_prints_the_trace_tree_and_the_service_map(daemons, tmp_path):
     assert block[3].startswith(f"      responder  GET {r.url}/data 200 ")
     assert "caller -> responder: 1 calls, 0 faults, 0 errors" in text
     assert "0 invalid" in text
+    # The readiness checks' traces are hidden, counted, and kept in the file.
+    assert "/health" not in text and re.search(r"[1-9]\d* traces hidden", text), text
     docs = [json.loads(line) for line in out.read_text().splitlines()]
     assert trace_id in {d["trace_id"] for d in docs}
+    assert any(d["http"]["request"]["url"].endswith("/health") for d in docs)

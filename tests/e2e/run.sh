@@ -15,6 +15,8 @@
 #   - `compose stop caller` (SIGTERM) during a burst: no in-flight request fails;
 #   - compose.versions.yaml: scripts/watch-versions.sh sees both responder versions
 #     and no error (tests/e2e/versions.sh);
+#   - compose.tracing.yaml: both daemons' X-Ray segments reach the collector, valid and linked
+#     (tests/e2e/tracing.sh);
 #   - the mutual TLS stack (tests/e2e/mtls.sh).
 # Removes every container, network and image it created, and stops the dockerd
 # it started (by PID). Traffic goes only to 127.0.0.1 published ports.
@@ -40,6 +42,7 @@ TMP=$(mktemp -d "/tmp/ecs-demo-e2e.XXXXXX")
 export CALLER_IMAGE="ecs-service-connect-demo/caller:e2e-${RUN_ID}"
 export RESPONDER_IMAGE="ecs-service-connect-demo/responder:e2e-${RUN_ID}"
 CACHECHECK_IMAGE="ecs-service-connect-demo/caller:e2e-${RUN_ID}-cachecheck"
+export XRAY_COLLECTOR_IMAGE="ecs-service-connect-demo/xray-collector:e2e-${RUN_ID}"
 export PUBLISH_ADDR=127.0.0.1
 BUILD_NETWORK=${E2E_BUILD_NETWORK:-host}
 export BUILD_NETWORK
@@ -82,7 +85,8 @@ cleanup() {
             [ -n "$ids" ] && docker network rm $ids >/dev/null 2>&1
         done
         # images: our tags, then every image id that did not exist before the run
-        docker rmi "$CALLER_IMAGE" "$RESPONDER_IMAGE" "$CACHECHECK_IMAGE" >/dev/null 2>&1
+        docker rmi "$CALLER_IMAGE" "$RESPONDER_IMAGE" "$CACHECHECK_IMAGE" "$XRAY_COLLECTOR_IMAGE" \
+            >/dev/null 2>&1
         if [ -f "$IMAGES_BEFORE" ]; then
             local _round new
             for _round in 1 2 3; do
@@ -234,7 +238,8 @@ COMPOSE_CMD=("${COMPOSE_BASE[@]}" -p "$PROJECT" -f "$ROOT/compose.yaml")
 note "compose: ${COMPOSE_BASE[*]} ($("${COMPOSE_BASE[@]}" version --short 2>/dev/null || "${COMPOSE_BASE[@]}" version 2>/dev/null | head -n 1))"
 
 # The compose implementation's own reading of both files (tests/compose checks the schema).
-for files in "compose.yaml" "compose.yaml compose.mtls.yaml" "compose.yaml compose.versions.yaml"; do
+for files in "compose.yaml" "compose.yaml compose.mtls.yaml" "compose.yaml compose.versions.yaml" \
+    "compose.yaml compose.tracing.yaml"; do
     args=()
     for f in $files; do args+=(-f "$ROOT/$f"); done
     if CERTS_DIR="$TMP" "${COMPOSE_BASE[@]}" "${args[@]}" config -q >"$TMP/config.log" 2>&1; then
@@ -538,6 +543,7 @@ fi
 
 # ------------------------------------------------- 8. two versions ---------
 . "$ROOT/tests/e2e/versions.sh"
+. "$ROOT/tests/e2e/tracing.sh"
 
 # ------------------------------------------------------ 9. mutual TLS ------
 . "$ROOT/tests/e2e/mtls.sh"

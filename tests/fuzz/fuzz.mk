@@ -12,8 +12,8 @@ FUZZ_LIBS    := $(shell pkg-config --libs $(FUZZ_PKGS)) -pthread
 
 # What each harness links besides itself: the parsers and serializers under test.
 FUZZ_MODULES := common/buffer.c common/json_escape.c common/json_scan.c common/log.c common/payload.c \
-                common/store.c common/random.c common/trace.c caller/judge.c \
-                caller/merge.c
+                common/store.c common/random.c common/trace.c common/xray_segment.c \
+                caller/judge.c caller/merge.c
 FUZZ_OBJ     := $(FUZZ_MODULES:%.c=$(FUZZ_OUT)/obj/%.o)
 FUZZ_NAMES   := $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BINS    := $(FUZZ_NAMES:%=$(FUZZ_OUT)/bin/%)

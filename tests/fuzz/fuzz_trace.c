@@ -9,6 +9,7 @@
  *   bit); a value that is not even shaped like one is never used; without a
  *   usable traceparent, a well-formed X-Amzn-Trace-Id Root is continued;
  *   otherwise a new id starts with the current epoch seconds;
+ * - the parent id is empty or 16 lowercase hex digits, not all zero;
  * - trace_traceparent() and trace_amzn() give well-formed headers with the
  *   same ids.
  */
@@ -92,6 +93,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	               !zeros(t.span_id, SPAN_ID_LEN),
 	           "span id \"%.20s\"", t.span_id);
 	FUZZ_CHECK(t.sampled == '0' || t.sampled == '1', "sampled 0x%02x", (unsigned char)t.sampled);
+	FUZZ_CHECK(t.decided == 0 || t.decided == 1, "decided %d", t.decided);
+	FUZZ_CHECK(t.parent_id[0] == '\0' || (strlen(t.parent_id) == SPAN_ID_LEN &&
+	                                      lower_hex(t.parent_id, SPAN_ID_LEN) &&
+	                                      !zeros(t.parent_id, SPAN_ID_LEN)),
+	           "parent id \"%.20s\"", t.parent_id);
 
 	if (valid_v00(tp)) {
 		int bit = (tp[54] >= 'a' ? tp[54] - 'a' + 10 : tp[54] - '0') & 1;

@@ -109,7 +109,8 @@ test_parent_and_decision_are_kept(void **state)
 	trace_begin(&t, "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", NULL);
 	assert_string_equal(t.parent_id, "00f067aa0ba902b7");
 	assert_int_equal(t.decided, 1);
-	trace_begin(&t, NULL, "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1");
+	trace_begin(&t, NULL,
+	            "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1");
 	assert_string_equal(t.parent_id, "53995c3f42cd8ad8");
 	assert_int_equal(t.decided, 1);
 	assert_int_equal(t.sampled, '1');
@@ -147,8 +148,8 @@ test_child_names_this_hop_as_parent(void **state)
 	assert_string_not_equal(child.span_id, t.span_id);
 	assert_int_equal(child.sampled, '0');
 	trace_amzn(&child, out);
-	snprintf(expect, sizeof(expect), "Root=1-4bf92f35-77b34da6a3ce929d0e0e4736;Parent=%s;Sampled=0",
-	         child.span_id);
+	snprintf(expect, sizeof(expect),
+	         "Root=1-4bf92f35-77b34da6a3ce929d0e0e4736;Parent=%s;Sampled=0", child.span_id);
 	assert_string_equal(out, expect);
 }
 

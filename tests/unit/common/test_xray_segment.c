@@ -116,9 +116,8 @@ test_failed_call_is_a_fault_with_its_cause(void **state)
 	sub = json_array_get(json_object_get(j, "subsegments"), 0);
 	assert_true(json_is_true(json_object_get(sub, "fault")));
 	assert_null(json_object_get(json_object_get(sub, "http"), "response"));
-	assert_int_equal(json_integer_value(json_object_get(json_object_get(sub, "annotations"),
-	                                                    "retries")),
-	                 1);
+	assert_int_equal(
+	    json_integer_value(json_object_get(json_object_get(sub, "annotations"), "retries")), 1);
 	ex = json_array_get(json_object_get(json_object_get(sub, "cause"), "exceptions"), 0);
 	assert_string_equal(json_string_value(json_object_get(ex, "message")),
 	                    "Couldn't connect to server");
@@ -196,12 +195,14 @@ test_split_then_trim_then_refuse(void **state)
 	assert_int_equal(xray_documents(&f.r, 1200, docs, lens, &count, &how), XRAY_DOCUMENTS_OK);
 	assert_int_equal(how, XRAY_SPLIT | XRAY_TRIMMED);
 	j = parse(docs[0], lens[0]);
-	assert_int_equal(strlen(json_string_value(json_object_get(
-	                     json_object_get(json_object_get(j, "http"), "request"), "user_agent"))),
-	                 XRAY_TRIMMED_STRING_MAX);
-	assert_int_equal(json_string_value(json_object_get(
-	                     json_object_get(json_object_get(j, "http"), "request"), "user_agent"))[10],
-	                 '?');
+	assert_int_equal(
+	    strlen(json_string_value(json_object_get(
+	        json_object_get(json_object_get(j, "http"), "request"), "user_agent"))),
+	    XRAY_TRIMMED_STRING_MAX);
+	assert_int_equal(
+	    json_string_value(json_object_get(
+	        json_object_get(json_object_get(j, "http"), "request"), "user_agent"))[10],
+	    '?');
 	assert_true(lens[0] <= 1200 && lens[1] <= 1200);
 	json_decref(j);
 	free(docs[0]);
