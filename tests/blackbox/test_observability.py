@@ -676,10 +676,14 @@ def test_caller_forwards_trace_headers_with_its_span(caller_with_fake, fake_resp
         m = TRACEPARENT_RE.match(fh.get("traceparent", ""))
         assert m, f"caller sent no valid traceparent: {fh}"
         assert m.group(1) == trace, "responder must see the caller's trace id"
-        assert m.group(2) == span, "responder's parent span must be the caller's span"
+        # The call is a span of its own, a child of the caller's (X-Ray's remote subsegment):
+        # the responder's parent is that span, named alike in both headers.
+        assert m.group(2) != span and m.group(2) != "0" * 16, \
+            "responder's parent span must be the call's own span"
         a = AMZN_RE.match(fh.get("x-amzn-trace-id", ""))
         assert a, f"caller sent no valid X-Amzn-Trace-Id: {fh}"
-        assert a.group(1) + a.group(2) == trace and a.group(3) == span
+        assert a.group(1) + a.group(2) == trace and a.group(3) == m.group(2)
+        assert a.group(4) == sampled and m.group(3)[-1] == sampled
 
 
 def test_responder_continues_callers_trace_with_new_span(daemons, resp):
