@@ -774,6 +774,14 @@ class Bench:
                          "makes one multi and one easy handle (bench/libcurl_floor.c)",
                 "value": "%.1f MiB" % (floor / MIB),
                 "target": "report: the floor under the caller's idle RSS", "pass": None})
+        floor = self.libcurl_floor("libs_floor")
+        if floor is not None:
+            self.other.append({
+                "label": "the caller's libraries without libcurl: the same program built "
+                         "-DWITHOUT_LIBCURL, linked with libmicrohttpd, jansson and GnuTLS",
+                "value": "%.1f MiB" % (floor / MIB),
+                "target": "report: the floor a caller without libcurl would have",
+                "pass": None})
         for who in ("responder", "caller"):
             growth = after[who] - idle[who]
             ratio = growth / stored[who]
@@ -794,15 +802,16 @@ class Bench:
         c.stop()
         r.stop()
 
-    def libcurl_floor(self):
-        """VmRSS of bench/libcurl_floor.c (built by run.sh) once it says ready; None without it."""
-        path = os.path.join(self.bindir, "libcurl_floor")
+    def libcurl_floor(self, name="libcurl_floor"):
+        """VmRSS of bench/libcurl_floor.c (built by run.sh as name) once it says ready; None
+        without it."""
+        path = os.path.join(self.bindir, name)
         if not os.path.exists(path):
             return None
-        p = self.procs.start("libcurl_floor", [path], stdout=subprocess.PIPE)
+        p = self.procs.start(name, [path], stdout=subprocess.PIPE)
         try:
             if p.stdout.readline().strip() != b"ready":
-                log("libcurl_floor did not start")
+                log("%s did not start" % name)
                 return None
             return read_status(p.pid)["VmRSS"]
         finally:

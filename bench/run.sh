@@ -43,4 +43,8 @@ cp bin/caller bin/responder "$tmp/bin/"
 # The resident-memory floor of Debian's libcurl on its own, beside the caller's idle RSS.
 read -ra curl_flags <<<"$(pkg-config --cflags --libs libcurl)"
 cc -O2 -o "$tmp/bin/libcurl_floor" bench/libcurl_floor.c "${curl_flags[@]}"
+# The same without libcurl, linked (and loaded at start) with the caller's other libraries.
+read -ra lib_flags <<<"$(pkg-config --libs libmicrohttpd jansson gnutls)"
+cc -O2 -DWITHOUT_LIBCURL -o "$tmp/bin/libs_floor" bench/libcurl_floor.c -Wl,--no-as-needed \
+	"${lib_flags[@]}"
 "$PY" bench/bench.py --bin "$tmp/bin" --tmp "$tmp" --out "$PWD/BENCH.md"
