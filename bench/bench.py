@@ -1060,7 +1060,10 @@ class Bench:
                   "alone, the pace a proxy sets. Rows `against the nginx two-hop proxy` are read "
                   "against it (target >= %d%%); every p99 target is a factor of the anchor's p99 "
                   "in the same rounds, since on 2 cores shared with wrk even nginx's tail grows "
-                  "with the bytes." % (NGINX_WORKERS, round(PROXY_RATIO_MIN * 100)))
+                  "with the bytes. Where the caller's time and memory go, and what stands between "
+                  "it and each target it misses: [bench/PROFILE.md](bench/PROFILE.md) (perf, "
+                  "strace, callgrind, with the commands)." % (NGINX_WORKERS,
+                                                              round(PROXY_RATIO_MIN * 100)))
         md.append("")
         md.append("| " + " | ".join(head) + " |")
         md.append("|" + "|".join("---" for _ in head) + "|")
