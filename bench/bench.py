@@ -91,7 +91,12 @@ DAEMON_ENV = {
     "STORE_MAX_ITEMS": str(100_000_000),
     "STORE_MAX_BYTES": str(16 << 30),
     "DRAIN_TIMEOUT_MS": "2000",
+    # 32 connections each waiting for a 12 MB answer at 100,000 + 100,000 objects pass the default
+    # 128 MiB, which would close connections (the documented protection against slow readers).
+    "ANSWER_MEMORY_MAX_BYTES": str(4 << 30),
 }
+# The caller of the 100,000-object pair: 32 calls for 6 MB each queue past the default 2 s.
+BIG_CALLER_ENV = {"UPSTREAM_TIMEOUT_MS": "30000"}
 
 
 class BenchError(Exception):
@@ -599,6 +604,9 @@ class Bench:
             self.failed.append("%s: socket errors %s" % (label, errs))
         if errs["timeout"]:
             self.odd.append("%s: %d wrk timeouts (10 s)" % (label, errs["timeout"]))
+        if summ["rps"] <= 0:
+            self.failed.append("%s: no answer completed in a round" % label)
+            return
         spread = (max(r["rps"] for r in runs) - min(r["rps"] for r in runs)) / summ["rps"]
         if spread > 0.15:
             self.odd.append("%s: req/s varied by %.0f%% across rounds (%s)" % (
@@ -640,10 +648,11 @@ class Bench:
                              p99_target, script=os.path.join(HERE, "post.lua"),
                              note="nginx: GET of the %d-byte 201 answer" % len(answer))
 
-    def pair(self, n, tag):
+    def pair(self, n, tag, caller_env=None):
         r = Daemon(self.procs, self.tmp, self.bindir, "responder", "responder-" + tag)
-        c = Daemon(self.procs, self.tmp, self.bindir, "caller", "caller-" + tag,
-                   extra_env={"RESPONDER_URL": r.url})
+        env = {"RESPONDER_URL": r.url}
+        env.update(caller_env or {})
+        c = Daemon(self.procs, self.tmp, self.bindir, "caller", "caller-" + tag, extra_env=env)
         return r, c
 
     def mtls_pair(self, n, tag):
@@ -755,7 +764,7 @@ class Bench:
     def phase_big(self):
         if not want("get100k", "caller100k"):
             return
-        r, c = self.pair(BIG, "big")
+        r, c = self.pair(BIG, "big", BIG_CALLER_ENV)
         time.sleep(0.3)
         idle = {"responder": r.rss()["VmRSS"], "caller": c.rss()["VmRSS"]}
         sr, sc = self.fill_pair(r, c, BIG)
@@ -1128,9 +1137,13 @@ class Bench:
                           "{:,}".format(BIG), "{:,}".format(BIG), a.get("VmRSS", 0) / MIB,
                           a.get("VmHWM", 0) / MIB, CONNS, self.bodies.get("get100k", 0) / MIB))
             md.append("")
-        md.append("Store limits for the run: STORE_MAX_ITEMS=%s, STORE_MAX_BYTES=%s (the POST "
-                  "workloads grow the store by one object per request). THREADS is the default "
-                  "(number of CPUs)." % (DAEMON_ENV["STORE_MAX_ITEMS"], DAEMON_ENV["STORE_MAX_BYTES"]))
+        md.append("Limits for the run: STORE_MAX_ITEMS=%s, STORE_MAX_BYTES=%s (the POST "
+                  "workloads grow the store by one object per request), ANSWER_MEMORY_MAX_BYTES=%s "
+                  "(32 answers of 12 MB in flight at %s + %s objects); the caller of the %s-object "
+                  "pair has UPSTREAM_TIMEOUT_MS=%s. THREADS is the default (number of CPUs)." % (
+                      DAEMON_ENV["STORE_MAX_ITEMS"], DAEMON_ENV["STORE_MAX_BYTES"],
+                      DAEMON_ENV["ANSWER_MEMORY_MAX_BYTES"], "{:,}".format(BIG),
+                      "{:,}".format(BIG), "{:,}".format(BIG), BIG_CALLER_ENV["UPSTREAM_TIMEOUT_MS"]))
         md.append("")
         if self.odd or self.failed:
             md.append("Notes:")
