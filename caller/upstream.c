@@ -114,9 +114,15 @@ on_header(char *line, size_t size, size_t count, void *arg)
 {
 	struct transfer *t = arg;
 	size_t len = size * count;
+	curl_off_t length = 0;
 
 	header_word(line, len, "x-served-by:", t->served_by, sizeof(t->served_by));
 	header_word(line, len, "x-app-version:", t->version, sizeof(t->version));
+	/* Headers done: room for the whole body at once (refused past UPSTREAM_MAX_BYTES). */
+	if (len <= 2 &&
+	    curl_easy_getinfo(t->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &length) == CURLE_OK &&
+	    length > 0)
+		(void)buffer_reserve(&t->body, (size_t)length);
 	return len;
 }
 

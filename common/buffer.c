@@ -44,6 +44,23 @@ buffer_append(struct buffer *b, const void *p, size_t n)
 }
 
 enum buffer_result
+buffer_reserve(struct buffer *b, size_t n)
+{
+	char *grown;
+
+	if (n > b->max - b->len)
+		return BUFFER_TOO_LARGE;
+	if (b->len + n <= b->cap)
+		return BUFFER_OK;
+	grown = realloc(b->data, b->len + n);
+	if (grown == NULL)
+		return BUFFER_NO_MEMORY;
+	b->data = grown;
+	b->cap = b->len + n;
+	return BUFFER_OK;
+}
+
+enum buffer_result
 buffer_vprintf(struct buffer *b, const char *fmt, va_list ap)
 {
 	char small[512], *text = small;

@@ -25,6 +25,14 @@ void buffer_init(struct buffer *b, size_t max);
 enum buffer_result buffer_append(struct buffer *b, const void *p, size_t n);
 
 /*
+ * Makes room for n more bytes in one allocation of exactly what is needed, so
+ * that appending a body of known length copies it once instead of growing by
+ * doubling (a copy per step). BUFFER_TOO_LARGE, with nothing changed, when
+ * len + n would pass the maximum; the buffer is unchanged on failure.
+ */
+enum buffer_result buffer_reserve(struct buffer *b, size_t n);
+
+/*
  * Appends printf-style text (without a terminating NUL); on failure the
  * buffer is left as it was.
  */

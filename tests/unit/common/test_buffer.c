@@ -105,6 +105,32 @@ test_printf_appends_short_and_long_text_within_maximum(void **state)
 	buffer_free(&b);
 }
 
+static void
+test_reserve_allocates_exactly_once_within_maximum(void **state)
+{
+	struct buffer b;
+	char *before;
+
+	(void)state;
+	buffer_init(&b, 1000);
+	assert_int_equal(buffer_append(&b, "ab", 2), BUFFER_OK);
+	assert_int_equal(buffer_reserve(&b, 600), BUFFER_OK);
+	assert_int_equal(b.cap, 602);
+	before = b.data;
+	/* The reserved room is used without growing again. */
+	for (int i = 0; i < 600; i++)
+		assert_int_equal(buffer_append(&b, "x", 1), BUFFER_OK);
+	assert_ptr_equal(b.data, before);
+	assert_int_equal(b.cap, 602);
+	assert_memory_equal(b.data, "abx", 3);
+	/* Past the maximum nothing changes; what fits already is a no-op. */
+	assert_int_equal(buffer_reserve(&b, 399), BUFFER_TOO_LARGE);
+	assert_int_equal(b.cap, 602);
+	assert_int_equal(buffer_reserve(&b, 0), BUFFER_OK);
+	assert_int_equal(b.len, 602);
+	buffer_free(&b);
+}
+
 int
 main(void)
 {
@@ -114,6 +140,7 @@ main(void)
 	    cmocka_unit_test(test_capacity_never_passes_maximum),
 	    cmocka_unit_test(test_steal_hands_over_data),
 	    cmocka_unit_test(test_printf_appends_short_and_long_text_within_maximum),
+	    cmocka_unit_test(test_reserve_allocates_exactly_once_within_maximum),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -148,6 +148,50 @@ test_error_names_the_place(void **state)
 	assert_string_equal(err, "unexpected character at byte 5");
 }
 
+/*
+ * Long strings are stepped over 16 bytes at a time: every byte that needs a
+ * look is still found, whichever place it has in or across a 16-byte step.
+ */
+static void
+test_long_strings_checked_at_every_offset(void **state)
+{
+	static const char *const stops[] = {"\x01", "\x1f", "\\q", "\xc0\xaf", "\xed\xa0\x80"};
+	char text[64], err[128];
+	struct json_span span;
+	size_t at, k, len;
+
+	(void)state;
+	for (at = 0; at < 40; at++) {
+		/* "aaa...a" with a valid escape, then UTF-8, at byte `at` of the string */
+		memset(text, 'a', sizeof(text));
+		text[0] = '"';
+		memcpy(text + 1 + at, "\\n\xc3\xa9", 4);
+		text[45] = '"';
+		assert_int_equal(json_scan_member(text, 46, "k", &span, err, sizeof(err)), 0);
+		for (k = 0; k < sizeof(stops) / sizeof(stops[0]); k++) {
+			memset(text, 'a', sizeof(text));
+			text[0] = '"';
+			len = strlen(stops[k]);
+			memcpy(text + 1 + at, stops[k], len);
+			text[45] = '"';
+			assert_int_equal(json_scan_member(text, 46, "k", &span, err, sizeof(err)),
+			                 -1);
+		}
+		/* an early closing quote leaves text after the value */
+		memset(text, 'a', sizeof(text));
+		text[0] = '"';
+		text[1 + at] = '"';
+		text[45] = '"';
+		assert_int_equal(json_scan_member(text, 46, "k", &span, err, sizeof(err)), -1);
+		assert_non_null(strstr(err, "text after the end of the value"));
+		/* no closing quote at all, the string ending at any length */
+		memset(text, 'a', sizeof(text));
+		text[0] = '"';
+		assert_int_equal(json_scan_member(text, 1 + at, "k", &span, err, sizeof(err)), -1);
+		assert_non_null(strstr(err, "unterminated string"));
+	}
+}
+
 int
 main(void)
 {
@@ -158,6 +202,7 @@ main(void)
 	    cmocka_unit_test(test_rejects_invalid_json),
 	    cmocka_unit_test(test_depth_is_bounded),
 	    cmocka_unit_test(test_error_names_the_place),
+	    cmocka_unit_test(test_long_strings_checked_at_every_offset),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
