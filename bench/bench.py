@@ -29,7 +29,8 @@ Environment knobs (defaults in brackets): BENCH_SECS [4], BENCH_REPS [5], BENCH_
 BENCH_CONNECTIONS [32], BENCH_THREADS [2], BENCH_BIG [100000], BENCH_STARTS [7],
 BENCH_NGINX_WORKERS [2], BENCH_DEADLINE_S [1500].
 BENCH_ONLY: comma-separated workload keys to run alone (get10, get10info, caller10, caller10mtls,
-post10, get1k, caller1k, get10k, caller10k, post10k, get100k, caller100k, startup, images;
+post10, get10xray, caller10xray, get1k, caller1k, get10k, caller10k, post10k, get100k, caller100k,
+startup, images;
 caller10mtls brings caller10, its baseline); the table is printed and BENCH.md left unchanged
 (BENCH_PARTIAL_OUT=DIR writes that partial BENCH.md and its PNG into DIR). E.g. a short check of
 the mTLS row:
@@ -73,7 +74,8 @@ NGINX_WORKERS = env_int("BENCH_NGINX_WORKERS", 2)
 DEADLINE_S = env_int("BENCH_DEADLINE_S", 1500)
 PARTIAL_OUT = os.environ.get("BENCH_PARTIAL_OUT", "")
 ONLY = set(filter(None, (k.strip() for k in os.environ.get("BENCH_ONLY", "").split(","))))
-WORKLOADS = {"get10", "get10info", "caller10", "caller10mtls", "post10", "get1k", "caller1k",
+WORKLOADS = {"get10", "get10info", "caller10", "caller10mtls", "post10", "get10xray",
+             "caller10xray", "get1k", "caller1k",
              "get10k", "caller10k", "post10k", "get100k", "caller100k", "startup", "images"}
 MID = 10000
 SMALL = 10
@@ -520,6 +522,7 @@ class Bench:
         self.odd = []       # things worth a look
         self.failed = []    # things that failed to run
         self.bodies = {}
+        self.xray_counts = {}  # traced daemon -> (segments sent, dropped) in the tracing rows
         self.wrklog = os.path.join(self.tmp, "wrk.log")
 
     # -- workloads --------------------------------------------------------------------------
@@ -563,6 +566,7 @@ class Bench:
             other["overhead"] = statistics.median(per_round)
             other["overhead_rounds"] = per_round
             other["overhead_what"] = also[4]
+            other["overhead_max"] = also[5] if len(also) > 5 else None
             log("  %s: %.2f of the req/s of %s" % (other["label"], 1 - other["overhead"],
                                                    base["label"]))
         if proxy:
@@ -633,7 +637,7 @@ class Bench:
             other = curl(also[2].url + path)
             if len(other) != len(body):  # same objects; the order may differ (parallel fill)
                 raise BenchError("%s and %s answer different sizes" % (label, also[1]))
-            also = (also[0], also[1], also[2].url + path, also[3], also[4])
+            also = (also[0], also[1], also[2].url + path) + tuple(also[3:])
         nurl = self.nginx.put(key + ".json", body)
         return self.workload(key, label, d.url + path, nurl, len(body), ratio_target, p99_target,
                              note=note, also=also, proxy=proxy)
@@ -728,6 +732,50 @@ class Bench:
                                P99_FACTOR)
         c.stop()
         r.stop()
+
+    def phase_tracing(self):
+        """X-Ray tracing with every request sampled, next to the same daemons untraced, measured
+        in the same rounds. The segments go to a UDP socket that is bound and never read: each
+        send costs what it costs with the X-Ray daemon listening, and no reader takes CPU from
+        the daemons (the kernel drops what overflows the socket's buffer)."""
+        if not want("get10xray", "caller10xray"):
+            return
+        sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sink.bind(("127.0.0.1", 0))
+        xray = {"XRAY_TRACING": "1", "XRAY_SAMPLING_RATE": "1",
+                "AWS_XRAY_DAEMON_ADDRESS": "127.0.0.1:%d" % sink.getsockname()[1]}
+        note = "XRAY_SAMPLING_RATE=1; segments to a bound UDP socket nobody reads"
+        r, c = self.pair(SMALL, "10-xoff")
+        rt = Daemon(self.procs, self.tmp, self.bindir, "responder", "responder-10-xray",
+                    extra_env=xray)
+        ct = Daemon(self.procs, self.tmp, self.bindir, "caller", "caller-10-xray",
+                    extra_env=dict(xray, RESPONDER_URL=rt.url))
+        self.fill_pair(r, c, SMALL)
+        self.fill_pair(rt, ct, SMALL)
+        if want("get10xray"):
+            self.get_workload(
+                "get10xoff", "responder GET /data, 10 objects, X-Ray off (the next row's baseline)",
+                r, "/data", None, None,
+                also=("get10xray", "responder GET /data, 10 objects, X-Ray on, every request "
+                      "sampled", rt, note, "one segment a request", 0.10))
+        if want("caller10xray"):
+            self.get_workload(
+                "caller10xoff", "caller GET /, 10 + 10 objects, X-Ray off (the next row's "
+                "baseline)", c, "/", None, None,
+                also=("caller10xray", "caller GET /, 10 + 10 objects, X-Ray on in both daemons, "
+                      "every request sampled", ct, note, "two segments a request", 0.10))
+        for d, name in ((rt, "responder"), (ct, "caller")):
+            text = curl(d.url + "/metrics").decode()
+            sent = re.search(r"^xray_segments_sent_total (\d+)", text, re.M)
+            dropped = sum(int(x) for x in re.findall(r"^xray_segments_dropped_total\S* (\d+)",
+                                                      text, re.M))
+            if sent is None or int(sent.group(1)) == 0:
+                raise BenchError("the traced %s sent no X-Ray segment" % name)
+            log("  traced %s: %s segments sent, %d dropped" % (name, sent.group(1), dropped))
+            self.xray_counts[name] = (int(sent.group(1)), dropped)
+        for d in (ct, rt, c, r):
+            d.stop()
+        sink.close()
 
     def phase_1k(self):
         """The scale curve's second point: 1,000 objects in each store."""
@@ -940,6 +988,10 @@ class Bench:
                     1 - r["overhead"], r["overhead_what"], r["overhead"] * 100)]
             result = ("pass" if ok else "FAIL (%s)" % ", ".join(why)) if r["ratio_target"] is not None \
                 or r["p99_target"] is not None else "-"
+            if r.get("overhead_max") is not None:
+                tgt = [">= %.2f of the row above in the same rounds (%s costs %.0f%% of req/s)" % (
+                    1 - r["overhead_max"], r["overhead_what"], r["overhead"] * 100)]
+                result = "pass" if r["overhead"] <= r["overhead_max"] else "FAIL (cost)"
             if not tgt:
                 tgt = ["report only"]
             anchor = ("nginx two-hop proxy" if r["anchor"] == "proxy"
@@ -1116,6 +1168,12 @@ class Bench:
                   "Headers differ: the daemons send Date, Content-Type, X-Request-Id and "
                   "Content-Length; nginx sends Server, Date, Content-Type, Content-Length, "
                   "Last-Modified, Connection and Accept-Ranges.")
+        if self.xray_counts:
+            md.append("")
+            md.append("X-Ray rows: the traced daemons sent every segment (their /metrics after "
+                      "the rows): " + ", ".join(
+                          "%s %s sent, %d dropped" % (k, "{:,}".format(v[0]), v[1])
+                          for k, v in self.xray_counts.items()) + ".")
         md.append("")
         md.append("Per round (req/s, p50 / p99 in ms), daemon then nginx:")
         md.append("")
@@ -1224,6 +1282,7 @@ def main():
         b.nginx = Nginx(b.procs, b.tmp)
         b.proxy = Nginx(b.procs, b.tmp, "nginx-proxy", "nginx-proxy.conf.in", b.nginx.port)
         b.phase_small()
+        b.phase_tracing()
         b.phase_1k()
         b.phase_mid()
         b.phase_big()

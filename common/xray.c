@@ -24,13 +24,12 @@ enum drop_reason {
 	DROP_SOCKET_BUFFER_FULL, /* the socket's send buffer was full: sending would block */
 	DROP_REFUSED,            /* a datagram found no listener (ICMP port unreachable) */
 	DROP_TOO_LARGE,          /* over XRAY_SEGMENT_MAX_BYTES even split and trimmed */
-	DROP_NO_MEMORY,
 	DROP_SEND_ERROR, /* any other error from send() */
 	DROP_REASONS,
 };
 
 static const char *const drop_label[DROP_REASONS] = {
-    "socket_buffer_full", "refused", "too_large", "no_memory", "send_error",
+    "socket_buffer_full", "refused", "too_large", "send_error",
 };
 
 struct xray {
@@ -306,28 +305,22 @@ send_datagram(struct xray *x, const char *data, size_t len)
 void
 xray_record(struct xray *x, struct xray_request *r)
 {
-	char *docs[2];
-	size_t lens[2], count = 0, i;
+	/* On the stack: only the bytes written are touched, and nothing is allocated. */
+	char out[2 * XRAY_DATAGRAM_LIMIT];
+	struct xray_datagram dg[2];
+	size_t count = 0, i;
 	unsigned int how = 0;
 
 	r->name = x->cfg.name;
 	r->origin = x->origin;
-	switch (xray_documents(r, x->cfg.segment_max_bytes, docs, lens, &count, &how)) {
-	case XRAY_DOCUMENTS_OK:
-		break;
-	case XRAY_DOCUMENTS_TOO_LARGE:
+	if (xray_documents(r, x->cfg.segment_max_bytes, out, dg, &count, &how) != XRAY_DOCUMENTS_OK) {
 		drop(x, DROP_TOO_LARGE);
-		return;
-	case XRAY_DOCUMENTS_NO_MEMORY:
-		drop(x, DROP_NO_MEMORY);
 		return;
 	}
 	if (how & XRAY_SPLIT)
 		atomic_fetch_add_explicit(&x->split, 1, memory_order_relaxed);
 	if (how & XRAY_TRIMMED)
 		atomic_fetch_add_explicit(&x->trimmed, 1, memory_order_relaxed);
-	for (i = 0; i < count; i++) {
-		send_datagram(x, docs[i], lens[i]);
-		free(docs[i]);
-	}
+	for (i = 0; i < count; i++)
+		send_datagram(x, dg[i].data, dg[i].len);
 }

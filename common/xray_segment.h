@@ -18,6 +18,9 @@
 /* Longest string field once trimmed (URL, user agent, error message), in bytes. */
 #define XRAY_TRIMMED_STRING_MAX 256
 
+/* The largest XRAY_SEGMENT_MAX_BYTES: one UDP datagram over IPv4 holds 65,507 bytes. */
+#define XRAY_DATAGRAM_LIMIT 65000
+
 /* One request a daemon served, as its segment records it; every pointer borrowed. */
 struct xray_request {
 	const char *name;              /* the segment's name: the service */
@@ -44,18 +47,25 @@ enum xray_shape {
 };
 
 enum xray_documents_result {
-	XRAY_DOCUMENTS_OK,        /* *count documents, each with the header, at most max bytes */
+	XRAY_DOCUMENTS_OK,        /* *count datagrams, each with the header, at most max bytes */
 	XRAY_DOCUMENTS_TOO_LARGE, /* even split and trimmed, a document exceeds max */
-	XRAY_DOCUMENTS_NO_MEMORY,
+};
+
+/* One datagram: the daemon's header and one document; data borrowed from xray_documents' out. */
+struct xray_datagram {
+	const char *data;
+	size_t len;
 };
 
 /*
- * Writes the datagrams for r: one (the segment with its subsegment), or two
- * when that exceeds max bytes (the segment, then the subsegment on its own).
- * Each of docs[0..*count) starts with XRAY_DAEMON_HEADER, is lens[i] bytes
- * and is owned by the caller (free()); nothing is left to free on failure.
+ * Writes the datagrams for r into out (room for 2 * max bytes, the caller's):
+ * one (the segment with its subsegment), or two when that exceeds max bytes
+ * (the segment, then the subsegment on its own). dg[0..*count) point into out.
+ * The JSON is written directly, not built and dumped: a segment per request
+ * must cost no allocation.
  */
-enum xray_documents_result xray_documents(const struct xray_request *r, size_t max, char *docs[2],
-                                          size_t lens[2], size_t *count, unsigned int *how);
+enum xray_documents_result xray_documents(const struct xray_request *r, size_t max, char *out,
+                                          struct xray_datagram dg[2], size_t *count,
+                                          unsigned int *how);
 
 #endif

@@ -2,7 +2,6 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -50,10 +49,15 @@ fixture_init(struct fixture *f)
 	f->r.call = &f->call;
 }
 
-/* Checks the header of doc and parses what follows it; caller json_decref()s. */
+/* Room for the datagrams of one request at the largest limit. */
+static char out[2 * XRAY_DATAGRAM_LIMIT];
+
+/* Checks the header of a datagram and parses what follows it; caller json_decref()s. */
 static json_t *
-parse(const char *doc, size_t len)
+parse_datagram(const struct xray_datagram *d)
 {
+	const char *doc = d->data;
+	size_t len = d->len;
 	json_error_t err;
 	json_t *j;
 
@@ -68,23 +72,25 @@ static void
 test_whole_segment_with_subsegment(void **state)
 {
 	struct fixture f;
-	char *docs[2];
-	size_t lens[2], count;
+	struct xray_datagram dg[2];
+	size_t count;
 	unsigned int how;
 	json_t *j, *sub;
 
 	(void)state;
 	fixture_init(&f);
-	assert_int_equal(xray_documents(&f.r, 64000, docs, lens, &count, &how), XRAY_DOCUMENTS_OK);
+	assert_int_equal(xray_documents(&f.r, 64000, out, dg, &count, &how), XRAY_DOCUMENTS_OK);
 	assert_int_equal(count, 1);
 	assert_int_equal(how, 0);
-	j = parse(docs[0], lens[0]);
+	j = parse_datagram(&dg[0]);
 	assert_string_equal(json_string_value(json_object_get(j, "trace_id")),
 	                    "1-5759e988-bd862e3fe1be46a994272793");
 	assert_string_equal(json_string_value(json_object_get(j, "id")), f.trace.span_id);
 	assert_string_equal(json_string_value(json_object_get(j, "parent_id")), "53995c3f42cd8ad8");
 	assert_true(json_real_value(json_object_get(j, "start_time")) == 1764500000.125);
 	assert_true(json_real_value(json_object_get(j, "end_time")) == 1764500000.75);
+	assert_memory_equal(strstr(dg[0].data, "\"start_time\":"), "\"start_time\":1764500000.125000,",
+	                    31);
 	assert_null(json_object_get(j, "fault"));
 	sub = json_array_get(json_object_get(j, "subsegments"), 0);
 	assert_string_equal(json_string_value(json_object_get(sub, "id")), "0123456789abcdef");
@@ -94,15 +100,14 @@ test_whole_segment_with_subsegment(void **state)
 	                     json_object_get(json_object_get(sub, "http"), "response"), "status")),
 	                 200);
 	json_decref(j);
-	free(docs[0]);
 }
 
 static void
 test_failed_call_is_a_fault_with_its_cause(void **state)
 {
 	struct fixture f;
-	char *docs[2];
-	size_t lens[2], count;
+	struct xray_datagram dg[2];
+	size_t count;
 	unsigned int how;
 	json_t *j, *sub, *ex;
 
@@ -111,8 +116,8 @@ test_failed_call_is_a_fault_with_its_cause(void **state)
 	f.call.status = 0;
 	f.call.attempts = 2;
 	strcpy(f.call.error, "Couldn't connect to server");
-	assert_int_equal(xray_documents(&f.r, 64000, docs, lens, &count, &how), XRAY_DOCUMENTS_OK);
-	j = parse(docs[0], lens[0]);
+	assert_int_equal(xray_documents(&f.r, 64000, out, dg, &count, &how), XRAY_DOCUMENTS_OK);
+	j = parse_datagram(&dg[0]);
 	sub = json_array_get(json_object_get(j, "subsegments"), 0);
 	assert_true(json_is_true(json_object_get(sub, "fault")));
 	assert_null(json_object_get(json_object_get(sub, "http"), "response"));
@@ -123,7 +128,6 @@ test_failed_call_is_a_fault_with_its_cause(void **state)
 	                    "Couldn't connect to server");
 	assert_int_equal(strlen(json_string_value(json_object_get(ex, "id"))), 16);
 	json_decref(j);
-	free(docs[0]);
 }
 
 static void
@@ -134,8 +138,8 @@ test_status_flags(void **state)
 		int error, throttle, fault;
 	} cases[] = {{200, 0, 0, 0}, {404, 1, 0, 0}, {429, 1, 1, 0}, {503, 0, 0, 1}};
 	struct fixture f;
-	char *docs[2];
-	size_t lens[2], count, i;
+	struct xray_datagram dg[2];
+	size_t count, i;
 	unsigned int how;
 	json_t *j;
 
@@ -144,15 +148,14 @@ test_status_flags(void **state)
 		fixture_init(&f);
 		f.r.call = NULL;
 		f.r.status = cases[i].status;
-		assert_int_equal(xray_documents(&f.r, 64000, docs, lens, &count, &how),
+		assert_int_equal(xray_documents(&f.r, 64000, out, dg, &count, &how),
 		                 XRAY_DOCUMENTS_OK);
-		j = parse(docs[0], lens[0]);
+		j = parse_datagram(&dg[0]);
 		assert_int_equal(json_is_true(json_object_get(j, "error")), cases[i].error);
 		assert_int_equal(json_is_true(json_object_get(j, "throttle")), cases[i].throttle);
 		assert_int_equal(json_is_true(json_object_get(j, "fault")), cases[i].fault);
 		assert_null(json_object_get(j, "subsegments"));
 		json_decref(j);
-		free(docs[0]);
 	}
 }
 
@@ -160,41 +163,39 @@ static void
 test_split_then_trim_then_refuse(void **state)
 {
 	struct fixture f;
-	char *docs[2], long_agent[3000];
-	size_t lens[2], count, whole;
+	struct xray_datagram dg[2];
+	char long_agent[3000];
+	size_t count, whole;
 	unsigned int how;
 	json_t *j;
 
 	(void)state;
 	fixture_init(&f);
-	assert_int_equal(xray_documents(&f.r, 64000, docs, lens, &count, &how), XRAY_DOCUMENTS_OK);
-	whole = lens[0];
-	free(docs[0]);
+	assert_int_equal(xray_documents(&f.r, 64000, out, dg, &count, &how), XRAY_DOCUMENTS_OK);
+	whole = dg[0].len;
 	/* One byte short of the whole document: the subsegment goes on its own. */
-	assert_int_equal(xray_documents(&f.r, whole - 1, docs, lens, &count, &how),
+	assert_int_equal(xray_documents(&f.r, whole - 1, out, dg, &count, &how),
 	                 XRAY_DOCUMENTS_OK);
 	assert_int_equal(count, 2);
 	assert_int_equal(how, XRAY_SPLIT);
-	assert_true(lens[0] < whole && lens[1] < whole);
-	j = parse(docs[1], lens[1]);
+	assert_true(dg[0].len < whole && dg[1].len < whole);
+	j = parse_datagram(&dg[1]);
 	assert_string_equal(json_string_value(json_object_get(j, "type")), "subsegment");
 	assert_string_equal(json_string_value(json_object_get(j, "parent_id")), f.trace.span_id);
 	assert_string_equal(json_string_value(json_object_get(j, "trace_id")),
 	                    "1-5759e988-bd862e3fe1be46a994272793");
 	json_decref(j);
-	j = parse(docs[0], lens[0]);
+	j = parse_datagram(&dg[0]);
 	assert_null(json_object_get(j, "subsegments"));
 	json_decref(j);
-	free(docs[0]);
-	free(docs[1]);
 	/* A long user agent (bytes outside ASCII too) is cut to fit. */
 	memset(long_agent, 'a', sizeof(long_agent) - 1);
 	long_agent[sizeof(long_agent) - 1] = '\0';
 	long_agent[10] = (char)0xff;
 	f.r.user_agent = long_agent;
-	assert_int_equal(xray_documents(&f.r, 1200, docs, lens, &count, &how), XRAY_DOCUMENTS_OK);
+	assert_int_equal(xray_documents(&f.r, 1200, out, dg, &count, &how), XRAY_DOCUMENTS_OK);
 	assert_int_equal(how, XRAY_SPLIT | XRAY_TRIMMED);
-	j = parse(docs[0], lens[0]);
+	j = parse_datagram(&dg[0]);
 	assert_int_equal(
 	    strlen(json_string_value(json_object_get(
 	        json_object_get(json_object_get(j, "http"), "request"), "user_agent"))),
@@ -203,12 +204,10 @@ test_split_then_trim_then_refuse(void **state)
 	    json_string_value(json_object_get(
 	        json_object_get(json_object_get(j, "http"), "request"), "user_agent"))[10],
 	    '?');
-	assert_true(lens[0] <= 1200 && lens[1] <= 1200);
+	assert_true(dg[0].len <= 1200 && dg[1].len <= 1200);
 	json_decref(j);
-	free(docs[0]);
-	free(docs[1]);
 	/* Too small for even the trimmed segment: nothing. */
-	assert_int_equal(xray_documents(&f.r, 300, docs, lens, &count, &how),
+	assert_int_equal(xray_documents(&f.r, 300, out, dg, &count, &how),
 	                 XRAY_DOCUMENTS_TOO_LARGE);
 	assert_int_equal(count, 0);
 }
