@@ -29,6 +29,10 @@ deploy/deploy.sh [options]: create or update everything (docs/deploy-aws.md).
                          missing (default: $SCD_MTLS_DIR, else ~/.scdemo/PREFIX/mtls)
   --app-version V        APP_VERSION of both daemons, sent in their X-App-Version header
                          (default: $SCD_APP_VERSION or "1")
+  --tracing              AWS X-Ray tracing: an X-Ray daemon sidecar in both task definitions,
+                         XRAY_TRACING=1 for the daemons, and xray:PutTraceSegments and
+                         xray:PutTelemetryRecords for the task role (default: $SCD_TRACING, 0 or 1;
+                         docs/tracing.md). A deploy without it turns tracing off again
   --no-smoke-test        do not run the curl flow after deploying
   --dry-run              print every AWS and Docker call that would be made, make none
   -h, --help             this text
@@ -36,6 +40,7 @@ deploy/deploy.sh [options]: create or update everything (docs/deploy-aws.md).
 deploy/deploy.sh rollout --version V: roll out a new responder version (a new task definition
 revision with APP_VERSION=V, same image) with an ECS deployment strategy, wait for it, and say
 where to watch the split (docs/traffic-shifting.md). Exits 3 when ECS rolled the deployment back.
+The new revision keeps the X-Ray daemon sidecar when the running one has it (deploy.sh --tracing).
 
   --version V                  the new APP_VERSION (1-32 characters of A-Z a-z 0-9 . _ -)
   --strategy S                 rolling, canary or linear (default: canary)
@@ -64,6 +69,7 @@ FAULT_ERROR_RATE=${SCD_FAULT_ERROR_RATE:-0}
 MTLS=${MTLS:-0}
 MTLS_DIR=${SCD_MTLS_DIR:-}
 APP_VERSION=${SCD_APP_VERSION:-1}
+TRACING=${SCD_TRACING:-0}
 REGION=${AWS_REGION:-${AWS_DEFAULT_REGION:-}}
 PREFIX=${SCD_PREFIX:-scdemo}
 # deploy.sh rollout: its options, empty until given ("" means the strategy's default).
@@ -91,7 +97,7 @@ fi
 while [[ $# -gt 0 ]]; do
 	case $1 in
 	--allowed-cidr | --subnets | --tls | --tls-kms-key | --mtls-dir | --app-version) DEPLOY_ONLY_GIVEN="$DEPLOY_ONLY_GIVEN $1" ;;
-	--no-smoke-test | --emf | --mtls) DEPLOY_ONLY_GIVEN="$DEPLOY_ONLY_GIVEN $1" ;;
+	--no-smoke-test | --emf | --mtls | --tracing) DEPLOY_ONLY_GIVEN="$DEPLOY_ONLY_GIVEN $1" ;;
 	--version | --strategy | --canary-percent | --canary-bake-min | --linear-step-percent | --linear-step-bake-min | --bake-min | --rollback-alarm)
 		ROLLOUT_ONLY_GIVEN="$ROLLOUT_ONLY_GIVEN $1" ;;
 	esac
@@ -106,6 +112,7 @@ while [[ $# -gt 0 ]]; do
 	--emf) METRICS_EMF=1; shift ;;
 	--fault-error-rate) need_value "$@"; FAULT_ERROR_RATE=$2; shift 2 ;;
 	--mtls) MTLS=1; shift ;;
+	--tracing) TRACING=1; shift ;;
 	--mtls-dir) need_value "$@"; MTLS_DIR=$2; shift 2 ;;
 	--app-version) need_value "$@"; APP_VERSION=$2; shift 2 ;;
 	--version) need_value "$@"; ROLLOUT_VERSION=$2; shift 2 ;;
@@ -152,6 +159,7 @@ preflight() {
 		die "--tls-kms-key only makes sense with --tls"
 	fi
 	[[ $MTLS =~ ^[01]$ ]] || die "MTLS=$MTLS: expected 0 or 1"
+	[[ $TRACING =~ ^[01]$ ]] || die "SCD_TRACING=$TRACING: expected 0 or 1"
 	if ((MTLS)); then
 		MTLS_DIR=${MTLS_DIR:-${HOME:?}/.scdemo/$PREFIX/mtls}
 		[[ -f $SCD_ROOT/scripts/gen-certs.sh ]] || die "$SCD_ROOT/scripts/gen-certs.sh not found: MTLS=1 makes its certificates with it"
@@ -541,6 +549,67 @@ ensure_mtls() {
 	ensure_mtls_policy
 }
 
+# ---------------------------------------------------------------- X-Ray tracing (--tracing)
+
+# The X-Ray daemon sidecar uploads the daemons' segments with the task role's credentials. It
+# needs xray:PutTraceSegments and xray:PutTelemetryRecords, which have no resource-level
+# permissions (Resource "*"; docs/tracing-facts.md). They are a second inline policy of the task
+# role, there only while tracing is on.
+# Where the daemons send their segments: the sidecar, in the task's network namespace (awsvpc).
+XRAY_DAEMON_ADDRESS=127.0.0.1:2000
+XRAY_POLICY_WANT="1"$'\t'"xray:PutTraceSegments,xray:PutTelemetryRecords"$'\t'"*"
+
+# ensure_xray_policy: the task role's inline policy POLICY_XRAY, written when missing or different.
+ensure_xray_policy() {
+	local doc="$WORK_DIR/$POLICY_XRAY.json" current
+	render "$SCD_DEPLOY_DIR/iam/xray-policy.json" "$doc"
+	if current=$(aws_lookup 'NoSuchEntity' iam get-role-policy --role-name "$ROLE_TASK" --policy-name "$POLICY_XRAY" \
+		--query "[length(PolicyDocument.Statement), join(',', to_array(PolicyDocument.Statement[0].Action)), join(',', to_array(PolicyDocument.Statement[0].Resource))]" \
+		--output text) && [[ $current == "$XRAY_POLICY_WANT" ]]; then
+		log "inline policy $POLICY_XRAY of $ROLE_TASK is up to date"
+		return 0
+	fi
+	aws_write iam put-role-policy --role-name "$ROLE_TASK" --policy-name "$POLICY_XRAY" --policy-document "file://$doc"
+	IAM_CHANGED=1
+}
+
+# remove_xray_policy: tracing is off; a policy left by an earlier deploy with --tracing goes, once
+# the services run task definitions without the sidecar.
+remove_xray_policy() {
+	aws_lookup 'NoSuchEntity' iam get-role-policy --role-name "$ROLE_TASK" --policy-name "$POLICY_XRAY" \
+		--query PolicyName --output text >/dev/null || return 0
+	log "tracing is off: removing the inline policy $POLICY_XRAY of $ROLE_TASK"
+	aws_write iam delete-role-policy --role-name "$ROLE_TASK" --policy-name "$POLICY_XRAY"
+}
+
+# insert_tracing FILE LOG_GROUP: add the X-Ray daemon (task-definitions/xray-daemon.json, its logs
+# in LOG_GROUP) as the last container of the rendered task definition, and XRAY_TRACING=1 and
+# AWS_XRAY_DAEMON_ADDRESS to the first container's (the daemon's) environment. Works on the
+# repository's templates: members of a container at six spaces, containers at four.
+insert_tracing() {
+	local file=$1 frag="$WORK_DIR/xray-daemon.json"
+	render "$SCD_ROOT/task-definitions/xray-daemon.json" "$frag" "REGION=$REGION" "LOG_GROUP=$2"
+	XRAY_FRAGMENT=$(sed -e 's/^/    /' "$frag") XRAY_ENV="$XRAY_DAEMON_ADDRESS" awk '
+		{ line[NR] = $0 }
+		END {
+			for (i = 1; i <= NR; i++) {
+				if (!in_list && line[i] ~ /^  "containerDefinitions": \[[[:space:]]*$/) in_list = 1
+				else if (in_list == 1 && line[i] ~ /^  \],?[[:space:]]*$/) { last = i; in_list = 2 }
+				if (in_list == 1 && !env && line[i] ~ /^      "environment": \[[[:space:]]*$/) env = i
+			}
+			if (!env || !last || line[last - 1] !~ /^    \}[[:space:]]*$/) exit 3
+			for (i = 1; i <= NR; i++) {
+				if (i == last - 1) { print line[i] ","; print ENVIRON["XRAY_FRAGMENT"]; continue }
+				print line[i]
+				if (i == env) {
+					print "        { \"name\": \"XRAY_TRACING\", \"value\": \"1\" },"
+					print "        { \"name\": \"AWS_XRAY_DAEMON_ADDRESS\", \"value\": \"" ENVIRON["XRAY_ENV"] "\" },"
+				}
+			}
+		}' "$file" >"$file.xray" || die "could not add the X-Ray daemon to $file"
+	mv "$file.xray" "$file"
+}
+
 # ---------------------------------------------------------------- Cloud Map and cluster
 
 ensure_namespace() {
@@ -653,8 +722,10 @@ register_task_definition() {
 		"METRICS_EMF=$METRICS_EMF" "FAULT_ERROR_RATE=$FAULT_ERROR_RATE" "APP_VERSION=$APP_VERSION" "CALLER_SECRET_ARN=$CALLER_SECRET_ARN"
 		"RESPONDER_SECRET_ARN=$RESPONDER_SECRET_ARN" "MTLS_CERTS_SHA256=$MTLS_CERTS_SHA256")
 	render "$template" "$out" "${vars[@]}" "SPEC_SHA256=0"
+	((TRACING)) && insert_tracing "$out" "$log_group"
 	hash=$(sha256_file "$out")
 	render "$template" "$out" "${vars[@]}" "SPEC_SHA256=$hash"
+	((TRACING)) && insert_tracing "$out" "$log_group"
 	if found=$(aws_lookup 'ClientException|Unable to describe task definition' ecs describe-task-definition \
 		--task-definition "$family" --include TAGS \
 		--query "[taskDefinition.taskDefinitionArn, tags[?key=='SpecSha256'].value | [0]]" --output text); then
@@ -1132,19 +1203,24 @@ rollout_main() {
 		die "no active service $SERVICE_RESPONDER in cluster $CLUSTER ($REGION): run deploy/deploy.sh first"
 	fi
 
-	# The new revision is the current one's image and EMF setting with the new APP_VERSION
-	# (and FAULT_ERROR_RATE), rendered from the same template as deploy.sh's.
-	IFS=$'\t' read -r image METRICS_EMF app_protocol < <(aws_read ecs describe-task-definition --task-definition "$current_td" \
-		--query "taskDefinition.containerDefinitions[0].[image, environment[?name=='METRICS_EMF'].value | [0], portMappings[0].appProtocol]" \
+	# The new revision is the current one's image, EMF and tracing settings with the new
+	# APP_VERSION (and FAULT_ERROR_RATE), rendered from the same templates as deploy.sh's: a
+	# deployment made with --tracing keeps its X-Ray daemon sidecar (XRAY_TRACING=1 is how the
+	# running revision says so).
+	IFS=$'\t' read -r image METRICS_EMF app_protocol TRACING < <(aws_read ecs describe-task-definition --task-definition "$current_td" \
+		--query "taskDefinition.containerDefinitions[0].[image, environment[?name=='METRICS_EMF'].value | [0], portMappings[0].appProtocol, environment[?name=='XRAY_TRACING'].value | [0]]" \
 		--output text)
 	if ((DRY_RUN)); then
 		image="<image-of-the-current-revision>"
 		METRICS_EMF=0
 		app_protocol=http
+		TRACING=0
 	fi
 	[[ $app_protocol == http ]] ||
 		die "$SERVICE_RESPONDER runs the mutual TLS variant (no appProtocol): rollout shifts HTTP traffic and handles the plain deployment only"
 	[[ $METRICS_EMF =~ ^[01]$ ]] || METRICS_EMF=0
+	[[ $TRACING == 1 ]] || TRACING=0
+	((TRACING)) && log "$SERVICE_RESPONDER runs with X-Ray tracing (XRAY_TRACING=1): the new revision keeps the X-Ray daemon sidecar"
 	APP_VERSION=$ROLLOUT_VERSION
 	TASK_ROLE_ARN="arn:aws:iam::$ACCOUNT_ID:role/$ROLE_TASK"
 	EXECUTION_ROLE_ARN="arn:aws:iam::$ACCOUNT_ID:role/$ROLE_EXECUTION"
@@ -1225,6 +1301,7 @@ main() {
 		TLS_ROLE_ARN=$ROLE_ARN
 	fi
 	((MTLS)) && ensure_mtls
+	((TRACING)) && ensure_xray_policy
 	wait_new_roles
 
 	ensure_namespace
@@ -1250,6 +1327,7 @@ main() {
 			--query service.serviceArn --output text >/dev/null
 		wait_stable "$SERVICE_CALLER"
 	fi
+	((TRACING)) || remove_xray_policy
 
 	local caller_ip responder_ip
 	responder_ip=$(public_ip "$SERVICE_RESPONDER")

@@ -226,6 +226,8 @@ set_names() {
 	SECRET_CALLER="$PREFIX/mtls/caller"
 	SECRET_RESPONDER="$PREFIX/mtls/responder"
 	POLICY_MTLS="$PREFIX-mtls-secrets"
+	# X-Ray tracing (deploy.sh --tracing): the task role's inline policy for the X-Ray daemon sidecar.
+	POLICY_XRAY="$PREFIX-xray"
 }
 
 # wait_cloudmap_operation OPERATION_ID: poll until SUCCESS, die on FAIL.

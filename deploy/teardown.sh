@@ -221,6 +221,8 @@ delete_rollback_alarm() {
 	aws_write cloudwatch delete-alarms --alarm-names "$ALARM_ROLLBACK"
 }
 
+# delete_roles: each role deploy made, after its inline policies (PREFIX-permissions, and
+# PREFIX-mtls-secrets or PREFIX-xray when deploy ran with --mtls or --tracing) and managed ones.
 delete_roles() {
 	local name project policies p attached a
 	for name in "$ROLE_EXECUTION" "$ROLE_TASK" "$ROLE_TLS"; do

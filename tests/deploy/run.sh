@@ -826,5 +826,137 @@ check "deploy --app-version 7: APP_VERSION=7 in both task definitions" bash -c "
 rc=0; run_script deploy.sh rollout --help || rc=$?
 check "deploy.sh --help describes rollout and its options" bash -c "[[ $rc -eq 0 ]] && grep -q 'deploy/deploy.sh rollout --version V' '$OUT' && grep -q -- '--canary-percent P' '$OUT' && grep -q -- '--linear-step-bake-min M' '$OUT' && grep -q -- '--rollback-alarm' '$OUT'"
 
+# ------------------------------------------------------------------ 11. X-Ray tracing (issue #18)
+# deploy.sh --tracing: the X-Ray daemon sidecar (task-definitions/xray-daemon.json) in every task
+# definition it registers, XRAY_TRACING=1 for the daemons, the task role's inline policy
+# PREFIX-xray; a rollout keeps it; a deploy without --tracing takes it all away again; teardown
+# removes the policy with the role.
+# inputs_since N: the captured inputs after the first N (the stub numbers them in order).
+inputs_since() { { ls "$STATE/inputs" 2>/dev/null || true; } | sort | tail -n +$(($1 + 1)); }
+n_inputs() { { ls "$STATE/inputs" 2>/dev/null || true; } | wc -l; }
+# traced FILE...: each task definition input has the sidecar from task-definitions/xray-daemon.json
+# (last, as the fragment says, logging to its own task's group) and XRAY_TRACING=1 and
+# AWS_XRAY_DAEMON_ADDRESS=127.0.0.1:2000 in its first container; untraced FILE...: none of it.
+traced() { node -e '
+	const fs = require("fs"), frag = JSON.parse(fs.readFileSync(process.argv[1], "utf8"));
+	for (const f of process.argv.slice(2)) {
+	  const t = JSON.parse(fs.readFileSync(f, "utf8")), cs = t.containerDefinitions, x = cs[cs.length - 1], app = cs[0];
+	  const env = Object.fromEntries(app.environment.map((v) => [v.name, v.value]));
+	  if (x.name !== "xray-daemon" || x.image !== frag.image || x.essential !== false || JSON.stringify(x.portMappings) !== JSON.stringify(frag.portMappings)) throw new Error(f + ": no sidecar as in xray-daemon.json: " + JSON.stringify(x).slice(0, 200));
+	  if (x.logConfiguration.options["awslogs-group"] !== app.logConfiguration.options["awslogs-group"] || x.environment[0].value !== "eu-west-1") throw new Error(f + ": sidecar logs or region");
+	  if (env.XRAY_TRACING !== "1" || env.AWS_XRAY_DAEMON_ADDRESS !== "127.0.0.1:2000") throw new Error(f + ": " + app.name + " environment " + JSON.stringify(env));
+	}' "$ROOT/task-definitions/xray-daemon.json" "$@"; }
+untraced() { node -e '
+	for (const f of process.argv.slice(1)) {
+	  const t = JSON.parse(require("fs").readFileSync(f, "utf8"));
+	  if (t.containerDefinitions.some((c) => /xray/i.test(c.name) || /xray/i.test(c.image) || (c.environment || []).some((v) => /XRAY/.test(v.name)))) throw new Error(f + ": X-Ray in an untraced task definition");
+	}' "$@"; }
+# xray_policy STATE_DIR: "yes" when the task role has the inline policy scdemo-xray equal to
+# deploy/iam/xray-policy.json, "no" when it has none.
+xray_policy() { node -e '
+	const fs = require("fs"), s = JSON.parse(fs.readFileSync(process.argv[1] + "/state.json", "utf8"));
+	const r = (s.roles || {})["scdemo-task"], p = r && r.inline["scdemo-xray"];
+	if (!p) { console.log("no"); process.exit(0); }
+	console.log(JSON.stringify(p) === JSON.stringify(JSON.parse(fs.readFileSync(process.argv[2], "utf8"))) ? "yes" : "different: " + JSON.stringify(p));' "$1" "$ROOT/deploy/iam/xray-policy.json"; }
+export -f traced untraced xray_policy
+export ROOT
+
+check "without --tracing (the first deploy): no sidecar, no XRAY_ setting, no X-Ray policy, no X-Ray write" bash -c "
+	untraced '$TMP/state-after-deploy'/inputs/*register-task-definition.json && [[ \$(xray_policy '$TMP/state-after-deploy') == no ]] &&
+	! grep -E '^aws iam (put|delete)-role-policy.*xray' '$TMP/first-deploy.calls' && ! grep -qi xray '$TMP/first-deploy.out'"
+
+new_state tracing
+TRACE_INPUTS="$TMP/tracing-inputs"
+mkdir -p "$TRACE_INPUTS"
+rc=0; run_script deploy.sh --region eu-west-1 --tracing || rc=$?
+expect_ok "$rc" "deploy --tracing succeeds on the stubs"
+cp "$STATE"/inputs/*register-task-definition.json "$TRACE_INPUTS/" 2>/dev/null || true
+p_x=$(line_of '^aws iam put-role-policy --role-name scdemo-task --policy-name scdemo-xray --policy-document file://')
+t_reg=$(line_of '^aws ecs register-task-definition')
+check "--tracing: both task definitions have the X-Ray daemon sidecar, XRAY_TRACING=1 and AWS_XRAY_DAEMON_ADDRESS" bash -c "
+	[[ \$(ls '$STATE'/inputs/*register-task-definition.json | wc -l) -eq 2 ]] && traced '$STATE'/inputs/*register-task-definition.json"
+check "--tracing: the task role gets the inline policy scdemo-xray (deploy/iam/xray-policy.json) before the task definitions; the execution role nothing new" bash -c "
+	[[ -n '$p_x' && -n '$t_reg' && '$p_x' -lt '$t_reg' && \$(xray_policy '$STATE') == yes ]] &&
+	[[ \$(calls | grep -c '^aws iam put-role-policy') -eq 3 ]] && ! calls | grep -q 'put-role-policy --role-name scdemo-task-execution --policy-name scdemo-xray'"
+check "--tracing: the smoke test still passes" grep -q 'smoke test passed' "$OUT"
+
+: >"$STATE/calls.log"
+rc=0; run_script deploy.sh --region eu-west-1 --tracing --no-smoke-test || rc=$?
+muts=$(calls | grep -E "$MUTATING" || true)
+if [[ $rc -eq 0 && -z $muts ]] && grep -q 'inline policy scdemo-xray of scdemo-task is up to date' "$OUT"; then
+	pass "deploy --tracing a second time: no mutating call (policy and task definitions up to date)"
+else
+	fail "deploy --tracing idempotence (rc $rc)" "$muts"
+fi
+
+# A rollout of the traced deployment keeps tracing: it reads XRAY_TRACING from the running revision.
+mark=$(n_inputs)
+: >"$STATE/calls.log"
+rc=0; run_script deploy.sh rollout --region eu-west-1 --version 2 --strategy rolling || rc=$?
+td_in=$(inputs_since "$mark" | grep register-task-definition | sed "s|^|$STATE/inputs/|" || true)
+check "rollout of a traced deployment: the new responder revision keeps the sidecar and XRAY_TRACING=1, no IAM call" bash -c "
+	[[ $rc -eq 0 && -n '$td_in' && \$(echo '$td_in' | wc -l) -eq 1 ]] && grep -q '\"family\": \"scdemo-responder\"' '$td_in' && traced '$td_in' &&
+	[[ \$(env_of '$td_in' APP_VERSION) == 2 ]] && ! calls | grep -q '^aws iam' && grep -q 'the new revision keeps the X-Ray daemon sidecar' '$OUT'"
+[[ -z $td_in ]] || cp "$td_in" "$TRACE_INPUTS/"
+# deploy.sh's two traced task definitions and the rollout's, against the model and the sidecar
+# rules, and the negative tests on them.
+node "$HERE/validate.js" --captured "$TRACE_INPUTS" --tracing >"$TMP/captured-tracing.out" 2>&1 || true
+absorb <"$TMP/captured-tracing.out"
+grep -q '^PASS: rejects sidecar essential' "$TMP/captured-tracing.out" || fail "validator did not run its tracing negative tests"
+[[ $(grep -c '^PASS: captured .* has the X-Ray daemon sidecar' "$TMP/captured-tracing.out") -eq 3 ]] || fail "validator did not see the three traced task definitions (deploy, rollout)"
+
+# mTLS with tracing
+new_state tracing-mtls
+rc=0; EXTRA_ENV="MTLS=1" run_script deploy.sh --region eu-west-1 --tracing --no-smoke-test || rc=$?
+check "MTLS=1 --tracing: both mTLS task definitions have the sidecar (the responder's also keeps serviceconnect-hold) and their secrets" bash -c "
+	[[ $rc -eq 0 ]] && traced '$STATE'/inputs/*register-task-definition.json &&
+	grep -q '\"name\": \"serviceconnect-hold\"' \"\$(grep -l '\"family\": \"scdemo-responder\"' '$STATE'/inputs/*register-task-definition.json)\" &&
+	[[ \$(grep -l 'TLS_KEY_PEM' '$STATE'/inputs/*register-task-definition.json | wc -l) -eq 2 && \$(xray_policy '$STATE') == yes ]]"
+node "$HERE/validate.js" --captured "$STATE/inputs" --tracing >"$TMP/captured-tracing-mtls.out" 2>&1 || true
+absorb <"$TMP/captured-tracing-mtls.out"
+rc=0; run_script teardown.sh --region eu-west-1 || rc=$?
+check "MTLS=1 --tracing teardown: scdemo-xray and scdemo-mtls-secrets deleted, then the roles; nothing left" bash -c "
+	[[ $rc -eq 0 ]] && calls | grep -q '^aws iam delete-role-policy --role-name scdemo-task --policy-name scdemo-xray\$' &&
+	node -e 'const s = JSON.parse(require(\"fs\").readFileSync(\"$STATE/state.json\", \"utf8\")); process.exit(Object.keys(s.roles).length || Object.keys(s.secrets).length ? 1 : 0)'"
+
+# Tracing off again: a deploy without --tracing on the traced deployment.
+STATE="$TMP/state-tracing"
+mark=$(n_inputs)
+: >"$STATE/calls.log"
+rc=0; run_script deploy.sh --region eu-west-1 --no-smoke-test || rc=$?
+off_tds=$(inputs_since "$mark" | grep register-task-definition | sed "s|^|$STATE/inputs/|" | tr '\n' ' ' || true)
+u_last=$({ calls | grep -n '^aws ecs update-service' || true; } | tail -n 1 | cut -d: -f1)
+d_x=$(line_of '^aws iam delete-role-policy --role-name scdemo-task --policy-name scdemo-xray$')
+check "deploy without --tracing after --tracing: new revisions without the sidecar, both services updated, then the policy deleted" bash -c "
+	[[ $rc -eq 0 && \$(echo $off_tds | wc -w) -eq 2 ]] && untraced $off_tds &&
+	[[ \$(n_calls '^aws ecs update-service --cli-input-json') -eq 2 && -n '$u_last' && -n '$d_x' && '$u_last' -lt '$d_x' && \$(xray_policy '$STATE') == no ]]"
+mark=$(n_inputs)
+: >"$STATE/calls.log"
+rc=0; run_script deploy.sh rollout --region eu-west-1 --version 3 --strategy rolling || rc=$?
+td_in=$(inputs_since "$mark" | grep register-task-definition | sed "s|^|$STATE/inputs/|" || true)
+check "rollout after tracing was turned off: no sidecar in the new revision" bash -c "[[ $rc -eq 0 && -n '$td_in' ]] && untraced '$td_in' && ! grep -q 'keeps the X-Ray daemon' '$OUT'"
+: >"$STATE/calls.log"
+rc=0; run_script deploy.sh --region eu-west-1 --tracing --no-smoke-test || rc=$?
+on_again=$(xray_policy "$STATE")
+: >"$STATE/calls.log"
+rc2=0; run_script teardown.sh --region eu-west-1 || rc2=$?
+d_x=$(line_of '^aws iam delete-role-policy --role-name scdemo-task --policy-name scdemo-xray$')
+d_role=$(line_of '^aws iam delete-role --role-name scdemo-task$')
+check "--tracing on again, then teardown: the policy scdemo-xray is deleted before its role; nothing left" bash -c "
+	[[ $rc -eq 0 && $rc2 -eq 0 && $on_again == yes && -n '$d_x' && -n '$d_role' && '$d_x' -lt '$d_role' ]] &&
+	node -e 'const s = JSON.parse(require(\"fs\").readFileSync(\"$STATE/state.json\", \"utf8\")); process.exit(Object.keys(s.roles).length ? 1 : 0)'"
+
+# dry run, and what is refused
+new_state tracing-dry
+rc=0; run_script deploy.sh --region eu-west-1 --tracing --dry-run || rc=$?
+sent=$(calls | grep -v -E '^aws --version$' || true)
+check "deploy --tracing --dry-run prints the put-role-policy for scdemo-xray, sends nothing" bash -c "
+	[[ $rc -eq 0 && -z '$sent' ]] && grep -q 'DRY-RUN (write): aws --region eu-west-1 iam put-role-policy --role-name scdemo-task --policy-name scdemo-xray' '$OUT'"
+refused "--tracing is not an option of 'deploy.sh rollout'" rollout --region eu-west-1 --version 2 --tracing
+rc=0; EXTRA_ENV="SCD_TRACING=2" run_script deploy.sh --region eu-west-1 --dry-run || rc=$?
+check "SCD_TRACING=2: refused" bash -c "[[ $rc -ne 0 ]] && grep -q 'SCD_TRACING=2: expected 0 or 1' '$OUT'"
+rc=0; run_script deploy.sh --help || rc=$?
+check "deploy.sh --help describes --tracing" bash -c "[[ $rc -eq 0 ]] && grep -q -- '--tracing  .*AWS X-Ray tracing' '$OUT'"
+
 printf '%d passed, %d failed\n' "$PASSED" "$FAILED"
 [[ $FAILED -eq 0 ]]

@@ -41,6 +41,8 @@
 // Usage: node validate.js                 templates (placeholders filled with samples),
 //                                         project rules, and negative tests
 //        node validate.js --captured DIR  inputs the aws stub captured during stub runs
+//        node validate.js --captured DIR --tracing  ...every task definition with the X-Ray
+//                                         daemon sidecar (deploy.sh --tracing), and negative tests
 // Prints one "PASS: ..." or "FAIL: ..." line per check.
 const fs = require('fs');
 const path = require('path');
@@ -216,6 +218,7 @@ const SAMPLES = {
   CALLER_SECRET_ARN: 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:scdemo/mtls/caller-AbC123',
   RESPONDER_SECRET_ARN: 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:scdemo/mtls/responder-xYz789',
   MTLS_CERTS_SHA256: 'd'.repeat(64),
+  LOG_GROUP: '/ecs/scdemo/caller', // task-definitions/xray-daemon.json: the log group of the task it joins
 };
 function fill(file) {
   const text = fs.readFileSync(path.join(ROOT, file), 'utf8').replace(/\$\{([A-Za-z0-9_]+)\}/g, (m, name) => {
@@ -280,6 +283,49 @@ function strategyRules(dc) {
 }
 const updateErrors = (doc) => validateOp('UpdateService', doc).concat(strategyRules(doc.deploymentConfiguration));
 
+// ------------------------------------------------------------------ X-Ray tracing (deploy.sh --tracing)
+// deploy.sh --tracing appends task-definitions/xray-daemon.json to the containers of every task
+// definition it registers and gives the first container (the daemon) XRAY_TRACING=1 and
+// AWS_XRAY_DAEMON_ADDRESS. The rules for such a task definition: the sidecar is last, AWS's
+// public image at a pinned version, not essential, UDP 2000, logs to the task's own log group,
+// and the containers together leave the Service Connect proxy its 64 MiB and its 256 CPU units
+// less the sidecar's 32 (AWS's example value; a deliberate trade, docs/tracing.md#the-sidecar).
+const XRAY_CPU = 32;
+const XRAY_IMAGE = /^public\.ecr\.aws\/xray\/aws-xray-daemon:\d+\.\d+\.\d+$/;
+function tracingRules(t) {
+  const e = [];
+  const cs = t.containerDefinitions || [], app = cs[0] || {}, x = cs.find((c) => c.name === 'xray-daemon') || {};
+  if (cs.filter((c) => c.name === 'xray-daemon').length !== 1 || cs[cs.length - 1] !== x || app === x) e.push('the last container must be the one xray-daemon');
+  if (!XRAY_IMAGE.test(x.image || '')) e.push(`xray-daemon image ${x.image} is not public.ecr.aws/xray/aws-xray-daemon at a pinned X.Y.Z version`);
+  if (x.essential !== false) e.push('xray-daemon must be essential: false (a daemon that stops must not stop the task)');
+  if (app.essential !== true) e.push('the first container must stay essential');
+  if (JSON.stringify(x.portMappings) !== JSON.stringify([{ containerPort: 2000, protocol: 'udp' }])) e.push('xray-daemon portMappings must be exactly UDP 2000');
+  const lc = x.logConfiguration || {}, alc = app.logConfiguration || {}, o = lc.options || {};
+  if (lc.logDriver !== 'awslogs' || o['awslogs-group'] !== (alc.options || {})['awslogs-group'] || o['awslogs-region'] !== (alc.options || {})['awslogs-region'] || o['awslogs-stream-prefix'] !== 'xray') e.push('xray-daemon must log with awslogs to the first container\'s group and region, stream prefix xray');
+  if (x.readonlyRootFilesystem !== true) e.push('xray-daemon readonlyRootFilesystem must be true');
+  const xenv = Object.fromEntries((x.environment || []).map((v) => [v.name, v.value]));
+  if (!/^[a-z]{2}(-[a-z]+)+-\d+$/.test(xenv.AWS_REGION || '') || xenv.AWS_REGION !== o['awslogs-region']) e.push('xray-daemon needs AWS_REGION, the task\'s region');
+  const env = Object.fromEntries((app.environment || []).map((v) => [v.name, v.value]));
+  if (env.XRAY_TRACING !== '1') e.push(`${app.name}: XRAY_TRACING must be 1`);
+  if (env.AWS_XRAY_DAEMON_ADDRESS !== '127.0.0.1:2000') e.push(`${app.name}: AWS_XRAY_DAEMON_ADDRESS must be 127.0.0.1:2000`);
+  const cpu = cs.reduce((n, c) => n + Number(c.cpu || 0), 0), mem = cs.reduce((n, c) => n + Number(c.memoryReservation || c.memory || 0), 0);
+  if ((x.cpu || 0) > XRAY_CPU) e.push(`xray-daemon reserves ${x.cpu} CPU units, more than ${XRAY_CPU}`);
+  if (Number(t.cpu) - cpu < 256 - XRAY_CPU) e.push(`containers take ${cpu} of ${t.cpu} CPU units: less than ${256 - XRAY_CPU} left for the Service Connect proxy`);
+  if (Number(t.memory) - mem < 64) e.push(`containers reserve ${mem} of ${t.memory} MiB: less than 64 MiB left for the Service Connect proxy`);
+  return e;
+}
+// deploy/iam/xray-policy.json: the two actions the daemon calls, on "*", nothing else.
+function xrayPolicyRules(doc) {
+  const e = [];
+  if ((doc.Statement || []).length !== 1) e.push('one statement expected');
+  const st = (doc.Statement || [])[0] || {};
+  if (st.Effect !== 'Allow') e.push('Effect must be Allow');
+  if (JSON.stringify([].concat(st.Action || []).sort()) !== '["xray:PutTelemetryRecords","xray:PutTraceSegments"]') e.push(`Action must be exactly xray:PutTraceSegments and xray:PutTelemetryRecords (got ${[].concat(st.Action || [])})`);
+  if (JSON.stringify([].concat(st.Resource || [])) !== '["*"]') e.push('Resource must be "*" (the actions have no resource-level permissions)');
+  if ('Condition' in st || 'NotAction' in st || 'NotResource' in st) e.push('no Condition, NotAction or NotResource expected');
+  return e;
+}
+
 // ------------------------------------------------------------------ captured inputs mode
 // --captured DIR [--strategy-negatives]: every input the aws stub captured; update-service
 // inputs with a deployment strategy also against the documented ranges. With
@@ -299,6 +345,28 @@ if (process.argv[2] === '--captured') {
       check(`captured ${f}: ${strategy} settings within the ranges the model documents`, strategyRules(doc.deploymentConfiguration));
       byStrategy[strategy] = byStrategy[strategy] || doc;
     }
+  }
+  if (process.argv[4] === '--tracing') {
+    const tds = files.filter((f) => f.includes('register-task-definition')).map((f) => [f, JSON.parse(fs.readFileSync(path.join(dir, f), 'utf8'))]);
+    if (!tds.length) check(`captured task definitions in ${dir}`, ['none captured']);
+    for (const [f, t] of tds) check(`captured ${f} (${t.family}) has the X-Ray daemon sidecar and follows the tracing rules`, tracingRules(t));
+    const base = (tds.find(([, t]) => t.family === 'scdemo-caller') || [])[1];
+    if (base) {
+      // Each mutation of deploy.sh's own output must be rejected, by the model or by the rules, for its own reason.
+      const mut = (f) => { const x = clone(base); f(x, x.containerDefinitions[x.containerDefinitions.length - 1]); return validateOp('RegisterTaskDefinition', x).concat(tracingRules(x)); };
+      expectRejected('sidecar with protocol UDP (the enum is lower case)', mut((t, x) => { x.portMappings[0].protocol = 'UDP'; }), /portMappings\[0\]\.protocol: 'UDP' is not one of tcp, udp$|portMappings must be exactly UDP 2000$/);
+      expectRejected('sidecar on TCP 2000', mut((t, x) => { x.portMappings[0].protocol = 'tcp'; }), /portMappings must be exactly UDP 2000$/);
+      expectRejected('sidecar image :latest', mut((t, x) => { x.image = 'public.ecr.aws/xray/aws-xray-daemon:latest'; }), /is not public\.ecr\.aws\/xray\/aws-xray-daemon at a pinned X\.Y\.Z version$/);
+      expectRejected('sidecar essential', mut((t, x) => { x.essential = true; }), /must be essential: false/);
+      expectRejected('sidecar reserving 256 MiB (the proxy keeps less than 64)', mut((t, x) => { x.memoryReservation = 256; }), /less than 64 MiB left for the Service Connect proxy$/);
+      expectRejected('sidecar reserving 64 CPU units', mut((t, x) => { x.cpu = 64; }), /xray-daemon reserves 64 CPU units, more than 32$|less than 224 left for the Service Connect proxy$/);
+      expectRejected('sidecar memoryReservation as a string', mut((t, x) => { x.memoryReservation = '64'; }), /memoryReservation: expected a number, got string$/);
+      expectRejected('sidecar logging elsewhere', mut((t, x) => { x.logConfiguration.options['awslogs-group'] = '/ecs/scdemo/xray'; }), /must log with awslogs to the first container's group/);
+      expectRejected('daemon without XRAY_TRACING', mut((t) => { t.containerDefinitions[0].environment = t.containerDefinitions[0].environment.filter((v) => v.name !== 'XRAY_TRACING'); }), /XRAY_TRACING must be 1$/);
+      expectRejected('daemon sending to the wrong port', mut((t) => { t.containerDefinitions[0].environment.find((v) => v.name === 'AWS_XRAY_DAEMON_ADDRESS').value = '127.0.0.1:2001'; }), /AWS_XRAY_DAEMON_ADDRESS must be 127\.0\.0\.1:2000$/);
+      expectRejected('sidecar not last (a container after it)', mut((t) => { t.containerDefinitions.push({ name: 'extra', image: 'public.ecr.aws/docker/library/busybox:1.36', essential: false, cpu: 0, memory: 16 }); }), /the last container must be the one xray-daemon$/);
+      expectRejected('two xray-daemon containers', mut((t, x) => { t.containerDefinitions.push(clone(x)); }), /the last container must be the one xray-daemon$|less than 64 MiB left|less than 224 left/);
+    } else check('captured a traced scdemo-caller task definition', ['none']);
   }
   if (process.argv[4] === '--strategy-negatives') {
     const canary = byStrategy.CANARY, linear = byStrategy.LINEAR;
@@ -465,6 +533,23 @@ for (const f of fs.readdirSync(path.join(ROOT, 'deploy', 'iam')).sort()) {
     }
     return e;
   })());
+}
+
+// The X-Ray daemon sidecar (deploy.sh --tracing) on its own: a valid container definition, and
+// the policy for it. deploy.sh's rendered task definitions with it are checked with --captured
+// DIR --tracing (tests/deploy/run.sh).
+{
+  const x = fill('task-definitions/xray-daemon.json');
+  check('task-definitions/xray-daemon.json is a valid ContainerDefinition', validateAt('RegisterTaskDefinition', ['containerDefinitions', '0'], x));
+  const withX = clone(td.caller);
+  withX.containerDefinitions.push(x);
+  check('task-definitions/caller.json with task-definitions/xray-daemon.json appended is a valid RegisterTaskDefinitionRequest', validateOp('RegisterTaskDefinition', withX));
+  check('deploy/iam/xray-policy.json: xray:PutTraceSegments and xray:PutTelemetryRecords on "*" only', xrayPolicyRules(fill('deploy/iam/xray-policy.json')));
+  const pol = fill('deploy/iam/xray-policy.json');
+  expectRejected('X-Ray policy with xray:*', xrayPolicyRules((() => { const p = clone(pol); p.Statement[0].Action = ['xray:*']; return p; })()), /Action must be exactly/);
+  expectRejected('X-Ray policy with a third action (xray:GetSamplingRules)', xrayPolicyRules((() => { const p = clone(pol); p.Statement[0].Action.push('xray:GetSamplingRules'); return p; })()), /Action must be exactly/);
+  expectRejected('X-Ray policy with a second statement', xrayPolicyRules((() => { const p = clone(pol); p.Statement.push(clone(p.Statement[0])); return p; })()), /one statement expected$/);
+  expectRejected('xray-daemon.json with protocol "UDP"', validateAt('RegisterTaskDefinition', ['containerDefinitions', '0'], (() => { const y = clone(x); y.portMappings[0].protocol = 'UDP'; return y; })()), /protocol: 'UDP' is not one of tcp, udp$/);
 }
 
 // ------------------------------------------------------------------ the mutual TLS variant (MTLS=1)
