@@ -182,7 +182,7 @@ exchange_new(struct http_worker *w, struct MHD_Connection *c, const char *url, c
 	trace_begin(&ex->trace, MHD_lookup_connection_value(c, MHD_HEADER_KIND, "traceparent"),
 	            MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Amzn-Trace-Id"));
 	if (s->tracer != NULL)
-		xray_decide(s->tracer, &ex->trace);
+		xray_decide(s->tracer, &ex->trace, ex->path);
 	atomic_fetch_add(&s->in_flight, 1);
 	return ex;
 }

@@ -19,17 +19,24 @@
 /* The longest AWS_XRAY_DAEMON_ADDRESS host, as DNS limits names. */
 #define HOST_MAX 255
 
+/* XRAY_SAMPLING_SKIP_PATHS: at most this many paths, each at most SKIP_PATH_LEN bytes. */
+#define SKIP_PATHS_MAX 16
+#define SKIP_PATH_LEN  128
+
 /* Why a segment was not sent; the label of xray_segments_dropped_total. */
 enum drop_reason {
 	DROP_SOCKET_BUFFER_FULL, /* the socket's send buffer was full: sending would block */
 	DROP_REFUSED,            /* a datagram found no listener (ICMP port unreachable) */
 	DROP_TOO_LARGE,          /* over XRAY_SEGMENT_MAX_BYTES even split and trimmed */
-	DROP_SEND_ERROR, /* any other error from send() */
+	DROP_SEND_ERROR,         /* any other error from send() */
 	DROP_REASONS,
 };
 
 static const char *const drop_label[DROP_REASONS] = {
-    "socket_buffer_full", "refused", "too_large", "send_error",
+    "socket_buffer_full",
+    "refused",
+    "too_large",
+    "send_error",
 };
 
 struct xray {
@@ -102,6 +109,44 @@ split_address(const char *address, char host[HOST_MAX + 1], char port[8])
 	return atoi(port) >= 1 && atoi(port) <= 65535 ? 0 : -1;
 }
 
+/* 1 when list is up to SKIP_PATHS_MAX comma-separated paths, each "/" and printable ASCII. */
+static int
+skip_paths_valid(const char *list)
+{
+	size_t n, i, count = 0;
+	const char *p = list;
+
+	if (*p == '\0')
+		return 1;
+	for (;;) {
+		n = strcspn(p, ",");
+		if (n == 0 || n > SKIP_PATH_LEN || p[0] != '/' || ++count > SKIP_PATHS_MAX)
+			return 0;
+		for (i = 0; i < n; i++)
+			if (p[i] <= ' ' || p[i] >= 0x7f)
+				return 0;
+		if (p[n] == '\0')
+			return 1;
+		p += n + 1;
+	}
+}
+
+/* 1 when path is one of list's comma-separated paths. */
+static int
+path_listed(const char *list, const char *path)
+{
+	size_t n = strlen(path), m;
+	const char *p = list;
+
+	while (*p != '\0') {
+		m = strcspn(p, ",");
+		if (m == n && memcmp(p, path, n) == 0)
+			return 1;
+		p += m + (p[m] == ',');
+	}
+	return 0;
+}
+
 int
 xray_config_load(struct xray_config *c, const char *service)
 {
@@ -120,6 +165,18 @@ xray_config_load(struct xray_config *c, const char *service)
 		        "%s: AWS_XRAY_DAEMON_ADDRESS=%s is invalid: expected host:port or "
 		        "tcp:host:port udp:host:port\n",
 		        log_service_name(), c->daemon_address);
+		return -1;
+	}
+	/* Set and empty skips nothing, so this one is not read with config_string(). */
+	c->skip_paths = getenv("XRAY_SAMPLING_SKIP_PATHS");
+	if (c->skip_paths == NULL)
+		c->skip_paths = "/health,/metrics";
+	if (!skip_paths_valid(c->skip_paths)) {
+		fprintf(
+		    stderr,
+		    "%s: XRAY_SAMPLING_SKIP_PATHS=%s is invalid: expected up to %d paths such as "
+		    "/health, separated by commas, each at most %d bytes\n",
+		    log_service_name(), c->skip_paths, SKIP_PATHS_MAX, SKIP_PATH_LEN);
 		return -1;
 	}
 	c->name = config_string(name_var, service);
@@ -256,10 +313,13 @@ uniform(void)
 }
 
 void
-xray_decide(struct xray *x, struct trace *t)
+xray_decide(struct xray *x, struct trace *t, const char *path)
 {
 	if (!t->decided)
-		t->sampled = xray_sample(&x->sampler, clock_seconds(), uniform()) ? '1' : '0';
+		t->sampled = !path_listed(x->cfg.skip_paths, path) &&
+		                     xray_sample(&x->sampler, clock_seconds(), uniform())
+		                 ? '1'
+		                 : '0';
 	atomic_fetch_add_explicit(&x->decided[t->decided][t->sampled == '1'], 1,
 	                          memory_order_relaxed);
 }
@@ -313,7 +373,8 @@ xray_record(struct xray *x, struct xray_request *r)
 
 	r->name = x->cfg.name;
 	r->origin = x->origin;
-	if (xray_documents(r, x->cfg.segment_max_bytes, out, dg, &count, &how) != XRAY_DOCUMENTS_OK) {
+	if (xray_documents(r, x->cfg.segment_max_bytes, out, dg, &count, &how) !=
+	    XRAY_DOCUMENTS_OK) {
 		drop(x, DROP_TOO_LARGE);
 		return;
 	}

@@ -25,6 +25,7 @@ struct xray_config {
 	double rate;                  /* XRAY_SAMPLING_RATE */
 	const char *name;             /* AWS_XRAY_TRACING_NAME, or the service's; borrowed */
 	size_t segment_max_bytes;     /* XRAY_SEGMENT_MAX_BYTES: one datagram, header included */
+	const char *skip_paths;       /* XRAY_SAMPLING_SKIP_PATHS; borrowed from the environment */
 };
 
 struct xray;
@@ -44,10 +45,11 @@ struct xray *xray_new(const struct xray_config *c, struct metrics *registry);
 void xray_free(struct xray *x);
 
 /*
- * Settles whether the request of t is recorded: a decision that came with it
- * is kept; otherwise the sampling rule decides and t->sampled says so.
+ * Settles whether the request of t for path is recorded: a decision that came
+ * with it is kept; otherwise a path in XRAY_SAMPLING_SKIP_PATHS (health checks,
+ * metric scrapes) is not, and the sampling rule decides the rest.
  */
-void xray_decide(struct xray *x, struct trace *t);
+void xray_decide(struct xray *x, struct trace *t, const char *path);
 
 /*
  * Sends the segment of a sampled request (r's name and origin are filled in

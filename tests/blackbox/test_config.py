@@ -59,6 +59,9 @@ INVALID = [
     ("caller", "AWS_XRAY_DAEMON_ADDRESS", "tcp:127.0.0.1:2000"),
     ("responder", "AWS_XRAY_TRACING_NAME", "a;b"),
     ("caller", "AWS_XRAY_TRACING_NAME", "n" * 201),
+    ("responder", "XRAY_SAMPLING_SKIP_PATHS", "health"),
+    ("caller", "XRAY_SAMPLING_SKIP_PATHS", "/health,,/metrics"),
+    ("responder", "XRAY_SAMPLING_SKIP_PATHS", "/a b"),
 ]
 
 

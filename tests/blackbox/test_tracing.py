@@ -170,7 +170,7 @@ def test_undecided_requests_follow_the_reservoir(daemons, collector):
     assert 1 <= len(sampled) <= 2, [a.header("X-Amzn-Trace-Id") for a in answers]
     assert len(docs) == len(sampled)
     assert sorted(d["id"] for d in docs) == sorted(amzn(a).group(3) for a in sampled)
-    # Every request is counted by its decision, this /metrics one too (past the reservoir).
+    # Every request is counted by its decision, this /metrics one too (a skipped path).
     m = metrics(d.port)
     yes = metric(m, "xray_sampling_decisions_total", by="rule", sampled="true")
     no = metric(m, "xray_sampling_decisions_total", by="rule", sampled="false")
@@ -184,11 +184,11 @@ def test_fixed_rate_samples_its_share(daemons, collector):
     collector.reset()
     n = 400
     for _ in range(n):
-        http_request(d.port, "GET", "/health")
+        http_request(d.port, "GET", "/data")
     docs = collector.settle()
     # Binomial(400, 0.25): mean 100, standard deviation 8.7; this is over 4.5 of them.
     assert 60 <= len(docs) <= 140, len(docs)
-    assert all(x["http"]["request"]["url"].endswith("/health") for x in docs)
+    assert all(x["http"]["request"]["url"].endswith("/data") for x in docs)
 
 
 def test_retries_and_breaker_are_annotated(daemons, collector, fake_responder):
@@ -251,10 +251,10 @@ def test_large_documents_are_split_then_trimmed_never_broken(traced, collector):
     assert standalone[0]["trace_id"] == seg["trace_id"]
     assert metric(caller.port, "xray_segments_split_total") == 1
     # A 4 KB user agent: cut, and still valid.
-    r = http_request(caller.port, "GET", "/health", headers={"User-Agent": "u" * 4000})
+    r = http_request(caller.port, "GET", "/data", headers={"User-Agent": "u" * 4000})
     assert r.status == 200
     collector.settle()
-    seg = [s for s in collector.segments("caller") if s["http"]["request"]["url"].endswith("/health")]
+    seg = [s for s in collector.segments("caller") if s["http"]["request"]["url"].endswith("/data")]
     assert len(seg[0]["http"]["request"]["user_agent"]) == 256
     assert metric(caller.port, "xray_segments_trimmed_total") == 1
     assert all(len(d) <= 700 for d in collector.datagrams)
@@ -264,8 +264,8 @@ def test_segment_too_large_even_trimmed_is_dropped_and_counted(daemons, collecto
     d = daemons.start("responder", env=tracing_env(collector, XRAY_SAMPLING_RATE=1,
                                                    XRAY_SEGMENT_MAX_BYTES=512))
     collector.reset()
-    http_request(d.port, "GET", "/health", headers={"User-Agent": "u" * 4000,
-                                                    "X-Request-Id": "r" * 100})
+    http_request(d.port, "GET", "/data", headers={"User-Agent": "u" * 4000,
+                                                  "X-Request-Id": "r" * 100})
     collector.settle()
     m = metrics(d.port)
     dropped = metric(m, "xray_segments_dropped_total", reason="too_large")
@@ -288,8 +288,8 @@ def test_no_daemon_listening_costs_only_a_counter(daemons):
     sampled = metric(m, "xray_sampling_decisions_total", by="rule", sampled="true")
     assert refused >= 1
     # A refusal reports an earlier datagram (sent, and lost); the one that met it is sent
-    # again at once. Every request before this /metrics one had its segment handed on.
-    assert sent == sampled - 1
+    # again at once. Every sampled request had its segment handed on (/metrics is not sampled).
+    assert sent == sampled
     assert refused <= sent
 
 
@@ -307,7 +307,7 @@ def test_forwarded_client_is_recorded_when_trusted(daemons, collector):
     d = daemons.start("responder", env=tracing_env(collector, XRAY_SAMPLING_RATE=1,
                                                    TRUST_FORWARDED_FOR=1))
     collector.reset()
-    http_request(d.port, "GET", "/health", headers={"X-Forwarded-For": "203.0.113.9"})
+    http_request(d.port, "GET", "/data", headers={"X-Forwarded-For": "203.0.113.9"})
     seg = collector.settle()[0]
     assert seg["http"]["request"]["client_ip"] == "203.0.113.9"
     assert seg["http"]["request"]["x_forwarded_for"] is True
@@ -318,7 +318,7 @@ def test_segment_name_and_address_forms(daemons, collector):
         collector, XRAY_SAMPLING_RATE=1, AWS_XRAY_TRACING_NAME="svc-b @ demo",
         AWS_XRAY_DAEMON_ADDRESS=f"tcp:127.0.0.1:1 udp:{collector.address}"))
     collector.reset()
-    http_request(d.port, "GET", "/health")
+    http_request(d.port, "GET", "/data")
     assert [s["name"] for s in collector.settle()] == ["svc-b @ demo"]
 
 
@@ -328,7 +328,7 @@ def test_collector_prints_the_trace_tree_and_the_service_map(daemons, tmp_path):
     proc = subprocess.Popen(
         [sys.executable if sys.executable.startswith("/usr/bin/") else "/usr/bin/python3",
          str(COLLECTOR), "--listen", f"127.0.0.1:{port}", "--out", str(out), "--quiet-ms", "200",
-         "--hide", "/health"],
+         "--hide", "/data"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         assert proc.stdout.readline().startswith(b"xray-collector: listening")
@@ -338,6 +338,7 @@ def test_collector_prints_the_trace_tree_and_the_service_map(daemons, tmp_path):
         c = daemons.start("caller", env=dict(env, RESPONDER_URL=r.url))
         got = http_request(c.port, "GET", "/")
         assert got.status == 200
+        assert http_request(r.port, "GET", "/data").status == 200  # a trace of its own, hidden
         time.sleep(0.8)
     finally:
         proc.send_signal(signal.SIGINT)
@@ -352,8 +353,28 @@ def test_collector_prints_the_trace_tree_and_the_service_map(daemons, tmp_path):
     assert block[3].startswith(f"      responder  GET {r.url}/data 200 ")
     assert "caller -> responder: 1 calls, 0 faults, 0 errors" in text
     assert "0 invalid" in text
-    # The readiness checks' traces are hidden, counted, and kept in the file.
-    assert "/health" not in text and re.search(r"[1-9]\d* traces hidden", text), text
+    # The direct GET /data's trace is hidden, counted, and kept in the file.
+    assert "1 traces hidden" in text, text
     docs = [json.loads(line) for line in out.read_text().splitlines()]
     assert trace_id in {d["trace_id"] for d in docs}
-    assert any(d["http"]["request"]["url"].endswith("/health") for d in docs)
+    assert sum(d["http"]["request"]["url"] == f"{r.url}/data" for d in docs) == 2
+
+
+def test_health_checks_and_scrapes_are_not_sampled_unless_asked(daemons, collector):
+    d = daemons.start("responder", env=tracing_env(collector, XRAY_SAMPLING_RATE=1))
+    collector.reset()
+    for path in ("/health", "/metrics", "/health"):
+        assert amzn(http_request(d.port, "GET", path)).group(4) == "0"
+    asked = http_request(d.port, "GET", "/health",
+                         headers={"X-Amzn-Trace-Id": IN_ROOT + ";Sampled=1"})
+    assert amzn(asked).group(4) == "1"
+    docs = collector.settle()
+    assert [x["http"]["request"]["url"] for x in docs] == [f"http://{HOST}:{d.port}/health"]
+    # XRAY_SAMPLING_SKIP_PATHS set and empty: every path follows the rule.
+    e = daemons.start("responder", env=tracing_env(collector, XRAY_SAMPLING_RATE=1,
+                                                   XRAY_SAMPLING_SKIP_PATHS=""))
+    assert amzn(http_request(e.port, "GET", "/health")).group(4) == "1"
+    f = daemons.start("responder", env=tracing_env(collector, XRAY_SAMPLING_RATE=1,
+                                                   XRAY_SAMPLING_SKIP_PATHS="/data"))
+    assert amzn(http_request(f.port, "GET", "/data")).group(4) == "0"
+    assert amzn(http_request(f.port, "GET", "/health")).group(4) == "1"

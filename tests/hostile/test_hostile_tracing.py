@@ -65,18 +65,18 @@ def test_hostile_responder_is_a_fault_in_the_trace(traced_caller, fake, collecto
 
 HOSTILE_HEADS = {
     "bytes outside ASCII in the user agent":
-        b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: \xff\xfe\xc3\x28 \x80\r\n\r\n",
+        b"GET /data HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: \xff\xfe\xc3\x28 \x80\r\n\r\n",
     "quotes and backslashes everywhere":
-        b'GET /health?a="\\x"&b=\\ HTTP/1.1\r\nHost: "evil\\\r\nUser-Agent: "}]{\\\r\n\r\n',
+        b'GET /data?a="\\x"&b=\\ HTTP/1.1\r\nHost: "evil\\\r\nUser-Agent: "}]{\\\r\n\r\n',
     "escaped control characters in the path":
         b"GET /data%00%01%1b%7f%ff HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
     "a 7 KB user agent and host":
-        b"GET /health HTTP/1.1\r\nHost: " + b"h" * 3000 + b"\r\nUser-Agent: " + b"u" * 4000 +
+        b"GET /data HTTP/1.1\r\nHost: " + b"h" * 3000 + b"\r\nUser-Agent: " + b"u" * 4000 +
         b"\r\n\r\n",
     "a long path":
         b"GET /" + b"p" * 6000 + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
     "no Host header, HTTP/1.0":
-        b"GET /health HTTP/1.0\r\n\r\n",
+        b"GET /data HTTP/1.0\r\n\r\n",
 }
 
 
@@ -105,4 +105,4 @@ def test_hostile_request_gives_a_valid_segment(traced_responder, collector, name
         assert all(0x20 <= ord(ch) < 0x7f for v in req.values() if isinstance(v, str)
                    for ch in v), req
         assert segs[0]["http"]["response"]["status"] == status
-    assert http_request(traced_responder.port, "GET", "/health").status == 200
+    assert http_request(traced_responder.port, "GET", "/data").status == 200

@@ -89,8 +89,8 @@ test_whole_segment_with_subsegment(void **state)
 	assert_string_equal(json_string_value(json_object_get(j, "parent_id")), "53995c3f42cd8ad8");
 	assert_true(json_real_value(json_object_get(j, "start_time")) == 1764500000.125);
 	assert_true(json_real_value(json_object_get(j, "end_time")) == 1764500000.75);
-	assert_memory_equal(strstr(dg[0].data, "\"start_time\":"), "\"start_time\":1764500000.125000,",
-	                    31);
+	assert_memory_equal(strstr(dg[0].data, "\"start_time\":"),
+	                    "\"start_time\":1764500000.125000,", 31);
 	assert_null(json_object_get(j, "fault"));
 	sub = json_array_get(json_object_get(j, "subsegments"), 0);
 	assert_string_equal(json_string_value(json_object_get(sub, "id")), "0123456789abcdef");
@@ -174,8 +174,7 @@ test_split_then_trim_then_refuse(void **state)
 	assert_int_equal(xray_documents(&f.r, 64000, out, dg, &count, &how), XRAY_DOCUMENTS_OK);
 	whole = dg[0].len;
 	/* One byte short of the whole document: the subsegment goes on its own. */
-	assert_int_equal(xray_documents(&f.r, whole - 1, out, dg, &count, &how),
-	                 XRAY_DOCUMENTS_OK);
+	assert_int_equal(xray_documents(&f.r, whole - 1, out, dg, &count, &how), XRAY_DOCUMENTS_OK);
 	assert_int_equal(count, 2);
 	assert_int_equal(how, XRAY_SPLIT);
 	assert_true(dg[0].len < whole && dg[1].len < whole);
