@@ -41,3 +41,16 @@ random_secure_seed(void)
 	clock_gettime(CLOCK_REALTIME, &now);
 	return ((uint64_t)now.tv_sec << 30) ^ (uint64_t)now.tv_nsec ^ (uint64_t)(uintptr_t)&seed;
 }
+
+struct random *
+random_thread(void)
+{
+	static _Thread_local struct random rng;
+	static _Thread_local int seeded;
+
+	if (!seeded) {
+		random_seed(&rng, random_secure_seed());
+		seeded = 1;
+	}
+	return &rng;
+}

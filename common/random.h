@@ -27,4 +27,10 @@ double random_uniform(struct random *r);
 /* A seed from the kernel (getrandom), or from the clock and an address when that fails. */
 uint64_t random_secure_seed(void);
 
+/*
+ * The calling thread's own generator, seeded with random_secure_seed() at its
+ * first use: for ids and sampling, which need no lock and no repeatable sequence.
+ */
+struct random *random_thread(void);
+
 #endif

@@ -30,20 +30,6 @@ all_zero(const char *s, size_t n)
 	return 1;
 }
 
-/* This thread's generator, seeded from the kernel: ids need to be unique, not secret. */
-static uint64_t
-random64(void)
-{
-	static _Thread_local struct random rng;
-	static _Thread_local int seeded;
-
-	if (!seeded) {
-		random_seed(&rng, random_secure_seed());
-		seeded = 1;
-	}
-	return random_next(&rng);
-}
-
 static void
 random_hex(char *out, size_t n)
 {
@@ -53,7 +39,7 @@ random_hex(char *out, size_t n)
 
 	for (i = 0; i < n; i++) {
 		if (i % 16 == 0)
-			r = random64();
+			r = random_next(random_thread());
 		out[i] = hex[r & 0xf];
 		r >>= 4;
 	}

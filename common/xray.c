@@ -298,26 +298,13 @@ xray_free(struct xray *x)
 	free(x);
 }
 
-/* A draw from [0, 1) from this thread's generator, seeded from the kernel. */
-static double
-uniform(void)
-{
-	static _Thread_local struct random rng;
-	static _Thread_local int seeded;
-
-	if (!seeded) {
-		random_seed(&rng, random_secure_seed());
-		seeded = 1;
-	}
-	return random_uniform(&rng);
-}
-
 void
 xray_decide(struct xray *x, struct trace *t, const char *path)
 {
 	if (!t->decided)
 		t->sampled = !path_listed(x->cfg.skip_paths, path) &&
-		                     xray_sample(&x->sampler, clock_seconds(), uniform())
+		                     xray_sample(&x->sampler, clock_seconds(),
+		                                 random_uniform(random_thread()))
 		                 ? '1'
 		                 : '0';
 	atomic_fetch_add_explicit(&x->decided[t->decided][t->sampled == '1'], 1,

@@ -206,8 +206,9 @@ sleep 1.5 # one more EMF record
 stop caller
 kill -TERM "$pid_xray" 2>/dev/null
 wait "$pid_xray" 2>/dev/null
-# Every datagram both daemons sent under memcheck follows X-Ray's rules, and there is one per
-# request at least (the caller's GET / with the responder down had no responder segment).
+# Every datagram both daemons sent under memcheck follows X-Ray's rules, and there are about as
+# many as the requests above, less /health and /metrics (not sampled) and, for the responder,
+# less those the caller's GET / made while it was down.
 if /usr/bin/python3 -c '
 import sys
 sys.path.insert(0, "scripts")
@@ -219,7 +220,7 @@ while data:
     docs.append(parse_datagram(data[4:4 + n]))
     data = data[4 + n:]
 names = [d["name"] for d in docs]
-assert names.count("caller") >= 15 and names.count("responder") >= 25, names
+assert names.count("caller") >= 10 and names.count("responder") >= 15, names
 print(f"    {len(docs)} X-Ray datagrams, every one valid")
 ' "$out/xray.datagrams"; then ok "X-Ray segments of both daemons"; else
 	ko "X-Ray segments of both daemons"; fi

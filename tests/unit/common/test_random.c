@@ -1,5 +1,6 @@
 /* Unit tests for common/random.c: splitmix64's sequence, reproducible per seed, uniform in [0, 1).
  */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -107,10 +108,37 @@ test_secure_seeds_differ(void **state)
 	assert_true(random_secure_seed() != random_secure_seed());
 }
 
+static void *
+thread_generator(void *unused)
+{
+	(void)unused;
+	return random_thread();
+}
+
+static void
+test_each_thread_has_its_own_generator(void **state)
+{
+	struct random *mine = random_thread();
+	pthread_t t;
+	void *other = NULL;
+	uint64_t a, b;
+
+	(void)state;
+	assert_ptr_equal(random_thread(), mine);
+	assert_int_equal(pthread_create(&t, NULL, thread_generator, NULL), 0);
+	assert_int_equal(pthread_join(t, &other), 0);
+	assert_ptr_not_equal(other, mine);
+	/* Seeded from the kernel: two draws in a row differ (a 2^-64 chance otherwise). */
+	a = random_next(random_thread());
+	b = random_next(random_thread());
+	assert_true(a != b);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_each_thread_has_its_own_generator),
 	    cmocka_unit_test(test_known_sequence),
 	    cmocka_unit_test(test_same_seed_same_sequence),
 	    cmocka_unit_test(test_different_seeds_differ),
