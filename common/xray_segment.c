@@ -1,6 +1,7 @@
 /* X-Ray segment documents, written straight into the datagram: no allocation per request. */
 #include "xray_segment.h"
 
+#include <assert.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -136,6 +137,7 @@ put_trace_id(struct writer *w, const struct trace *t)
 {
 	char id[2 + 8 + 1 + 24 + 1];
 
+	assert(t != NULL); /* every request has its trace context */
 	memcpy(id, "1-", 2);
 	memcpy(id + 2, t->trace_id, 8);
 	id[10] = '-';
@@ -288,6 +290,7 @@ xray_documents(const struct xray_request *r, size_t max, char *out, struct xray_
 {
 	int trimmed = 0, split = r->call != NULL;
 
+	assert(r->trace != NULL && max <= XRAY_DATAGRAM_LIMIT);
 	*how = 0;
 	if (try_shape(r, max, STRING_WHOLE, 0, out, dg, count, &trimmed) == 0)
 		return XRAY_DOCUMENTS_OK;
