@@ -901,7 +901,12 @@ worker_main(void *arg)
 	int n, i, loop_ready, accept_ready;
 	void *tag;
 
+	if (s->tracer != NULL)
+		xray_batch_start();
 	while (w->seen != PHASE_STOPPING) {
+		/* The segments of what this turn answered leave before the thread waits. */
+		if (s->tracer != NULL)
+			xray_flush(s->tracer);
 		n = epoll_wait(w->epoll_fd, events, 64, worker_wait_ms(w, loop_ms));
 		loop_ready = accept_ready = 0;
 		for (i = 0; i < n; i++) {
@@ -930,6 +935,8 @@ worker_main(void *arg)
 			MHD_run(w->daemon);
 		}
 	}
+	if (s->tracer != NULL)
+		xray_flush(s->tracer);
 	return NULL;
 }
 

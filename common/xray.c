@@ -7,7 +7,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/udp.h>
+#include <stdint.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "clock.h"
@@ -15,6 +19,14 @@
 #include "log.h"
 #include "random.h"
 #include "xray_sampler.h"
+
+#ifndef UDP_SEGMENT
+#define UDP_SEGMENT 103 /* linux/udp.h, Linux 4.18 */
+#endif
+
+/* A server thread holds at most this many datagrams, each at most BATCH_DOCUMENT_MAX bytes. */
+#define BATCH_MAX          16
+#define BATCH_DOCUMENT_MAX 2048
 
 /* The longest AWS_XRAY_DAEMON_ADDRESS host, as DNS limits names. */
 #define HOST_MAX 255
@@ -50,6 +62,7 @@ struct xray {
 	atomic_ullong split;         /* requests whose subsegment went in its own datagram */
 	atomic_ullong trimmed;       /* requests whose long strings were cut */
 	atomic_ullong decided[2][2]; /* [by the incoming header][sampled] */
+	atomic_ullong batches;       /* sends that carried more than one datagram */
 };
 
 /* X-Ray's segment names: letters, digits, white space and _ . : / % & # = + \ - @. */
@@ -241,6 +254,10 @@ render_xray(struct buffer *out, void *arg)
 		metrics_printf(out, "xray_segments_dropped_total{reason=\"%s\"} %llu\n",
 		               drop_label[i], atomic_load(&x->dropped[i]));
 	metrics_printf(out,
+	               "# HELP xray_segment_batches_total Sends that carried several segment "
+	               "datagrams at once (UDP segmentation offload).\n"
+	               "# TYPE xray_segment_batches_total counter\n"
+	               "xray_segment_batches_total %llu\n"
 	               "# HELP xray_segments_split_total Sampled requests whose subsegment was "
 	               "sent in a datagram of its own to fit XRAY_SEGMENT_MAX_BYTES.\n"
 	               "# TYPE xray_segments_split_total counter\n"
@@ -249,7 +266,7 @@ render_xray(struct buffer *out, void *arg)
 	               "were cut to fit XRAY_SEGMENT_MAX_BYTES.\n"
 	               "# TYPE xray_segments_trimmed_total counter\n"
 	               "xray_segments_trimmed_total %llu\n",
-	               atomic_load(&x->split), atomic_load(&x->trimmed));
+	               atomic_load(&x->batches), atomic_load(&x->split), atomic_load(&x->trimmed));
 	metrics_printf(out,
 	               "# HELP xray_sampling_decisions_total Requests by sampling decision and "
 	               "by who made it (the request's trace header, or the sampling rule).\n"
@@ -318,11 +335,17 @@ drop(struct xray *x, enum drop_reason why)
 	atomic_fetch_add_explicit(&x->dropped[why], 1, memory_order_relaxed);
 }
 
-/* Sends one datagram without waiting; what stops it is counted. */
-static void
-send_datagram(struct xray *x, const char *data, size_t len)
+/*
+ * Sends m (len bytes in all, carrying datagrams datagrams) without waiting;
+ * what stops it is counted, once per datagram. Returns 0, or -1 when the
+ * kernel refused the message itself (EINVAL, EIO: a batch it cannot segment).
+ */
+static int
+send_out(struct xray *x, const struct msghdr *m, size_t len, unsigned int datagrams)
 {
-	ssize_t n = send(x->fd, data, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+	ssize_t n = sendmsg(x->fd, m, MSG_DONTWAIT | MSG_NOSIGNAL);
+	enum drop_reason why;
+	unsigned int i;
 
 	/*
 	 * ECONNREFUSED reports an earlier datagram that found no listener (ICMP port
@@ -331,22 +354,124 @@ send_datagram(struct xray *x, const char *data, size_t len)
 	 */
 	if (n < 0 && errno == ECONNREFUSED) {
 		drop(x, DROP_REFUSED);
-		n = send(x->fd, data, len, MSG_DONTWAIT | MSG_NOSIGNAL);
-		if (n < 0 && errno == ECONNREFUSED)
-			return;
+		n = sendmsg(x->fd, m, MSG_DONTWAIT | MSG_NOSIGNAL);
 	}
 	if (n == (ssize_t)len) {
-		atomic_fetch_add_explicit(&x->sent, 1, memory_order_relaxed);
+		atomic_fetch_add_explicit(&x->sent, datagrams, memory_order_relaxed);
+		return 0;
+	}
+	if (n < 0 && datagrams > 1 && (errno == EINVAL || errno == EIO))
+		return -1;
+	if (n >= 0 || errno == EMSGSIZE)
+		why = DROP_TOO_LARGE;
+	else if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)
+		why = DROP_SOCKET_BUFFER_FULL;
+	else if (errno == ECONNREFUSED)
+		why = DROP_REFUSED;
+	else
+		why = DROP_SEND_ERROR;
+	for (i = 0; i < datagrams; i++)
+		drop(x, why);
+	return 0;
+}
+
+/* Sends one datagram. */
+static void
+send_datagram(struct xray *x, const char *data, size_t len)
+{
+	struct iovec v = {.iov_base = (void *)data, .iov_len = len};
+	struct msghdr m = {.msg_iov = &v, .msg_iovlen = 1};
+
+	(void)send_out(x, &m, len, 1);
+}
+
+/*
+ * The segments a server thread holds until its loop is about to wait
+ * (xray_flush()): one UDP send each costs about as much as a small request, so
+ * they leave together, in one send that UDP segmentation offload (Linux 4.18)
+ * cuts into the same datagrams. The documents lie BATCH_DOCUMENT_MAX apart
+ * until the flush packs them.
+ */
+struct batch {
+	int on;
+	size_t count;
+	size_t len[BATCH_MAX];
+	char data[BATCH_MAX * BATCH_DOCUMENT_MAX];
+};
+
+static _Thread_local struct batch batch;
+
+void
+xray_batch_start(void)
+{
+	batch.on = 1;
+}
+
+/*
+ * Sends the held documents in one message of equal-sized datagrams, each but
+ * the last padded with spaces to the longest (white space after a JSON text is
+ * still that text); segmentation offload needs equal sizes. Where the kernel
+ * cannot cut the message (an old kernel, a path MTU below the size), they go
+ * one by one.
+ */
+void
+xray_flush(struct xray *x)
+{
+	char control[CMSG_SPACE(sizeof(uint16_t))] = {0};
+	struct iovec v;
+	struct msghdr m = {.msg_iov = &v, .msg_iovlen = 1};
+	struct cmsghdr *c;
+	size_t i, size = 0;
+	uint16_t segment;
+
+	if (batch.count == 0)
+		return;
+	for (i = 0; i < batch.count; i++)
+		if (batch.len[i] > size)
+			size = batch.len[i];
+	if (batch.count > 1) {
+		for (i = 1; i < batch.count; i++) {
+			memset(batch.data + (i - 1) * size + batch.len[i - 1], ' ',
+			       size - batch.len[i - 1]);
+			memmove(batch.data + i * size, batch.data + i * BATCH_DOCUMENT_MAX,
+			        batch.len[i]);
+		}
+		segment = (uint16_t)size;
+		v.iov_base = batch.data;
+		v.iov_len = (batch.count - 1) * size + batch.len[batch.count - 1];
+		m.msg_control = control;
+		m.msg_controllen = sizeof(control);
+		c = CMSG_FIRSTHDR(&m);
+		c->cmsg_level = SOL_UDP;
+		c->cmsg_type = UDP_SEGMENT;
+		c->cmsg_len = CMSG_LEN(sizeof(segment));
+		memcpy(CMSG_DATA(c), &segment, sizeof(segment));
+		if (send_out(x, &m, v.iov_len, (unsigned int)batch.count) == 0) {
+			atomic_fetch_add_explicit(&x->batches, 1, memory_order_relaxed);
+			batch.count = 0;
+			return;
+		}
+		/* Not cut: back to one send each, from where the packing put them. */
+		for (i = 0; i < batch.count; i++)
+			send_datagram(x, batch.data + i * size, batch.len[i]);
+	} else {
+		send_datagram(x, batch.data, batch.len[0]);
+	}
+	batch.count = 0;
+}
+
+/* Holds one datagram for xray_flush() on a server thread, or sends it at once. */
+static void
+hold_or_send(struct xray *x, const char *data, size_t len)
+{
+	if (!batch.on || len > BATCH_DOCUMENT_MAX) {
+		send_datagram(x, data, len);
 		return;
 	}
-	if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)
-		drop(x, DROP_SOCKET_BUFFER_FULL);
-	else if (errno == ECONNREFUSED)
-		drop(x, DROP_REFUSED);
-	else if (errno == EMSGSIZE)
-		drop(x, DROP_TOO_LARGE);
-	else
-		drop(x, DROP_SEND_ERROR);
+	if (batch.count == BATCH_MAX)
+		xray_flush(x);
+	memcpy(batch.data + batch.count * BATCH_DOCUMENT_MAX, data, len);
+	batch.len[batch.count++] = len;
 }
 
 void
@@ -370,5 +495,5 @@ xray_record(struct xray *x, struct xray_request *r)
 	if (how & XRAY_TRIMMED)
 		atomic_fetch_add_explicit(&x->trimmed, 1, memory_order_relaxed);
 	for (i = 0; i < count; i++)
-		send_datagram(x, dg[i].data, dg[i].len);
+		hold_or_send(x, dg[i].data, dg[i].len);
 }

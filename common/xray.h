@@ -54,8 +54,18 @@ void xray_decide(struct xray *x, struct trace *t, const char *path);
 /*
  * Sends the segment of a sampled request (r's name and origin are filled in
  * here), in one or two datagrams; whatever stops it is counted, not retried.
- * Any thread; never blocks.
+ * Any thread; never blocks. On a thread that called xray_batch_start(), the
+ * datagrams wait for its next xray_flush().
  */
 void xray_record(struct xray *x, struct xray_request *r);
+
+/* Makes the calling thread hold its segments until xray_flush(): for event loops. */
+void xray_batch_start(void);
+
+/*
+ * Sends what the calling thread holds, in one send where the kernel can cut it
+ * into datagrams. Call before the thread waits, and before it ends.
+ */
+void xray_flush(struct xray *x);
 
 #endif

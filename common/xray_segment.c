@@ -59,23 +59,34 @@ key(struct writer *w, const char *name)
 static void
 string(struct writer *w, const char *s)
 {
-	size_t n = strlen(s), i;
-	char c;
+	size_t n = strlen(s), i, need;
+	char c, *out;
 
 	if (n > w->string_max) {
 		n = w->string_max;
 		w->trimmed = 1;
 	}
-	lit(w, "\"");
-	for (i = 0; i < n && !w->overflow; i++) {
+	/* The exact room (quotes and escapes counted first), checked once; then bytes written
+	 * directly. */
+	need = n + 2;
+	for (i = 0; i < n; i++)
+		need += s[i] == '"' || s[i] == '\\';
+	if (w->overflow || need > w->max - w->len) {
+		w->overflow = 1;
+		return;
+	}
+	out = w->out + w->len;
+	*out++ = '"';
+	for (i = 0; i < n; i++) {
 		c = s[i];
 		if (c < 0x20 || c >= 0x7f)
 			c = '?';
 		if (c == '"' || c == '\\')
-			raw(w, "\\", 1);
-		raw(w, &c, 1);
+			*out++ = '\\';
+		*out++ = c;
 	}
-	lit(w, "\"");
+	*out++ = '"';
+	w->len = (size_t)(out - w->out);
 }
 
 static void
@@ -87,14 +98,27 @@ put_string(struct writer *w, const char *name, const char *s)
 	string(w, s);
 }
 
+/* Writes v in decimal, at least width digits (zeros in front): printf is slow here. */
+static void
+digits(struct writer *w, unsigned long long v, size_t width)
+{
+	char text[24];
+	size_t n = 0;
+
+	do {
+		text[sizeof(text) - ++n] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v > 0);
+	while (n < width && n < sizeof(text))
+		text[sizeof(text) - ++n] = '0';
+	raw(w, text + sizeof(text) - n, n);
+}
+
 static void
 put_uint(struct writer *w, const char *name, unsigned long long v)
 {
-	char digits[24];
-	int n = snprintf(digits, sizeof(digits), "%llu", v);
-
 	key(w, name);
-	raw(w, digits, (size_t)n);
+	digits(w, v, 1);
 }
 
 static void
@@ -109,14 +133,13 @@ static void
 put_time(struct writer *w, const char *name, double seconds)
 {
 	long long us = (long long)(seconds * 1e6 + 0.5);
-	char text[32];
-	int n;
 
 	if (us < 0)
 		us = 0;
-	n = snprintf(text, sizeof(text), "%lld.%06lld", us / 1000000, us % 1000000);
 	key(w, name);
-	raw(w, text, (size_t)n);
+	digits(w, (unsigned long long)(us / 1000000), 1);
+	lit(w, ".");
+	digits(w, (unsigned long long)(us % 1000000), 6);
 }
 
 /* X-Ray's flags for an HTTP status: error for 4xx, throttle for 429 too, fault for 5xx. */

@@ -12,12 +12,13 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from blackbox_util import HOST, free_port, http_request, post_json
+from blackbox_util import HOST, free_port, http_connection, http_request, post_json
 from test_resilience import metric, metrics
 from xray_collector import Collector, check_link
 
@@ -378,3 +379,36 @@ def test_health_checks_and_scrapes_are_not_sampled_unless_asked(daemons, collect
                                                    XRAY_SAMPLING_SKIP_PATHS="/data"))
     assert amzn(http_request(f.port, "GET", "/data")).group(4) == "0"
     assert amzn(http_request(f.port, "GET", "/health")).group(4) == "1"
+
+
+def test_segments_of_one_turn_leave_together_each_exactly_once(daemons, collector):
+    # THREADS=1: every request goes through one loop, so the segments of the requests it
+    # answers in one turn leave in one send, cut by the kernel into their datagrams.
+    d = daemons.start("responder", env=tracing_env(collector, XRAY_SAMPLING_RATE=1, THREADS=1))
+    collector.reset()
+    ids = []
+
+    def client(k):
+        conn = http_connection(d.port)
+        try:
+            for i in range(50):
+                r = http_request(d.port, "GET", "/data", conn=conn,
+                                 headers={"User-Agent": "u" * (k * 40)})
+                ids.append(amzn(r).group(3))
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    docs = collector.settle()
+    assert len(ids) == 400
+    # Every segment once, whole, with its own id, whatever size its neighbours were padded to.
+    assert sorted(x["id"] for x in docs) == sorted(ids)
+    m = metrics(d.port)
+    assert metric(m, "xray_segments_sent_total") == 400
+    assert metric(m, "xray_segment_batches_total") >= 1
+    padded = [g for g in collector.datagrams if g.endswith(b" ")]
+    assert padded, "no datagram of a batch was padded"
