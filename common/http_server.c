@@ -306,8 +306,11 @@ queue_answer(struct http_exchange *ex)
 	return ok;
 }
 
-/* Writes the key of the client a rate limit counts (http_client_key()). */
-static void
+/*
+ * Writes the key of the client a rate limit counts (http_client_key()), the
+ * address traces record; returns 1 when it came from X-Forwarded-For.
+ */
+static int
 client_key(const struct http_exchange *ex, char *key, size_t size)
 {
 	const union MHD_ConnectionInfo *info;
@@ -318,6 +321,7 @@ client_key(const struct http_exchange *ex, char *key, size_t size)
 	          : NULL;
 	info = MHD_get_connection_info(ex->connection, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
 	http_client_key(xff, info != NULL ? info->client_addr : NULL, key, size);
+	return xff != NULL;
 }
 
 /* Applies the per-client rate limit; returns 1 when the request may go on. */
@@ -327,7 +331,7 @@ rate_limit_allows(struct http_exchange *ex)
 	char key[64];
 	double wait = 0;
 
-	client_key(ex, key, sizeof(key));
+	(void)client_key(ex, key, sizeof(key));
 	if (rate_limit_take(ex->server->limiter, key, clock_seconds(), &wait))
 		return 1;
 	ex->retry_after_s = (unsigned int)wait + 1;
@@ -500,11 +504,7 @@ static void
 trace_request(struct http_exchange *ex, double duration_s)
 {
 	struct MHD_Connection *c = ex->connection;
-	const union MHD_ConnectionInfo *info;
 	const char *host = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST);
-	const char *xff = ex->server->trust_forwarded_for
-	                      ? MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Forwarded-For")
-	                      : NULL;
 	char url[PATH_LOG_MAX + 300], client[INET6_ADDRSTRLEN + 64];
 	struct xray_request r = {
 	    .version = app_version(),
@@ -512,7 +512,6 @@ trace_request(struct http_exchange *ex, double duration_s)
 	    .method = ex->method,
 	    .url = url,
 	    .client_ip = client,
-	    .forwarded = xff != NULL,
 	    .user_agent =
 	        MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_USER_AGENT),
 	    .status = (int)ex->answer.status,
@@ -525,8 +524,7 @@ trace_request(struct http_exchange *ex, double duration_s)
 	r.start_s = r.end_s - duration_s;
 	snprintf(url, sizeof(url), "%s://%.255s%s", ex->server->tls != NULL ? "https" : "http",
 	         host != NULL ? host : "localhost", ex->path);
-	info = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-	http_client_key(xff, info != NULL ? info->client_addr : NULL, client, sizeof(client));
+	r.forwarded = client_key(ex, client, sizeof(client));
 	/* An IPv4 client of the dual-stack socket, as X-Ray's console shows addresses. */
 	if (strncmp(client, "::ffff:", 7) == 0 && strchr(client, '.') != NULL)
 		r.client_ip = client + 7;
