@@ -548,8 +548,13 @@ class Bench:
             wrk(proxy[0], WARMUP, None, self.wrklog)
         runs = [[] for _ in targets]
         n_runs, p_runs = [], []
-        for _ in range(REPS):
-            for i, t in enumerate(targets):
+        for rep in range(REPS):
+            # With two daemons, every other round measures them in the other order, so that a
+            # machine speeding up or slowing down within a round favours neither.
+            order = list(enumerate(targets))
+            if rep % 2:
+                order.reverse()
+            for i, t in order:
                 runs[i].append(wrk(t[2], SECS, t[3], self.wrklog))
             n_runs.append(wrk(nginx_url, SECS, None, self.wrklog))
             if proxy:

@@ -79,25 +79,36 @@ http_content_type_is_json(const char *value)
 void
 http_client_key(const char *forwarded_for, const struct sockaddr *peer, char *key, size_t size)
 {
-	const char *last;
+	static const char unknown[] = "unknown";
+	const char *last, *text = NULL;
 
-	snprintf(key, size, "unknown");
 	if (forwarded_for != NULL) {
 		last = strrchr(forwarded_for, ',');
 		last = last != NULL ? last + 1 : forwarded_for;
 		while (*last == ' ')
 			last++;
-		snprintf(key, size, "%.*s", (int)strcspn(last, " "), last);
+		http_copy_bytes(key, size, last, strcspn(last, " "));
 		return;
 	}
-	if (peer == NULL)
+	if (peer != NULL && peer->sa_family == AF_INET)
+		text = inet_ntop(AF_INET, &((const struct sockaddr_in *)peer)->sin_addr, key,
+		                 (socklen_t)size);
+	else if (peer != NULL && peer->sa_family == AF_INET6)
+		text = inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)peer)->sin6_addr, key,
+		                 (socklen_t)size);
+	if (text == NULL)
+		http_copy_bytes(key, size, unknown, sizeof(unknown) - 1);
+}
+
+void
+http_copy_bytes(char *dst, size_t size, const char *src, size_t n)
+{
+	if (size == 0)
 		return;
-	if (peer->sa_family == AF_INET)
-		inet_ntop(AF_INET, &((const struct sockaddr_in *)peer)->sin_addr, key,
-		          (socklen_t)size);
-	else if (peer->sa_family == AF_INET6)
-		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)peer)->sin6_addr, key,
-		          (socklen_t)size);
+	if (n >= size)
+		n = size - 1;
+	memcpy(dst, src, n);
+	dst[n] = '\0';
 }
 
 size_t

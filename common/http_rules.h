@@ -56,6 +56,13 @@ void http_client_key(const char *forwarded_for, const struct sockaddr *peer, cha
                      size_t size);
 
 /*
+ * Copies n bytes of src into dst (size bytes), cut to fit, and ends it with a
+ * NUL: the bounded copy of the request path, where printf would cost more
+ * than the request.
+ */
+void http_copy_bytes(char *dst, size_t size, const char *src, size_t n);
+
+/*
  * Decodes %XX escapes in a path in place, except %00: a NUL would cut the
  * path short ("/data%00junk" would be served as "/data"), so it is left as
  * written and the path matches no route. Returns the new length.

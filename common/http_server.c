@@ -142,6 +142,7 @@ struct connection_state {
 	struct address_key address;    /* its place in the per-address count */
 	struct tls_credentials *creds; /* the TLS credentials it took; NULL without TLS */
 	int refused;                   /* answered before its request was read: drain at close */
+	char peer[INET6_ADDRSTRLEN];   /* its address as text, once asked for; "" until then */
 };
 
 static void record_request(struct http_exchange *ex);
@@ -149,7 +150,9 @@ static void record_request(struct http_exchange *ex);
 static void
 copy_string(char *dst, size_t size, const char *src)
 {
-	snprintf(dst, size, "%s", src != NULL ? src : "");
+	if (src == NULL)
+		src = "";
+	http_copy_bytes(dst, size, src, strnlen(src, size));
 }
 
 /* Creates the state for a new request and gives it its id. */
@@ -319,8 +322,15 @@ client_key(const struct http_exchange *ex, char *key, size_t size)
 	xff = ex->server->trust_forwarded_for
 	          ? MHD_lookup_connection_value(ex->connection, MHD_HEADER_KIND, "X-Forwarded-For")
 	          : NULL;
+	/* The peer's address is formatted once a connection: a kept-alive client asks again. */
+	if (xff == NULL && ex->conn != NULL && ex->conn->peer[0] != '\0') {
+		http_copy_bytes(key, size, ex->conn->peer, strlen(ex->conn->peer));
+		return 0;
+	}
 	info = MHD_get_connection_info(ex->connection, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
 	http_client_key(xff, info != NULL ? info->client_addr : NULL, key, size);
+	if (xff == NULL && ex->conn != NULL)
+		http_copy_bytes(ex->conn->peer, sizeof(ex->conn->peer), key, strlen(key));
 	return xff != NULL;
 }
 
@@ -505,7 +515,7 @@ trace_request(struct http_exchange *ex, double duration_s)
 {
 	struct MHD_Connection *c = ex->connection;
 	const char *host = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST);
-	char url[PATH_LOG_MAX + 300], client[INET6_ADDRSTRLEN + 64];
+	char url[sizeof("https://") + 255 + PATH_LOG_MAX], client[INET6_ADDRSTRLEN + 64], *end;
 	struct xray_request r = {
 	    .version = app_version(),
 	    .trace = &ex->trace,
@@ -522,8 +532,14 @@ trace_request(struct http_exchange *ex, double duration_s)
 
 	r.end_s = clock_epoch_seconds();
 	r.start_s = r.end_s - duration_s;
-	snprintf(url, sizeof(url), "%s://%.255s%s", ex->server->tls != NULL ? "https" : "http",
-	         host != NULL ? host : "localhost", ex->path);
+	/* scheme://host/path, each piece bounded (the host to 255 bytes, as DNS is): printf is
+	 * slow here. */
+	if (host == NULL)
+		host = "localhost";
+	end = ex->server->tls != NULL ? mempcpy(url, "https://", 8) : mempcpy(url, "http://", 7);
+	end = mempcpy(end, host, strnlen(host, 255));
+	end = mempcpy(end, ex->path, strnlen(ex->path, sizeof(ex->path) - 1));
+	*end = '\0';
 	r.forwarded = client_key(ex, client, sizeof(client));
 	/* An IPv4 client of the dual-stack socket, as X-Ray's console shows addresses. */
 	if (strncmp(client, "::ffff:", 7) == 0 && strchr(client, '.') != NULL)

@@ -34,21 +34,19 @@ raw(struct writer *w, const char *s, size_t n)
 	w->len += n;
 }
 
-static void
-lit(struct writer *w, const char *s)
-{
-	raw(w, s, strlen(s));
-}
+/* A string literal's bytes: its length is known when compiled. */
+#define LIT(w, s) raw((w), "" s, sizeof(s) - 1)
 
-/* `"name":`, after a comma unless it opens its object. */
+/* A member name as key() takes it: the literal `"name":` and its length. */
+#define K(name) "\"" name "\":", sizeof("\"" name "\":") - 1
+
+/* A member's name (from K()), after a comma unless it opens its object. */
 static void
-key(struct writer *w, const char *name)
+key(struct writer *w, const char *quoted, size_t n)
 {
 	if (w->len > 0 && w->out[w->len - 1] != '{')
-		lit(w, ",");
-	lit(w, "\"");
-	lit(w, name);
-	lit(w, "\":");
+		LIT(w, ",");
+	raw(w, quoted, n);
 }
 
 /*
@@ -59,19 +57,22 @@ key(struct writer *w, const char *name)
 static void
 string(struct writer *w, const char *s)
 {
-	size_t n = strlen(s), i, need;
+	size_t n = strlen(s), i, need, room = w->max - w->len;
 	char c, *out;
 
 	if (n > w->string_max) {
 		n = w->string_max;
 		w->trimmed = 1;
 	}
-	/* The exact room (quotes and escapes counted first), checked once; then bytes written
-	 * directly. */
-	need = n + 2;
-	for (i = 0; i < n; i++)
-		need += s[i] == '"' || s[i] == '\\';
-	if (w->overflow || need > w->max - w->len) {
+	/* The room is checked once, then the bytes written directly: counting the
+	 * escapes first only when the worst case (every byte escaped) might not fit. */
+	need = 2 * n + 2;
+	if (need > room) {
+		need = n + 2;
+		for (i = 0; i < n; i++)
+			need += s[i] == '"' || s[i] == '\\';
+	}
+	if (w->overflow || need > room) {
 		w->overflow = 1;
 		return;
 	}
@@ -90,11 +91,11 @@ string(struct writer *w, const char *s)
 }
 
 static void
-put_string(struct writer *w, const char *name, const char *s)
+put_string(struct writer *w, const char *quoted, size_t n, const char *s)
 {
 	if (s == NULL)
 		return;
-	key(w, name);
+	key(w, quoted, n);
 	string(w, s);
 }
 
@@ -115,30 +116,30 @@ digits(struct writer *w, unsigned long long v, size_t width)
 }
 
 static void
-put_uint(struct writer *w, const char *name, unsigned long long v)
+put_uint(struct writer *w, const char *quoted, size_t n, unsigned long long v)
 {
-	key(w, name);
+	key(w, quoted, n);
 	digits(w, v, 1);
 }
 
 static void
-put_true(struct writer *w, const char *name)
+put_true(struct writer *w, const char *quoted, size_t n)
 {
-	key(w, name);
-	lit(w, "true");
+	key(w, quoted, n);
+	LIT(w, "true");
 }
 
 /* Epoch seconds to the microsecond, written with integers: printf's %f is slow. */
 static void
-put_time(struct writer *w, const char *name, double seconds)
+put_time(struct writer *w, const char *quoted, size_t n, double seconds)
 {
 	long long us = (long long)(seconds * 1e6 + 0.5);
 
 	if (us < 0)
 		us = 0;
-	key(w, name);
+	key(w, quoted, n);
 	digits(w, (unsigned long long)(us / 1000000), 1);
-	lit(w, ".");
+	LIT(w, ".");
 	digits(w, (unsigned long long)(us % 1000000), 6);
 }
 
@@ -147,26 +148,35 @@ static void
 put_status_flags(struct writer *w, int status)
 {
 	if (status >= 400 && status < 500)
-		put_true(w, "error");
+		put_true(w, K("error"));
 	if (status == 429)
-		put_true(w, "throttle");
+		put_true(w, K("throttle"));
 	if (status >= 500)
-		put_true(w, "fault");
+		put_true(w, K("fault"));
+}
+
+/* A span id: hex digits, made here or checked by trace_begin(), so written as they are. */
+static void
+put_span_id(struct writer *w, const char *quoted, size_t n, const char *id)
+{
+	assert(strnlen(id, SPAN_ID_LEN + 1) == SPAN_ID_LEN);
+	key(w, quoted, n);
+	LIT(w, "\"");
+	raw(w, id, SPAN_ID_LEN);
+	LIT(w, "\"");
 }
 
 /* The X-Ray form of a W3C trace id: 1-<8 hex>-<24 hex>. */
 static void
 put_trace_id(struct writer *w, const struct trace *t)
 {
-	char id[2 + 8 + 1 + 24 + 1];
-
 	assert(t != NULL); /* every request has its trace context */
-	memcpy(id, "1-", 2);
-	memcpy(id + 2, t->trace_id, 8);
-	id[10] = '-';
-	memcpy(id + 11, t->trace_id + 8, 24);
-	id[35] = '\0';
-	put_string(w, "trace_id", id);
+	key(w, K("trace_id"));
+	LIT(w, "\"1-");
+	raw(w, t->trace_id, 8);
+	LIT(w, "-");
+	raw(w, t->trace_id + 8, TRACE_ID_LEN - 8);
+	LIT(w, "\"");
 }
 
 /* The http object: the request's fields, and the answer's when there was one. */
@@ -174,24 +184,24 @@ static void
 put_http(struct writer *w, const char *method, const char *url, const char *client_ip,
          int forwarded, const char *user_agent, int traced, int status, size_t bytes)
 {
-	key(w, "http");
-	lit(w, "{\"request\":{");
-	put_string(w, "method", method);
-	put_string(w, "url", url);
-	put_string(w, "client_ip", client_ip);
+	key(w, K("http"));
+	LIT(w, "{\"request\":{");
+	put_string(w, K("method"), method);
+	put_string(w, K("url"), url);
+	put_string(w, K("client_ip"), client_ip);
 	if (client_ip != NULL && forwarded)
-		put_true(w, "x_forwarded_for");
-	put_string(w, "user_agent", user_agent);
+		put_true(w, K("x_forwarded_for"));
+	put_string(w, K("user_agent"), user_agent);
 	if (traced)
-		put_true(w, "traced");
-	lit(w, "}");
+		put_true(w, K("traced"));
+	LIT(w, "}");
 	if (status > 0) {
-		lit(w, ",\"response\":{");
-		put_uint(w, "status", (unsigned long long)status);
-		put_uint(w, "content_length", bytes);
-		lit(w, "}");
+		LIT(w, ",\"response\":{");
+		put_uint(w, K("status"), (unsigned long long)status);
+		put_uint(w, K("content_length"), bytes);
+		LIT(w, "}");
 	}
-	lit(w, "}");
+	LIT(w, "}");
 }
 
 /*
@@ -205,77 +215,80 @@ subsegment(struct writer *w, const struct xray_request *r, int standalone)
 	const struct trace_call *c = r->call;
 	char exception_id[SPAN_ID_LEN + 1];
 
-	lit(w, "{");
-	put_string(w, "id", c->span_id);
-	put_string(w, "name", c->name);
-	put_time(w, "start_time", c->start_s);
-	put_time(w, "end_time", c->end_s);
-	put_string(w, "namespace", "remote");
+	LIT(w, "{");
+	put_span_id(w, K("id"), c->span_id);
+	put_string(w, K("name"), c->name);
+	put_time(w, K("start_time"), c->start_s);
+	put_time(w, K("end_time"), c->end_s);
+	put_string(w, K("namespace"), "remote");
 	if (standalone) {
-		put_string(w, "type", "subsegment");
-		put_string(w, "parent_id", r->trace->span_id);
+		put_string(w, K("type"), "subsegment");
+		put_span_id(w, K("parent_id"), r->trace->span_id);
 		put_trace_id(w, r->trace);
 	}
 	put_http(w, "GET", c->url, NULL, 0, NULL, 1, c->status, c->bytes);
 	put_status_flags(w, c->status);
 	/* No answer, or one the caller could not use, is the callee's fault. */
 	if (c->error[0] != '\0' && c->status < 400)
-		put_true(w, "fault");
-	key(w, "annotations");
-	lit(w, "{");
-	put_uint(w, "attempts", c->attempts);
-	put_uint(w, "retries", c->attempts > 0 ? c->attempts - 1 : 0);
-	put_string(w, "breaker", c->breaker);
-	key(w, "breaker_allowed");
-	lit(w, c->breaker_allowed ? "true" : "false");
-	lit(w, "}");
+		put_true(w, K("fault"));
+	key(w, K("annotations"));
+	LIT(w, "{");
+	put_uint(w, K("attempts"), c->attempts);
+	put_uint(w, K("retries"), c->attempts > 0 ? c->attempts - 1 : 0);
+	put_string(w, K("breaker"), c->breaker);
+	key(w, K("breaker_allowed"));
+	if (c->breaker_allowed)
+		LIT(w, "true");
+	else
+		LIT(w, "false");
+	LIT(w, "}");
 	if (c->error[0] != '\0') {
 		trace_new_span_id(exception_id);
-		key(w, "cause");
-		lit(w, "{\"exceptions\":[{");
-		put_string(w, "id", exception_id);
-		put_string(w, "message", c->error);
-		put_true(w, "remote");
-		lit(w, "}]}");
+		key(w, K("cause"));
+		LIT(w, "{\"exceptions\":[{");
+		put_span_id(w, K("id"), exception_id);
+		put_string(w, K("message"), c->error);
+		put_true(w, K("remote"));
+		LIT(w, "}]}");
 	}
-	lit(w, "}");
+	LIT(w, "}");
 }
 
 /* The segment of the request, with its call's subsegment when embed. */
 static void
 segment(struct writer *w, const struct xray_request *r, int embed)
 {
-	lit(w, "{");
-	put_string(w, "name", r->name);
-	put_string(w, "id", r->trace->span_id);
+	LIT(w, "{");
+	put_string(w, K("name"), r->name);
+	put_span_id(w, K("id"), r->trace->span_id);
 	put_trace_id(w, r->trace);
 	if (r->trace->parent_id[0] != '\0')
-		put_string(w, "parent_id", r->trace->parent_id);
-	put_time(w, "start_time", r->start_s);
-	put_time(w, "end_time", r->end_s);
-	put_string(w, "origin", r->origin);
+		put_span_id(w, K("parent_id"), r->trace->parent_id);
+	put_time(w, K("start_time"), r->start_s);
+	put_time(w, K("end_time"), r->end_s);
+	put_string(w, K("origin"), r->origin);
 	put_http(w, r->method, r->url, r->client_ip, r->forwarded, r->user_agent, 0, r->status,
 	         r->bytes);
 	put_status_flags(w, r->status);
 	if (r->version != NULL) {
-		key(w, "service");
-		lit(w, "{");
-		put_string(w, "version", r->version);
-		lit(w, "}");
+		key(w, K("service"));
+		LIT(w, "{");
+		put_string(w, K("version"), r->version);
+		LIT(w, "}");
 	}
-	key(w, "annotations");
-	lit(w, "{");
-	put_string(w, "request_id", r->request_id);
+	key(w, K("annotations"));
+	LIT(w, "{");
+	put_string(w, K("request_id"), r->request_id);
 	if (r->status == 0)
-		put_true(w, "client_left");
-	lit(w, "}");
+		put_true(w, K("client_left"));
+	LIT(w, "}");
 	if (embed && r->call != NULL) {
-		key(w, "subsegments");
-		lit(w, "[");
+		key(w, K("subsegments"));
+		LIT(w, "[");
 		subsegment(w, r, 0);
-		lit(w, "]");
+		LIT(w, "]");
 	}
-	lit(w, "}");
+	LIT(w, "}");
 }
 
 /* Tries one shape: whole (one document) or split (two), strings cut at string_max. */
@@ -292,7 +305,7 @@ try_shape(const struct xray_request *r, size_t max, size_t string_max, int split
 	for (i = 0; i < n; i++) {
 		w.out = out + i * max;
 		w.len = 0;
-		lit(&w, header);
+		raw(&w, header, sizeof(header) - 1);
 		if (i == 0)
 			segment(&w, r, !split);
 		else

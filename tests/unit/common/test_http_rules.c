@@ -106,6 +106,29 @@ test_client_key_last_forwarded_else_peer(void **state)
 	assert_string_equal(key, "2001:db8::9");
 	http_client_key(NULL, NULL, key, sizeof(key));
 	assert_string_equal(key, "unknown");
+	/* Cut to fit, never overrun: a key too small for the address falls back to a cut "unknown". */
+	http_client_key("203.0.113.50", NULL, key, 5);
+	assert_string_equal(key, "203.");
+	http_client_key(NULL, (struct sockaddr *)&v6, key, 4);
+	assert_string_equal(key, "unk");
+}
+
+static void
+test_copy_bytes_cuts_to_fit_and_ends_with_nul(void **state)
+{
+	char out[6] = "zzzzz";
+
+	(void)state;
+	http_copy_bytes(out, sizeof(out), "abc", 3);
+	assert_string_equal(out, "abc");
+	http_copy_bytes(out, sizeof(out), "abcdefgh", 8);
+	assert_string_equal(out, "abcde");
+	http_copy_bytes(out, sizeof(out), "abcdefgh", 2);
+	assert_string_equal(out, "ab");
+	http_copy_bytes(out, 1, "abc", 3);
+	assert_string_equal(out, "");
+	http_copy_bytes(out, 0, "xyz", 3); /* no room at all: nothing written */
+	assert_string_equal(out, "");
 }
 
 static void
@@ -133,6 +156,7 @@ main(void)
 	    cmocka_unit_test(test_request_id_plain_and_short_only),
 	    cmocka_unit_test(test_content_type_json_with_parameters),
 	    cmocka_unit_test(test_client_key_last_forwarded_else_peer),
+	    cmocka_unit_test(test_copy_bytes_cuts_to_fit_and_ends_with_nul),
 	    cmocka_unit_test(test_path_unescape_keeps_percent_00),
 	};
 
