@@ -39,7 +39,7 @@ on_fetched(struct upstream_result *result, void *service, void *request)
 		http_reply_error(ex, 500, "Out of memory building the answer");
 	} else {
 		http_set_upstream(ex, result->served_by, result->version);
-		http_reply_parts(ex, 200, parts, MERGE_PARTS, free, owned);
+		http_reply_parts(ex, 200, parts, MERGE_PARTS, upstream_body_free, owned);
 	}
 	http_resume(ex);
 }
@@ -72,6 +72,8 @@ upstream_config_load(struct upstream_config *c, char *url, size_t url_size)
 	CONFIG_INTEGER_OR_RETURN("UPSTREAM_CONNECTION_REUSE", 1, 0, 1, c->connection_reuse);
 	CONFIG_INTEGER_OR_RETURN("UPSTREAM_KEEPALIVE_MAX", 64, 1, 100000, c->keepalive_max);
 	CONFIG_INTEGER_OR_RETURN("UPSTREAM_CALLS_MAX", 64, 1, 100000, c->calls_max);
+	CONFIG_INTEGER_OR_RETURN("UPSTREAM_BODY_CACHE_BYTES", 4LL << 20, 0, 64LL << 30,
+	                         c->body_cache_bytes);
 	CONFIG_INTEGER_OR_RETURN("UPSTREAM_MAX_BYTES", 72LL << 20, 32, 64LL << 30, c->max_bytes);
 	/* One attempt may use the whole deadline unless told otherwise. */
 	CONFIG_INTEGER_OR_RETURN("UPSTREAM_ATTEMPT_TIMEOUT_MS", c->timeout_ms, 1, 600000,

@@ -32,6 +32,7 @@ struct upstream_config {
 	long long breaker_cooldown_ms;     /* BREAKER_COOLDOWN_MS */
 	long keepalive_max;                /* UPSTREAM_KEEPALIVE_MAX: kept for reuse, per thread */
 	long calls_max;                    /* UPSTREAM_CALLS_MAX: in flight, per thread */
+	size_t body_cache_bytes;           /* UPSTREAM_BODY_CACHE_BYTES: kept, per thread */
 	struct upstream_tls *tls;          /* NULL without TLS settings; borrowed */
 };
 
@@ -64,6 +65,13 @@ const struct http_loop *upstream_loop(struct upstream *u);
  */
 void upstream_fetch(struct upstream_worker *w, const char *request_id, const struct trace *trace,
                     void *request);
+
+/*
+ * Frees a body an upstream_result gave (result->body; may be NULL). A large
+ * one may instead be kept for the next call this server thread makes, within
+ * UPSTREAM_BODY_CACHE_BYTES: call it on the thread that received the body.
+ */
+void upstream_body_free(void *body);
 
 /* Frees what upstream_new() made, once the server that ran its loops has stopped. */
 void upstream_free(struct upstream *u);

@@ -69,11 +69,16 @@ upstream_metrics_render(struct buffer *out, void *arg)
 	    "# TYPE upstream_breaker_transitions_total counter\n"
 	    "upstream_breaker_transitions_total{state=\"closed\"} %llu\n"
 	    "upstream_breaker_transitions_total{state=\"open\"} %llu\n"
-	    "upstream_breaker_transitions_total{state=\"half_open\"} %llu\n",
+	    "upstream_breaker_transitions_total{state=\"half_open\"} %llu\n"
+	    "# HELP upstream_body_buffers_reused_total Responder answers received into a "
+	    "buffer kept from an earlier one (UPSTREAM_BODY_CACHE_BYTES).\n"
+	    "# TYPE upstream_body_buffers_reused_total counter\n"
+	    "upstream_body_buffers_reused_total %llu\n",
 	    atomic_load(&m->budget->retries), atomic_load(&m->budget->exhausted),
 	    atomic_load(&m->breaker->state), atomic_load(&m->breaker->transitions[BREAKER_CLOSED]),
 	    atomic_load(&m->breaker->transitions[BREAKER_OPEN]),
-	    atomic_load(&m->breaker->transitions[BREAKER_HALF_OPEN]));
+	    atomic_load(&m->breaker->transitions[BREAKER_HALF_OPEN]),
+	    atomic_load(&m->bodies_reused));
 }
 
 /* EMF figures: calls to the responder and failed calls since the last record. */

@@ -17,6 +17,7 @@
 
 struct upstream_metrics {
 	atomic_ullong outcomes[OUTCOME_COUNT]; /* calls ended, by outcome */
+	atomic_ullong bodies_reused;           /* answers received into a kept body buffer */
 	struct histogram latency;              /* the time one attempt took */
 	struct retry_budget *budget;           /* borrowed; only its counters are read */
 	struct breaker *breaker;               /* borrowed; only its state and counters are read */

@@ -1,6 +1,7 @@
 /* A growable byte buffer with a hard maximum (the idea of curl's dynbuf). */
 #include "buffer.h"
 
+#include <assert.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,6 +59,14 @@ buffer_reserve(struct buffer *b, size_t n)
 	b->data = grown;
 	b->cap = b->len + n;
 	return BUFFER_OK;
+}
+
+void
+buffer_adopt(struct buffer *b, char *data, size_t cap)
+{
+	assert(b->data == NULL && b->len == 0 && data != NULL);
+	b->data = data;
+	b->cap = cap;
 }
 
 enum buffer_result

@@ -43,6 +43,14 @@ enum buffer_result buffer_printf(struct buffer *b, const char *fmt, ...)
 enum buffer_result buffer_vprintf(struct buffer *b, const char *fmt, va_list ap)
     __attribute__((format(printf, 2, 0)));
 
+/*
+ * Gives an empty buffer (nothing allocated yet) data, an allocation of cap
+ * bytes made with malloc(), to fill: the buffer owns it from now on. It lets
+ * a large allocation kept from an earlier use be filled again without fresh
+ * pages.
+ */
+void buffer_adopt(struct buffer *b, char *data, size_t cap);
+
 /* Hands the data to the caller, who frees it with free(); the buffer is left empty. */
 char *buffer_steal(struct buffer *b, size_t *len);
 

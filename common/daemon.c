@@ -18,15 +18,6 @@
 /* How long answers resumed at shutdown get to be sent. */
 #define RESUMED_FLUSH_MS 1000
 
-/*
- * Blocks this large and larger are mapped on their own and returned to the
- * system when freed. glibc's default threshold rises to the size of each
- * large block freed, after which answers of that size come from the heap and
- * stay resident when freed: a burst of large answers held by slow readers
- * would then keep its memory for the life of the process.
- */
-#define MMAP_THRESHOLD_BYTES (256 * 1024)
-
 static void
 usage(const char *name)
 {
@@ -96,7 +87,7 @@ daemon_init(struct daemon *d, const char *name, int argc, char **argv, int *exit
 
 	/* First of all, so that every thread started later inherits the mask. */
 	signals_block(&signals);
-	mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES);
+	mallopt(M_MMAP_THRESHOLD, DAEMON_MMAP_THRESHOLD_BYTES);
 
 	memset(d, 0, sizeof(*d));
 	d->name = name;

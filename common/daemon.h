@@ -9,6 +9,15 @@
 #include "metrics.h"
 #include "xray.h"
 
+/*
+ * Blocks this large and larger are mapped on their own and returned to the
+ * system when freed. glibc's default threshold rises to the size of each
+ * large block freed, after which answers of that size come from the heap and
+ * stay resident when freed: a burst of large answers held by slow readers
+ * would then keep its memory for the life of the process.
+ */
+#define DAEMON_MMAP_THRESHOLD_BYTES (256 * 1024)
+
 struct daemon {
 	const char *name; /* "caller" or "responder"; borrowed */
 	struct server_config config;

@@ -183,6 +183,20 @@ req "caller GET / (responder up)" 200 '"responder_service_data":[{"key":"value"}
 req "caller GET / with trace headers" 200 '"responder_service_data":[' -H 'X-Request-Id: vg-root' \
 	-H 'traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01' "$c/"
 req "caller HEAD /" 200 '' -I "$c/"
+# Responder answers past 256 KiB: a server thread receives its next one into the buffer the
+# last one left (UPSTREAM_BODY_CACHE_BYTES), and frees what it kept when it stops.
+head -c 3900 /dev/zero | tr '\0' 'y' | sed 's/^/{"pad": "/; s/$/"}/' >"$out/pad.json"
+for i in $(seq 1 70); do
+	curl -s -o /dev/null "${json[@]}" --data-binary @"$out/pad.json" "$r/data"
+done
+for i in 1 2 3 4; do
+	req "caller GET / (a 270 kB answer from the responder, $i/4)" 200 'yyyyyyyy' "$c/"
+done
+if curl -s "$c/metrics" | grep -Eq '^upstream_body_buffers_reused_total [1-9]'; then
+	ok "caller: a kept body buffer reused"
+else
+	ko "caller: no kept body buffer reused in 4 large answers"
+fi
 req "caller POST / (405)" 405 'error' -X POST "${json[@]}" -d '{"a": 1}' "$c/"
 req "caller POST malformed" 400 'error' "${json[@]}" -H 'X-Forwarded-For: 198.51.100.9' -d '{' "$c/data"
 for i in 1 2 3; do

@@ -1,6 +1,7 @@
 """The caller's GET / against a misbehaving responder (a fake one, or none at all)."""
 
 import json
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -168,6 +169,32 @@ def test_responder_answer_under_max_bytes_accepted(caller_with_fake, fake_respon
     prime(c)
     _, answer = get_root(c)
     assert answer["responder_service_data"] == data
+
+
+@pytest.mark.parametrize("cache_bytes, reuse", [(None, True), ("0", False), ("262144", False)],
+                         ids=["default", "off", "smaller-than-every-body"])
+def test_large_answers_reuse_kept_body_buffers_and_stay_exact(caller_with_fake, fake_responder,
+                                                              cache_bytes, reuse):
+    """A large answer is received into a buffer kept from an earlier one (the pages stay), within
+    UPSTREAM_BODY_CACHE_BYTES. Sizes grow and shrink around the 256 KiB that makes a body worth
+    keeping, each answer made of its own letter: a kept buffer reused for a smaller answer must
+    not leak a byte of the larger one before it."""
+    env = {"THREADS": "1"}
+    if cache_bytes is not None:
+        env["UPSTREAM_BODY_CACHE_BYTES"] = cache_bytes
+    c = caller_with_fake(**env)
+    prime(c)
+    for i, kib in enumerate([600, 300, 900, 280, 600, 100, 900, 290]):
+        data = [{"i": i, "blob": chr(ord("a") + i) * (kib * 1024)}]
+        fake_responder.configure(body={"stored_data": data})
+        _, answer = get_root(c)
+        assert answer["responder_service_data"] == data, f"answer {i} ({kib} KiB) differs"
+    text = http_request(c.port, "GET", "/metrics").body.decode()
+    reused = int(re.search(r"^upstream_body_buffers_reused_total (\d+)$", text, re.M).group(1))
+    if reuse:
+        assert reused >= 2, text
+    else:
+        assert reused == 0, text
 
 
 def test_recovery_after_responder_comes_back(daemons):

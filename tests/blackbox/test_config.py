@@ -43,6 +43,8 @@ INVALID = [
     ("caller", "UPSTREAM_DNS_CACHE_S", "y"),
     ("caller", "UPSTREAM_CALLS_MAX", "0"),
     ("caller", "UPSTREAM_CONNECTION_REUSE", "2"),
+    ("caller", "UPSTREAM_BODY_CACHE_BYTES", "-1"),
+    ("caller", "UPSTREAM_BODY_CACHE_BYTES", "4 MiB"),
     ("responder", "APP_VERSION", "2.0 beta"),
     ("responder", "APP_VERSION", "v" * 65),
     ("caller", "APP_VERSION", "1/2"),

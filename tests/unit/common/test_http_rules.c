@@ -106,7 +106,8 @@ test_client_key_last_forwarded_else_peer(void **state)
 	assert_string_equal(key, "2001:db8::9");
 	http_client_key(NULL, NULL, key, sizeof(key));
 	assert_string_equal(key, "unknown");
-	/* Cut to fit, never overrun: a key too small for the address falls back to a cut "unknown". */
+	/* Cut to fit, never overrun: a key too small for the address falls back to a cut "unknown".
+	 */
 	http_client_key("203.0.113.50", NULL, key, 5);
 	assert_string_equal(key, "203.");
 	http_client_key(NULL, (struct sockaddr *)&v6, key, 4);
