@@ -151,15 +151,42 @@ trace_child(const struct trace *t, struct trace *child)
 	trace_new_span_id(child->span_id);
 }
 
+/*
+ * The two headers are written piece by piece, every piece of a fixed length:
+ * every answer carries both, and printf cost more than the rest of a small
+ * answer's headers.
+ */
 void
 trace_traceparent(const struct trace *t, char out[TRACE_HEADER_MAX])
 {
-	snprintf(out, TRACE_HEADER_MAX, "00-%s-%s-0%c", t->trace_id, t->span_id, t->sampled);
+	char *p = out;
+
+	p = mempcpy(p, "00-", 3);
+	p = mempcpy(p, t->trace_id, TRACE_ID_LEN);
+	*p++ = '-';
+	p = mempcpy(p, t->span_id, SPAN_ID_LEN);
+	p = mempcpy(p, "-0", 2);
+	*p++ = t->sampled;
+	*p = '\0';
 }
+
+_Static_assert(sizeof("Root=1-") - 1 + TRACE_ID_LEN + 1 + sizeof(";Parent=") - 1 + SPAN_ID_LEN +
+                       sizeof(";Sampled=") - 1 + 1 <
+                   TRACE_HEADER_MAX,
+               "X-Amzn-Trace-Id fits in TRACE_HEADER_MAX");
 
 void
 trace_amzn(const struct trace *t, char out[TRACE_HEADER_MAX])
 {
-	snprintf(out, TRACE_HEADER_MAX, "Root=1-%.8s-%s;Parent=%s;Sampled=%c", t->trace_id,
-	         t->trace_id + 8, t->span_id, t->sampled);
+	char *p = out;
+
+	p = mempcpy(p, "Root=1-", 7);
+	p = mempcpy(p, t->trace_id, 8);
+	*p++ = '-';
+	p = mempcpy(p, t->trace_id + 8, TRACE_ID_LEN - 8);
+	p = mempcpy(p, ";Parent=", 8);
+	p = mempcpy(p, t->span_id, SPAN_ID_LEN);
+	p = mempcpy(p, ";Sampled=", 9);
+	*p++ = t->sampled;
+	*p = '\0';
 }

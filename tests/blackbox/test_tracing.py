@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from blackbox_util import HOST, free_port, http_connection, http_request, post_json
+from blackbox_util import (HOST, free_port, http_connection, http_request, post_json,
+                           wait_until)
 from test_resilience import metric, metrics
 from xray_collector import Collector, check_link
 
@@ -283,14 +284,24 @@ def test_no_daemon_listening_costs_only_a_counter(daemons):
                                         "AWS_XRAY_DAEMON_ADDRESS": f"127.0.0.1:{nobody}"})
     for i in range(50):
         assert post_json(d.port, {"i": i}).status == 201
-    m = metrics(d.port)
-    sent = metric(m, "xray_segments_sent_total")
-    refused = metric(m, "xray_segments_dropped_total", reason="refused")
-    sampled = metric(m, "xray_sampling_decisions_total", by="rule", sampled="true")
+
+    # A server thread sends the segments of what it answered when it next waits, so the last
+    # answer can reach the client (and /metrics be read on the other thread) a moment before
+    # its segment is counted.
+    def settled():
+        m = metrics(d.port)
+        figures = (metric(m, "xray_segments_sent_total"),
+                   metric(m, "xray_segments_dropped_total", reason="refused"),
+                   metric(m, "xray_sampling_decisions_total", by="rule", sampled="true"))
+        return figures if figures[0] == figures[2] else None
+
+    figures = wait_until(settled, 5)
+    assert figures is not None, "a sampled request's segment was never handed on"
+    sent, refused, sampled = figures
     assert refused >= 1
     # A refusal reports an earlier datagram (sent, and lost); the one that met it is sent
     # again at once. Every sampled request had its segment handed on (/metrics is not sampled).
-    assert sent == sampled
+    assert sent == sampled == 50
     assert refused <= sent
 
 
