@@ -2,6 +2,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -137,6 +138,41 @@ test_depth_is_bounded(void **state)
 	free(deep);
 }
 
+/* Writes depth objects {"a":{"a":...}} around a string value; returns the length. */
+static size_t
+nested_objects(char *out, size_t depth, const char *string)
+{
+	size_t n = 0, i;
+
+	for (i = 0; i < depth; i++)
+		n += (size_t)sprintf(out + n, "{\"a\":");
+	n += (size_t)sprintf(out + n, "\"%s\"", string);
+	for (i = 0; i < depth; i++)
+		out[n++] = '}';
+	return n;
+}
+
+/* The limit counts a string value like any other: the quick path for strings does not skip it. */
+static void
+test_depth_limit_counts_string_members(void **state)
+{
+	static const char *const strings[] = {"short", "a string longer than sixteen bytes"};
+	char *text = malloc(8 * JSON_SCAN_MAX_DEPTH + 64), err[128];
+	struct json_span span;
+	size_t i, n;
+
+	(void)state;
+	assert_non_null(text);
+	for (i = 0; i < 2; i++) {
+		n = nested_objects(text, JSON_SCAN_MAX_DEPTH - 1, strings[i]);
+		assert_int_equal(json_scan_member(text, n, "k", &span, err, sizeof(err)), 0);
+		n = nested_objects(text, JSON_SCAN_MAX_DEPTH, strings[i]);
+		assert_int_equal(json_scan_member(text, n, "k", &span, err, sizeof(err)), -1);
+		assert_non_null(strstr(err, "nesting too deep"));
+	}
+	free(text);
+}
+
 static void
 test_error_names_the_place(void **state)
 {
@@ -201,6 +237,7 @@ main(void)
 	    cmocka_unit_test(test_accepts_valid_json),
 	    cmocka_unit_test(test_rejects_invalid_json),
 	    cmocka_unit_test(test_depth_is_bounded),
+	    cmocka_unit_test(test_depth_limit_counts_string_members),
 	    cmocka_unit_test(test_error_names_the_place),
 	    cmocka_unit_test(test_long_strings_checked_at_every_offset),
 	};
