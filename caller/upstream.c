@@ -29,7 +29,7 @@
 #define EVENTS_PER_TURN 32
 
 /* Body buffers a server thread keeps at most (within UPSTREAM_BODY_CACHE_BYTES). */
-#define SPARE_BODIES 4
+#define SPARE_BODIES 16
 
 /*
  * The large body buffers a server thread keeps for its next calls. A body of
