@@ -28,6 +28,12 @@
 #define BATCH_MAX          16
 #define BATCH_DOCUMENT_MAX 2048
 
+/*
+ * White space that pads a datagram of a batch, as long as the longest padding
+ * can be; filled by xray_new(), before any server thread reads it.
+ */
+static char padding[BATCH_DOCUMENT_MAX];
+
 /* The longest AWS_XRAY_DAEMON_ADDRESS host, as DNS limits names. */
 #define HOST_MAX 255
 
@@ -289,6 +295,7 @@ xray_new(const struct xray_config *c, struct metrics *registry)
 		log_msg(LOG_ERROR, "out of memory starting X-Ray tracing");
 		return NULL;
 	}
+	memset(padding, ' ', sizeof(padding));
 	x->cfg = *c;
 	x->origin = ecs != NULL && *ecs != '\0' ? "AWS::ECS::Container" : NULL;
 	x->registry = registry;
@@ -389,8 +396,8 @@ send_datagram(struct xray *x, const char *data, size_t len)
  * The segments a server thread holds until its loop is about to wait
  * (xray_flush()): one UDP send each costs about as much as a small request, so
  * they leave together, in one send that UDP segmentation offload (Linux 4.18)
- * cuts into the same datagrams. The documents lie BATCH_DOCUMENT_MAX apart
- * until the flush packs them.
+ * cuts into the same datagrams. Each document is written straight into its
+ * slot, BATCH_DOCUMENT_MAX apart.
  */
 struct batch {
 	int on;
@@ -410,7 +417,8 @@ xray_batch_start(void)
 /*
  * Sends the held documents in one message of equal-sized datagrams, each but
  * the last padded with spaces to the longest (white space after a JSON text is
- * still that text); segmentation offload needs equal sizes. Where the kernel
+ * still that text); segmentation offload needs equal sizes. The padding is a
+ * piece of the message of its own, so no document is moved. Where the kernel
  * cannot cut the message (an old kernel, a path MTU below the size), they go
  * one by one.
  */
@@ -418,45 +426,42 @@ void
 xray_flush(struct xray *x)
 {
 	char control[CMSG_SPACE(sizeof(uint16_t))] = {0};
-	struct iovec v;
-	struct msghdr m = {.msg_iov = &v, .msg_iovlen = 1};
+	struct iovec v[2 * BATCH_MAX];
+	struct msghdr m = {.msg_iov = v, .msg_control = control, .msg_controllen = sizeof(control)};
 	struct cmsghdr *c;
-	size_t i, size = 0;
+	size_t i, size = 0, total = 0;
 	uint16_t segment;
 
 	if (batch.count == 0)
 		return;
+	if (batch.count == 1) {
+		send_datagram(x, batch.data, batch.len[0]);
+		batch.count = 0;
+		return;
+	}
 	for (i = 0; i < batch.count; i++)
 		if (batch.len[i] > size)
 			size = batch.len[i];
-	if (batch.count > 1) {
-		for (i = 1; i < batch.count; i++) {
-			memset(batch.data + (i - 1) * size + batch.len[i - 1], ' ',
-			       size - batch.len[i - 1]);
-			memmove(batch.data + i * size, batch.data + i * BATCH_DOCUMENT_MAX,
-			        batch.len[i]);
+	for (i = 0; i < batch.count; i++) {
+		v[m.msg_iovlen++] =
+		    (struct iovec){batch.data + i * BATCH_DOCUMENT_MAX, batch.len[i]};
+		total += batch.len[i];
+		if (i + 1 < batch.count && batch.len[i] < size) {
+			v[m.msg_iovlen++] = (struct iovec){(void *)padding, size - batch.len[i]};
+			total += size - batch.len[i];
 		}
-		segment = (uint16_t)size;
-		v.iov_base = batch.data;
-		v.iov_len = (batch.count - 1) * size + batch.len[batch.count - 1];
-		m.msg_control = control;
-		m.msg_controllen = sizeof(control);
-		c = CMSG_FIRSTHDR(&m);
-		c->cmsg_level = SOL_UDP;
-		c->cmsg_type = UDP_SEGMENT;
-		c->cmsg_len = CMSG_LEN(sizeof(segment));
-		memcpy(CMSG_DATA(c), &segment, sizeof(segment));
-		if (send_out(x, &m, v.iov_len, (unsigned int)batch.count) == 0) {
-			atomic_fetch_add_explicit(&x->batches, 1, memory_order_relaxed);
-			batch.count = 0;
-			return;
-		}
-		/* Not cut: back to one send each, from where the packing put them. */
-		for (i = 0; i < batch.count; i++)
-			send_datagram(x, batch.data + i * size, batch.len[i]);
-	} else {
-		send_datagram(x, batch.data, batch.len[0]);
 	}
+	segment = (uint16_t)size;
+	c = CMSG_FIRSTHDR(&m);
+	c->cmsg_level = SOL_UDP;
+	c->cmsg_type = UDP_SEGMENT;
+	c->cmsg_len = CMSG_LEN(sizeof(segment));
+	memcpy(CMSG_DATA(c), &segment, sizeof(segment));
+	if (send_out(x, &m, total, (unsigned int)batch.count) == 0)
+		atomic_fetch_add_explicit(&x->batches, 1, memory_order_relaxed);
+	else /* Not cut: one send each. */
+		for (i = 0; i < batch.count; i++)
+			send_datagram(x, batch.data + i * BATCH_DOCUMENT_MAX, batch.len[i]);
 	batch.count = 0;
 }
 
@@ -480,11 +485,25 @@ xray_record(struct xray *x, struct xray_request *r)
 	/* On the stack: only the bytes written are touched, and nothing is allocated. */
 	char out[2 * XRAY_DATAGRAM_LIMIT];
 	struct xray_datagram dg[2];
-	size_t count = 0, i;
+	size_t count = 0, i, len;
 	unsigned int how = 0;
 
 	r->name = x->cfg.name;
 	r->origin = x->origin;
+	/* The usual document, whole and small, is written straight into the batch. */
+	if (batch.on) {
+		if (batch.count == BATCH_MAX)
+			xray_flush(x);
+		len = xray_document_whole(r,
+		                          x->cfg.segment_max_bytes < BATCH_DOCUMENT_MAX
+		                              ? x->cfg.segment_max_bytes
+		                              : BATCH_DOCUMENT_MAX,
+		                          batch.data + batch.count * BATCH_DOCUMENT_MAX);
+		if (len > 0) {
+			batch.len[batch.count++] = len;
+			return;
+		}
+	}
 	if (xray_documents(r, x->cfg.segment_max_bytes, out, dg, &count, &how) !=
 	    XRAY_DOCUMENTS_OK) {
 		drop(x, DROP_TOO_LARGE);

@@ -320,6 +320,19 @@ try_shape(const struct xray_request *r, size_t max, size_t string_max, int split
 	return 0;
 }
 
+size_t
+xray_document_whole(const struct xray_request *r, size_t max, char *out)
+{
+	struct xray_datagram dg[2];
+	size_t count;
+	int trimmed;
+
+	assert(r->trace != NULL && max <= XRAY_DATAGRAM_LIMIT);
+	if (try_shape(r, max, STRING_WHOLE, 0, out, dg, &count, &trimmed) < 0)
+		return 0;
+	return dg[0].len;
+}
+
 enum xray_documents_result
 xray_documents(const struct xray_request *r, size_t max, char *out, struct xray_datagram dg[2],
                size_t *count, unsigned int *how)

@@ -68,4 +68,12 @@ enum xray_documents_result xray_documents(const struct xray_request *r, size_t m
                                           struct xray_datagram dg[2], size_t *count,
                                           unsigned int *how);
 
+/*
+ * Writes r's usual datagram, the one xray_documents() tries first (the
+ * segment with its subsegment, no string cut), into out (max bytes) and
+ * returns its length; 0, with out's contents undefined, when it exceeds max,
+ * and xray_documents() must choose the shape.
+ */
+size_t xray_document_whole(const struct xray_request *r, size_t max, char *out);
+
 #endif

@@ -11,7 +11,9 @@
  *   embedded or on its own with type, parent_id and trace_id;
  * - a string comes back as sent, bytes outside printable ASCII as '?';
  * - too large is the only refusal for a limit of 4 KB or more (the trimmed
- *   segment always fits there).
+ *   segment always fits there);
+ * - xray_document_whole() writes exactly the one datagram xray_documents()
+ *   chooses when it neither splits nor trims, and nothing otherwise.
  */
 #include <stdint.h>
 
@@ -68,13 +70,13 @@ check_datagram(const struct xray_datagram *dg, size_t max, const struct trace *t
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static char out[2 * XRAY_DATAGRAM_LIMIT];
+	static char out[2 * XRAY_DATAGRAM_LIMIT], whole_out[XRAY_DATAGRAM_LIMIT];
 	char *input, *rest;
 	struct xray_datagram dg[2];
 	struct trace t;
 	struct trace_call call;
 	struct xray_request r;
-	size_t max, count;
+	size_t max, count, whole;
 	unsigned int how;
 	enum xray_documents_result rc;
 	json_t *doc, *sub;
@@ -112,6 +114,16 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		max = XRAY_DATAGRAM_LIMIT;
 	rc = xray_documents(&r, max, out, dg, &count, &how);
 	FUZZ_CHECK(rc == XRAY_DOCUMENTS_OK || max < 4096, "refused at a limit of %zu", max);
+	whole = xray_document_whole(&r, max, whole_out);
+	/* A call's error gets a cause with a new random id each time it is written. */
+	if (rc == XRAY_DOCUMENTS_OK && how == 0)
+		FUZZ_CHECK(whole == dg[0].len && (memcmp(whole_out, dg[0].data, whole) == 0 ||
+		                                  (r.call != NULL && call.error[0] != '\0')),
+		           "the whole document differs from xray_documents' (%zu, %zu bytes)", whole,
+		           dg[0].len);
+	else
+		FUZZ_CHECK(whole == 0, "a whole document of %zu bytes where xray_documents cut it",
+		           whole);
 	if (rc == XRAY_DOCUMENTS_OK) {
 		FUZZ_CHECK(count == ((how & XRAY_SPLIT) ? 2u : 1u), "count %zu", count);
 		doc = check_datagram(&dg[0], max, &t);
