@@ -465,6 +465,15 @@ xray_flush(struct xray *x)
 	batch.count = 0;
 }
 
+/* The batch's next free slot (BATCH_DOCUMENT_MAX bytes), sending what it holds when it is full. */
+static char *
+batch_slot(struct xray *x)
+{
+	if (batch.count == BATCH_MAX)
+		xray_flush(x);
+	return batch.data + batch.count * BATCH_DOCUMENT_MAX;
+}
+
 /* Holds one datagram for xray_flush() on a server thread, or sends it at once. */
 static void
 hold_or_send(struct xray *x, const char *data, size_t len)
@@ -473,9 +482,7 @@ hold_or_send(struct xray *x, const char *data, size_t len)
 		send_datagram(x, data, len);
 		return;
 	}
-	if (batch.count == BATCH_MAX)
-		xray_flush(x);
-	memcpy(batch.data + batch.count * BATCH_DOCUMENT_MAX, data, len);
+	memcpy(batch_slot(x), data, len);
 	batch.len[batch.count++] = len;
 }
 
@@ -492,13 +499,11 @@ xray_record(struct xray *x, struct xray_request *r)
 	r->origin = x->origin;
 	/* The usual document, whole and small, is written straight into the batch. */
 	if (batch.on) {
-		if (batch.count == BATCH_MAX)
-			xray_flush(x);
 		len = xray_document_whole(r,
 		                          x->cfg.segment_max_bytes < BATCH_DOCUMENT_MAX
 		                              ? x->cfg.segment_max_bytes
 		                              : BATCH_DOCUMENT_MAX,
-		                          batch.data + batch.count * BATCH_DOCUMENT_MAX);
+		                          batch_slot(x));
 		if (len > 0) {
 			batch.len[batch.count++] = len;
 			return;
