@@ -935,10 +935,18 @@ worker_main(void *arg)
 	if (s->tracer != NULL)
 		xray_batch_start();
 	while (w->seen != PHASE_STOPPING) {
-		/* The segments of what this turn answered leave before the thread waits. */
-		if (s->tracer != NULL)
-			xray_flush(s->tracer);
-		n = epoll_wait(w->epoll_fd, events, 64, worker_wait_ms(w, loop_ms));
+		/*
+		 * Held segments wait while more work is ready (for XRAY_BATCH_HOLD_MS at
+		 * most), so that one send carries many; they leave before the thread waits.
+		 */
+		n = 0;
+		if (s->tracer != NULL && xray_may_hold(s->tracer))
+			n = epoll_wait(w->epoll_fd, events, 64, 0);
+		if (n == 0) {
+			if (s->tracer != NULL)
+				xray_flush(s->tracer);
+			n = epoll_wait(w->epoll_fd, events, 64, worker_wait_ms(w, loop_ms));
+		}
 		loop_ready = accept_ready = 0;
 		for (i = 0; i < n; i++) {
 			tag = events[i].data.ptr;

@@ -24,9 +24,14 @@
 #define UDP_SEGMENT 103 /* linux/udp.h, Linux 4.18 */
 #endif
 
-/* A server thread holds at most this many datagrams, each at most BATCH_DOCUMENT_MAX bytes. */
-#define BATCH_MAX          16
+/*
+ * A server thread holds datagrams of at most BATCH_DOCUMENT_MAX bytes, as
+ * many as fit in one send once each is padded to the longest: at most
+ * BATCH_SEND_MAX bytes (a UDP datagram's limit, which bounds the whole send).
+ */
 #define BATCH_DOCUMENT_MAX 2048
+#define BATCH_SEND_MAX     XRAY_DATAGRAM_LIMIT
+#define BATCH_MAX          (BATCH_SEND_MAX / BATCH_DOCUMENT_MAX)
 
 /*
  * White space that pads a datagram of a batch, as long as the longest padding
@@ -176,6 +181,7 @@ xray_config_load(struct xray_config *c, const char *service)
 	CONFIG_INTEGER_OR_RETURN("XRAY_TRACING", 0, 0, 1, c->enabled);
 	CONFIG_INTEGER_OR_RETURN("XRAY_SAMPLING_RESERVOIR", 1, 0, 1000000, c->reservoir_per_s);
 	CONFIG_INTEGER_OR_RETURN("XRAY_SEGMENT_MAX_BYTES", 64000, 512, 65000, c->segment_max_bytes);
+	CONFIG_INTEGER_OR_RETURN("XRAY_BATCH_HOLD_MS", 100, 0, 1000, c->batch_hold_ms);
 	if (config_number("XRAY_SAMPLING_RATE", 0.05, 0, 1, &c->rate) < 0)
 		return -1;
 	c->daemon_address = config_string(address_var, "127.0.0.1:2000");
@@ -394,14 +400,16 @@ send_datagram(struct xray *x, const char *data, size_t len)
 
 /*
  * The segments a server thread holds until its loop is about to wait
- * (xray_flush()): one UDP send each costs about as much as a small request, so
- * they leave together, in one send that UDP segmentation offload (Linux 4.18)
- * cuts into the same datagrams. Each document is written straight into its
- * slot, BATCH_DOCUMENT_MAX apart.
+ * (xray_flush()): one UDP send each costs several times what writing the
+ * document does, so they leave together, in one send that UDP segmentation
+ * offload (Linux 4.18) cuts into the same datagrams. Each document is written
+ * straight into the batch, right after the one before.
  */
 struct batch {
 	int on;
 	size_t count;
+	size_t used;    /* bytes of data written */
+	double first_s; /* clock_seconds() when the first was added */
 	size_t len[BATCH_MAX];
 	char data[BATCH_MAX * BATCH_DOCUMENT_MAX];
 };
@@ -412,6 +420,13 @@ void
 xray_batch_start(void)
 {
 	batch.on = 1;
+}
+
+int
+xray_may_hold(const struct xray *x)
+{
+	return batch.count > 0 && x->cfg.batch_hold_ms > 0 &&
+	       clock_seconds() - batch.first_s < x->cfg.batch_hold_ms / 1e3;
 }
 
 /*
@@ -429,7 +444,7 @@ xray_flush(struct xray *x)
 	struct iovec v[2 * BATCH_MAX];
 	struct msghdr m = {.msg_iov = v, .msg_control = control, .msg_controllen = sizeof(control)};
 	struct cmsghdr *c;
-	size_t i, size = 0, total = 0;
+	size_t i, at, size = 0, total = 0;
 	uint16_t segment;
 
 	if (batch.count == 0)
@@ -437,14 +452,14 @@ xray_flush(struct xray *x)
 	if (batch.count == 1) {
 		send_datagram(x, batch.data, batch.len[0]);
 		batch.count = 0;
+		batch.used = 0;
 		return;
 	}
 	for (i = 0; i < batch.count; i++)
 		if (batch.len[i] > size)
 			size = batch.len[i];
-	for (i = 0; i < batch.count; i++) {
-		v[m.msg_iovlen++] =
-		    (struct iovec){batch.data + i * BATCH_DOCUMENT_MAX, batch.len[i]};
+	for (i = 0, at = 0; i < batch.count; at += batch.len[i], i++) {
+		v[m.msg_iovlen++] = (struct iovec){batch.data + at, batch.len[i]};
 		total += batch.len[i];
 		if (i + 1 < batch.count && batch.len[i] < size) {
 			v[m.msg_iovlen++] = (struct iovec){(void *)padding, size - batch.len[i]};
@@ -460,18 +475,30 @@ xray_flush(struct xray *x)
 	if (send_out(x, &m, total, (unsigned int)batch.count) == 0)
 		atomic_fetch_add_explicit(&x->batches, 1, memory_order_relaxed);
 	else /* Not cut: one send each. */
-		for (i = 0; i < batch.count; i++)
-			send_datagram(x, batch.data + i * BATCH_DOCUMENT_MAX, batch.len[i]);
+		for (i = 0, at = 0; i < batch.count; at += batch.len[i], i++)
+			send_datagram(x, batch.data + at, batch.len[i]);
 	batch.count = 0;
+	batch.used = 0;
 }
 
-/* The batch's next free slot (BATCH_DOCUMENT_MAX bytes), sending what it holds when it is full. */
+/* Room for the batch's next document (BATCH_DOCUMENT_MAX bytes), sending what it holds when it is
+ * full. */
 static char *
 batch_slot(struct xray *x)
 {
 	if (batch.count == BATCH_MAX)
 		xray_flush(x);
-	return batch.data + batch.count * BATCH_DOCUMENT_MAX;
+	return batch.data + batch.used;
+}
+
+/* Adds the len bytes just written at batch_slot() to the batch. */
+static void
+batch_add(size_t len)
+{
+	if (batch.count == 0)
+		batch.first_s = clock_seconds();
+	batch.len[batch.count++] = len;
+	batch.used += len;
 }
 
 /* Holds one datagram for xray_flush() on a server thread, or sends it at once. */
@@ -483,7 +510,7 @@ hold_or_send(struct xray *x, const char *data, size_t len)
 		return;
 	}
 	memcpy(batch_slot(x), data, len);
-	batch.len[batch.count++] = len;
+	batch_add(len);
 }
 
 void
@@ -505,7 +532,7 @@ xray_record(struct xray *x, struct xray_request *r)
 		                              : BATCH_DOCUMENT_MAX,
 		                          batch_slot(x));
 		if (len > 0) {
-			batch.len[batch.count++] = len;
+			batch_add(len);
 			return;
 		}
 	}

@@ -26,6 +26,7 @@ struct xray_config {
 	const char *name;             /* AWS_XRAY_TRACING_NAME, or the service's; borrowed */
 	size_t segment_max_bytes;     /* XRAY_SEGMENT_MAX_BYTES: one datagram, header included */
 	const char *skip_paths;       /* XRAY_SAMPLING_SKIP_PATHS; borrowed from the environment */
+	unsigned int batch_hold_ms;   /* XRAY_BATCH_HOLD_MS */
 };
 
 struct xray;
@@ -61,6 +62,14 @@ void xray_record(struct xray *x, struct xray_request *r);
 
 /* Makes the calling thread hold its segments until xray_flush(): for event loops. */
 void xray_batch_start(void);
+
+/*
+ * 1 when the segments the calling thread holds may wait for its next turn:
+ * it holds some, the first for less than XRAY_BATCH_HOLD_MS. An event loop
+ * that has more work ready then does it before xray_flush(), so one send
+ * carries more.
+ */
+int xray_may_hold(const struct xray *x);
 
 /*
  * Sends what the calling thread holds, in one send where the kernel can cut it

@@ -56,6 +56,8 @@ INVALID = [
     ("responder", "XRAY_SAMPLING_RESERVOIR", "-1"),
     ("responder", "XRAY_SEGMENT_MAX_BYTES", "100"),
     ("caller", "XRAY_SEGMENT_MAX_BYTES", "70000"),
+    ("responder", "XRAY_BATCH_HOLD_MS", "1001"),
+    ("caller", "XRAY_BATCH_HOLD_MS", "soon"),
     ("responder", "AWS_XRAY_DAEMON_ADDRESS", "127.0.0.1"),
     ("caller", "AWS_XRAY_DAEMON_ADDRESS", "127.0.0.1:99999"),
     ("caller", "AWS_XRAY_DAEMON_ADDRESS", "tcp:127.0.0.1:2000"),

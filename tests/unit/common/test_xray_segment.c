@@ -2,6 +2,8 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -211,6 +213,94 @@ test_split_then_trim_then_refuse(void **state)
 	assert_int_equal(count, 0);
 }
 
+/* What string() makes of one byte, once the JSON escape is undone. */
+static char
+kept_byte(unsigned char c)
+{
+	return c < 0x20 || c >= 0x7f ? '?' : (char)c;
+}
+
+/*
+ * Every byte that string() changes or escapes, at every offset of strings
+ * long enough to cross the 16-byte blocks it copies at once: the parsed value
+ * is the string with each byte kept or made '?'. The request id is the
+ * document's last string, so with out exactly the document's size (an
+ * allocation of its own, for the sanitizers) its worst case does not fit and
+ * the exact count of escapes is taken.
+ */
+static void
+test_strings_kept_at_every_offset(void **state)
+{
+	static const unsigned char special[] = {0x01, 0x1f, '"', '\\', 0x7f, 0x80, 0xff, ' ', '~'};
+	struct fixture f;
+	struct xray_datagram dg[2];
+	char id[48], expected[48], *exact;
+	size_t len, at, k, count, whole;
+	unsigned int how;
+	json_t *j;
+
+	(void)state;
+	fixture_init(&f);
+	f.r.call = NULL;
+	for (len = 1; len < sizeof(id); len++)
+		for (at = 0; at < len; at++)
+			for (k = 0; k < sizeof(special); k++) {
+				memset(id, 'a', len);
+				id[len] = '\0';
+				id[at] = (char)special[k];
+				id[len - 1 - at / 2] = (char)special[(k + 3) % sizeof(special)];
+				for (count = 0; count < len; count++)
+					expected[count] = kept_byte((unsigned char)id[count]);
+				expected[len] = '\0';
+				f.r.request_id = id;
+				assert_int_equal(xray_documents(&f.r, 64000, out, dg, &count, &how),
+				                 XRAY_DOCUMENTS_OK);
+				j = parse_datagram(&dg[0]);
+				assert_string_equal(
+				    json_string_value(json_object_get(
+				        json_object_get(j, "annotations"), "request_id")),
+				    expected);
+				json_decref(j);
+				whole = dg[0].len;
+				exact = malloc(whole);
+				assert_non_null(exact);
+				assert_int_equal(xray_document_whole(&f.r, whole, exact), whole);
+				assert_memory_equal(exact, dg[0].data, whole);
+				assert_int_equal(xray_document_whole(&f.r, whole - 1, exact), 0);
+				free(exact);
+			}
+}
+
+/* Numbers at each width the two-digit writer steps through, and times to the microsecond. */
+static void
+test_numbers_in_decimal(void **state)
+{
+	static const size_t sizes[] = {0, 7, 9, 10, 42, 99, 100, 101, 999, 1000, 65535, 1234567890};
+	struct fixture f;
+	struct xray_datagram dg[2];
+	char want[64];
+	size_t i, count;
+	unsigned int how;
+
+	(void)state;
+	fixture_init(&f);
+	f.r.call = NULL;
+	for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		f.r.bytes = sizes[i];
+		assert_int_equal(xray_documents(&f.r, 64000, out, dg, &count, &how),
+		                 XRAY_DOCUMENTS_OK);
+		snprintf(want, sizeof(want), "\"content_length\":%zu}", sizes[i]);
+		assert_non_null(memmem(dg[0].data, dg[0].len, want, strlen(want)));
+	}
+	f.r.start_s = 1764500000.000001;
+	f.r.end_s = 1764500001.09;
+	assert_int_equal(xray_documents(&f.r, 64000, out, dg, &count, &how), XRAY_DOCUMENTS_OK);
+	assert_non_null(memmem(dg[0].data, dg[0].len, "\"start_time\":1764500000.000001,",
+	                       strlen("\"start_time\":1764500000.000001,")));
+	assert_non_null(memmem(dg[0].data, dg[0].len, "\"end_time\":1764500001.090000,",
+	                       strlen("\"end_time\":1764500001.090000,")));
+}
+
 int
 main(void)
 {
@@ -219,6 +309,8 @@ main(void)
 	    cmocka_unit_test(test_failed_call_is_a_fault_with_its_cause),
 	    cmocka_unit_test(test_status_flags),
 	    cmocka_unit_test(test_split_then_trim_then_refuse),
+	    cmocka_unit_test(test_strings_kept_at_every_offset),
+	    cmocka_unit_test(test_numbers_in_decimal),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
