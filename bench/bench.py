@@ -26,7 +26,7 @@ run (a daemon did not start, wrk failed or saw errors or non-2xx answers, ...). 
 starts is stopped by its PID on the way out; run.sh's EXIT trap catches the ones left by a crash.
 
 Environment knobs (defaults in brackets): BENCH_SECS [4], BENCH_REPS [5], BENCH_WARMUP [2],
-BENCH_PAIRED_REPS [20] and BENCH_PAIRED_SECS [1] (the extra back-to-back rounds of a cost with a
+BENCH_PAIRED_REPS [60] and BENCH_PAIRED_SECS [1] (the extra back-to-back rounds of a cost with a
 target, the X-Ray rows), BENCH_CONNECTIONS [32], BENCH_THREADS [2], BENCH_BIG [100000], BENCH_STARTS [7],
 BENCH_NGINX_WORKERS [2], BENCH_DEADLINE_S [1500].
 BENCH_ONLY: comma-separated workload keys to run alone (get10, get10info, caller10, caller10mtls,
@@ -70,7 +70,7 @@ WARMUP = env_int("BENCH_WARMUP", 2)
 # A cost with a target (X-Ray's) is a difference of a few per cent between two daemons, on a
 # machine whose req/s moves by 20-40% from one second to the next: besides the REPS rounds, the
 # two are measured back to back in PAIRED_REPS short rounds, in alternating order.
-PAIRED_REPS = env_int("BENCH_PAIRED_REPS", 20)
+PAIRED_REPS = env_int("BENCH_PAIRED_REPS", 60)
 PAIRED_SECS = env_int("BENCH_PAIRED_SECS", 1)
 CONNS = env_int("BENCH_CONNECTIONS", 32)
 THREADS = env_int("BENCH_THREADS", 2)

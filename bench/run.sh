@@ -3,7 +3,7 @@
 #
 # Installs wrk, nginx, curl and gnuplot when missing (Debian/Ubuntu, as root or with sudo), builds the
 # daemons with `make` (optimized, bin/), copies them into a temporary directory so a rebuild during
-# the run cannot change them, and runs bench/bench.py. Takes about 12 minutes; bounded by
+# the run cannot change them, and runs bench/bench.py. Takes about 17 minutes; bounded by
 # BENCH_DEADLINE_S (default 1500 s). Only 127.0.0.1 traffic. Every process started is stopped by PID
 # (bench.py does it; the EXIT trap here catches what a crash leaves behind).
 # Exit status 0 when everything ran, whether or not the targets were met; 1 when something failed.
