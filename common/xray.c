@@ -481,8 +481,7 @@ xray_flush(struct xray *x)
 	batch.used = 0;
 }
 
-/* Room for the batch's next document (BATCH_DOCUMENT_MAX bytes), sending what it holds when it is
- * full. */
+/* Room for the next document (BATCH_DOCUMENT_MAX bytes); a full batch is sent first. */
 static char *
 batch_slot(struct xray *x)
 {
