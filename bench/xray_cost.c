@@ -4,11 +4,12 @@
  * the daemons' own code, in a loop, sending to a bound UDP socket nobody reads
  * (as bench.py's X-Ray rows do). Prints the microseconds per request for the
  * document alone, and written and sent in batches of 1, 4, 16 and 31 (the
- * largest batch one send carries).
+ * largest batch one send carries); with a batch size after the count, only
+ * that one (to profile it).
  *
  *   make && cc -O2 -std=c11 -D_GNU_SOURCE -I. -o /tmp/xray_cost bench/xray_cost.c \
  *       build/obj/common/[a-z]*.o $(pkg-config --libs libmicrohttpd jansson gnutls) -lm -pthread
- *   /tmp/xray_cost [requests]
+ *   /tmp/xray_cost [requests [batch]]
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -75,6 +76,7 @@ main(int argc, char **argv)
 	struct sockaddr_in a = {.sin_family = AF_INET};
 	socklen_t len = sizeof(a);
 	size_t requests = argc > 1 ? strtoul(argv[1], NULL, 10) : 1000000, i;
+	size_t only = argc > 2 ? strtoul(argv[2], NULL, 10) : 0;
 	struct xray_config c;
 	struct metrics *registry;
 	struct xray *x;
@@ -99,6 +101,8 @@ main(int argc, char **argv)
 	/* The batch a server thread keeps; each batch size sends itself when it is due. */
 	xray_batch_start();
 	for (i = 0; i < sizeof(batches) / sizeof(batches[0]); i++) {
+		if (only > 0 && batches[i] != only)
+			continue;
 		if (batches[i] == 0)
 			printf("document only: %.3f us a request\n",
 			       per_request_us(x, 0, requests));
