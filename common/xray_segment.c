@@ -226,6 +226,7 @@ decimal(unsigned long long v, char *end)
 	return end;
 }
 
+/* Writes v in decimal. */
 static void
 digits(struct writer *w, unsigned long long v)
 {
